@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test Warren has, on a fresh Debian 12 machine as on a developer's:
+#   1. cargo test --workspace: codec byte-vector tests, unit tests, and the integration
+#      tests in tests/ (a real broker on a free port, lapin and raw sockets over TCP);
+#   2. compat-tests/: real pika and amqplib programs against a release build of the broker
+#      (compat-tests/run.sh installs pika and amqplib into local folders first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked 2>&1 | tee /tmp/warren-cargo-test.log
+cargo_summary=$(grep -E '^test result:' /tmp/warren-cargo-test.log | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" ignored"}')
+
+echo "== compat-tests (pika, amqplib) against a release build"
+cargo build --release --locked --bin warren
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+data=$(mktemp -d)
+WARREN_LISTEN="127.0.0.1:$port,[::1]:$port" WARREN_METRICS_LISTEN=off WARREN_DATA_DIR="$data" \
+  ./target/release/warren > "$data/warren.log" 2>&1 &
+broker=$!
+trap 'kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+status=0
+AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" bash compat-tests/run.sh || status=$?
+if ! kill -0 $broker 2>/dev/null; then
+  echo "the broker died during the compat tests; its log:"; cat "$data/warren.log"; status=1
+fi
+echo "cargo tests: $cargo_summary"
+exit $status

@@ -1,0 +1,190 @@
+//! Settings: command-line flags, then `WARREN_*` environment variables (clap reads both, the
+//! flag winning), then a TOML file (`--config`), then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("bad listen address {0:?}")]
+    Listen(String),
+}
+
+/// `warren [--config FILE] [--listen ADDR] [--data-dir DIR] [--metrics-listen ADDR]`
+#[derive(Debug, Parser, Default)]
+#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker")]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "WARREN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// AMQP listen address(es), comma separated [default: 0.0.0.0:5672,[::]:5672]
+    #[arg(long, env = "WARREN_LISTEN")]
+    pub listen: Option<String>,
+    /// Data directory [default: ./warren-data]
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Prometheus metrics listen address [default: 0.0.0.0:15692]; "off" disables it.
+    #[arg(long, env = "WARREN_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Log filter (tracing-subscriber EnvFilter syntax) [default: info]
+    #[arg(long, env = "WARREN_LOG")]
+    pub log: Option<String>,
+}
+
+/// A user, as the TOML file declares it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+    /// Vhosts the user may open; empty means all.
+    #[serde(default)]
+    pub vhosts: Vec<String>,
+    /// Whether the user may connect from a non-loopback address.
+    #[serde(default = "yes")]
+    pub remote: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The TOML file's shape; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<Vec<String>>,
+    pub data_dir: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
+    pub log: Option<String>,
+    pub vhosts: Option<Vec<String>>,
+    pub users: Option<Vec<UserConfig>>,
+    pub frame_max: Option<u32>,
+    pub channel_max: Option<u16>,
+    pub heartbeat: Option<u16>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub max_message_size: Option<u64>,
+}
+
+/// The resolved configuration the broker runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub metrics_listen: Option<SocketAddr>,
+    pub log: String,
+    pub vhosts: Vec<String>,
+    pub users: Vec<UserConfig>,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    pub handshake_timeout: Duration,
+    pub max_message_size: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 5672)),
+                SocketAddr::from(([0u16; 8], 5672)),
+            ],
+            data_dir: PathBuf::from("./warren-data"),
+            metrics_listen: Some(SocketAddr::from(([0, 0, 0, 0], 15692))),
+            log: "info".into(),
+            vhosts: vec!["/".into()],
+            // guest/guest on "/", loopback only, as RabbitMQ ships.
+            users: vec![UserConfig {
+                name: "guest".into(),
+                password: "guest".into(),
+                vhosts: vec![],
+                remote: false,
+            }],
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            handshake_timeout: Duration::from_secs(10),
+            // RabbitMQ's default max_message_size (128 MiB).
+            max_message_size: 128 * 1024 * 1024,
+        }
+    }
+}
+
+fn parse_listen(list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    list.iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| ConfigError::Listen(s.to_string())))
+        .collect()
+}
+
+fn parse_metrics(s: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if s == "off" || s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| ConfigError::Listen(s.to_string()))
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => Self::read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut c = Config::default();
+        if let Some(l) = cli.listen.map(|l| vec![l]).or(file.listen) {
+            c.listen = parse_listen(&l)?;
+        }
+        if let Some(d) = cli.data_dir.or(file.data_dir) {
+            c.data_dir = d;
+        }
+        if let Some(m) = cli.metrics_listen.or(file.metrics_listen) {
+            c.metrics_listen = parse_metrics(&m)?;
+        }
+        if let Some(l) = cli.log.or(file.log) {
+            c.log = l;
+        }
+        if let Some(v) = file.vhosts {
+            c.vhosts = v;
+        }
+        if let Some(u) = file.users {
+            c.users = u;
+        }
+        c.frame_max = file.frame_max.unwrap_or(c.frame_max).max(8192);
+        c.channel_max = file.channel_max.unwrap_or(c.channel_max);
+        c.heartbeat = file.heartbeat.unwrap_or(c.heartbeat);
+        if let Some(s) = file.handshake_timeout_secs {
+            c.handshake_timeout = Duration::from_secs(s);
+        }
+        c.max_message_size = file.max_message_size.unwrap_or(c.max_message_size);
+        Ok(c)
+    }
+
+    fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
+    }
+}

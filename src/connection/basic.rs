@@ -1,0 +1,451 @@
+//! The basic class: publish (routing, mandatory returns, confirms), consume and deliveries,
+//! get, ack/nack/reject, recover, qos; and the release of a channel's consumers and
+//! unacked messages when it closes.
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::{basic, AMQPClass};
+use warren_codec::{encode, reply, Content, Publish};
+
+use super::channel::{Channel, TxOp, Unacked};
+use super::Connection;
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::Message;
+use crate::queue::consumer::Consumer;
+use crate::queue::store::QueuedMessage;
+use crate::queue::Queue;
+
+impl Connection {
+    pub(super) fn on_publish(&mut self, ch: u16, p: Publish) -> AmqpResult<()> {
+        if p.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        let c = self.channel_mut(ch)?;
+        c.content.start(p).map_err(AmqpError::from)
+    }
+
+    /// A complete message from the wire.
+    pub(super) fn publish_content(&mut self, ch: u16, content: Content) -> AmqpResult<()> {
+        if let Some(user_id) = content.properties.user_id() {
+            if user_id != self.user {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{user_id}' but authenticated user was '{}'",
+                    self.user
+                )));
+            }
+        }
+        let c = self.channel_mut(ch)?;
+        let seq = c.confirms.as_mut().map(|c| c.next());
+        if c.tx.is_some() {
+            // The exchange is checked now (as RabbitMQ does); routing happens at commit.
+            self.vhost()?
+                .exchange_or_404(content.publish.exchange.as_str())?;
+            if let Some(tx) = self.channel_mut(ch)?.tx.as_mut() {
+                tx.push(TxOp::Publish(content));
+            }
+            return Ok(());
+        }
+        self.route_and_enqueue(ch, content, seq)
+    }
+
+    /// Routes a message, enqueues it, sends a basic.return if it was mandatory and went
+    /// nowhere, and records its confirm.
+    pub(super) fn route_and_enqueue(
+        &mut self,
+        ch: u16,
+        content: Content,
+        seq: Option<u64>,
+    ) -> AmqpResult<()> {
+        let vhost = self.vhost()?;
+        let name = content.publish.exchange.as_str();
+        let cached = self
+            .channels
+            .get(&ch)
+            .and_then(|c| c.exchange_cache.clone())
+            .filter(|e| e.name == name && !e.is_deleted());
+        let ex = match cached {
+            Some(e) => e,
+            None => {
+                let e = vhost.exchange_or_404(name)?;
+                if let Some(c) = self.channels.get_mut(&ch) {
+                    c.exchange_cache = Some(e.clone());
+                }
+                e
+            }
+        };
+        if ex.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{name}' in vhost '{}'",
+                vhost.name
+            )));
+        }
+        let mandatory = content.publish.mandatory;
+        let message = Arc::new(Message::from_content(content));
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let headers = || message.properties.headers().ok().flatten();
+        vhost.route(&ex, message.routing_key.as_str(), &headers, &mut queues);
+        self.published += 1;
+        let mut refused = false;
+        for q in &queues {
+            refused |= !q.publish(message.clone());
+        }
+        if queues.is_empty() {
+            metrics::counter!(crate::metrics::MESSAGES_UNROUTED).increment(1);
+            if mandatory {
+                self.flush_confirms(ch);
+                encode::basic_return(
+                    &mut self.out,
+                    ch,
+                    reply::NO_ROUTE,
+                    "NO_ROUTE",
+                    message.exchange.as_bytes(),
+                    message.routing_key.as_bytes(),
+                );
+                encode::content(
+                    &mut self.out,
+                    ch,
+                    &message.properties,
+                    &message.body,
+                    self.frame_max,
+                );
+            }
+        }
+        if let Some(seq) = seq {
+            if refused {
+                self.flush_confirms(ch);
+                encode::basic_nack(&mut self.out, ch, seq, false);
+            } else if let Some(c) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
+                c.ack(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes pending confirms now (before a return or nack, which must not overtake them).
+    fn flush_confirms(&mut self, ch: u16) {
+        if let Some(c) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
+            if let Some((tag, multiple)) = c.take_pending() {
+                encode::basic_ack(&mut self.out, ch, tag, multiple);
+            }
+        }
+    }
+
+    pub(super) fn on_qos(&mut self, ch: u16, q: warren_codec::Qos) -> AmqpResult<()> {
+        if q.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                q.prefetch_size
+            )));
+        }
+        let c = self.channel_mut(ch)?;
+        let prefetch = q.prefetch_count as u32;
+        if q.global {
+            c.credit
+                .prefetch
+                .store(prefetch, std::sync::atomic::Ordering::Release);
+            // A raised limit may unblock consumers.
+            let queues: Vec<Arc<Queue>> = c.consumers.values().map(|(_, q)| q.clone()).collect();
+            self.to_poke.extend(queues);
+        } else {
+            c.consumer_prefetch = prefetch;
+        }
+        self.write_method(
+            ch,
+            &AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+        );
+        Ok(())
+    }
+
+    pub(super) fn on_consume(&mut self, ch: u16, m: basic::Consume) -> AmqpResult<()> {
+        let q = self.usable_queue(ch, m.queue.as_str())?;
+        let tag = if m.consumer_tag.as_str().is_empty() {
+            crate::names::consumer_tag()
+        } else {
+            m.consumer_tag.as_str().to_string()
+        };
+        let connection_id = self.id;
+        let events = self.events_tx.clone();
+        let c = self.channel_mut(ch)?;
+        if c.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let consumer = Consumer::new(
+            tag.clone(),
+            ch,
+            connection_id,
+            m.no_ack,
+            m.exclusive,
+            c.consumer_prefetch,
+            c.credit.clone(),
+            events,
+        );
+        // consume-ok must precede the first delivery: write it before the queue can dispatch.
+        let mark = self.out.len();
+        if !m.nowait {
+            self.write_method(
+                ch,
+                &AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: tag.as_str().into(),
+                })),
+            );
+        }
+        if let Err(e) = q.add_consumer(consumer.clone()) {
+            self.out.truncate(mark);
+            return Err(e);
+        }
+        if let Some(c) = self.channels.get_mut(&ch) {
+            c.consumers.insert(tag, (consumer, q));
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_cancel(&mut self, ch: u16, tag: &str, nowait: bool) -> AmqpResult<()> {
+        let c = self.channel_mut(ch)?;
+        if let Some((consumer, q)) = c.consumers.remove(tag) {
+            self.remove_consumer(&q, &consumer);
+        }
+        if !nowait {
+            self.write_method(
+                ch,
+                &AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                    consumer_tag: tag.into(),
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    /// Detaches a consumer from its queue, auto-deleting the queue if it was the last.
+    fn remove_consumer(&mut self, q: &Arc<Queue>, consumer: &Consumer) {
+        consumer.cancel();
+        let removed = q.remove_consumer(consumer.connection_id, consumer.channel, &consumer.tag);
+        if removed.is_some_and(|r| r.now_unused) {
+            if let Some(v) = self.vhost.clone() {
+                self.delete_queue(&v, q);
+            }
+        }
+    }
+
+    /// The broker cancels a consumer (its queue is gone).
+    pub(super) fn broker_cancel(&mut self, ch: u16, tag: &str) {
+        let Some(c) = self.channels.get_mut(&ch) else {
+            return;
+        };
+        if c.closing || c.consumers.remove(tag).is_none() {
+            return;
+        }
+        if self.caps.consumer_cancel_notify {
+            self.write_method(
+                ch,
+                &AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: tag.into(),
+                    nowait: true,
+                })),
+            );
+        }
+    }
+
+    pub(super) fn on_get(&mut self, ch: u16, queue: &str, no_ack: bool) -> AmqpResult<()> {
+        let q = self.usable_queue(ch, queue)?;
+        let Some((m, remaining)) = q.get(!no_ack) else {
+            self.write_method(
+                ch,
+                &AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            );
+            return Ok(());
+        };
+        let c = self.channel_mut(ch)?;
+        let tag = c.next_delivery_tag();
+        let msg = m.message.clone();
+        let redelivered = m.redelivered;
+        if !no_ack {
+            c.unacked.push_back(Unacked {
+                tag,
+                queue: q,
+                message: m,
+                consumer: None,
+            });
+        }
+        encode::get_ok(
+            &mut self.out,
+            ch,
+            tag,
+            redelivered,
+            msg.exchange.as_bytes(),
+            msg.routing_key.as_bytes(),
+            remaining,
+        );
+        encode::content(
+            &mut self.out,
+            ch,
+            &msg.properties,
+            &msg.body,
+            self.frame_max,
+        );
+        self.delivered += 1;
+        Ok(())
+    }
+
+    /// Writes a delivery from a queue to the client (or gives it back if it can't go).
+    pub(super) fn deliver(&mut self, queue: Arc<Queue>, consumer: Arc<Consumer>, m: QueuedMessage) {
+        let open = self
+            .channels
+            .get(&consumer.channel)
+            .is_some_and(|c| !c.closing);
+        if !open || consumer.is_cancelled() {
+            queue.undeliver(m, &consumer);
+            return;
+        }
+        let Some(c) = self.channels.get_mut(&consumer.channel) else {
+            return;
+        };
+        let tag = c.next_delivery_tag();
+        encode::deliver(
+            &mut self.out,
+            consumer.channel,
+            consumer.tag.as_bytes(),
+            tag,
+            m.redelivered,
+            m.message.exchange.as_bytes(),
+            m.message.routing_key.as_bytes(),
+        );
+        encode::content(
+            &mut self.out,
+            consumer.channel,
+            &m.message.properties,
+            &m.message.body,
+            self.frame_max,
+        );
+        self.delivered += 1;
+        if consumer.no_ack {
+            // The in-flight window frees as soon as the delivery is in the write buffer.
+            consumer.release(1);
+            if !self.to_poke.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+                self.to_poke.push(queue);
+            }
+        } else {
+            c.unacked.push_back(Unacked {
+                tag,
+                queue,
+                message: m,
+                consumer: Some(consumer),
+            });
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, ch: u16, tag: u64, multiple: bool) -> AmqpResult<()> {
+        let c = self.channel_mut(ch)?;
+        let acked = c.take_unacked(tag, multiple)?;
+        if let Some(tx) = c.tx.as_mut() {
+            tx.push(TxOp::Ack(acked));
+            return Ok(());
+        }
+        self.settle(acked);
+        Ok(())
+    }
+
+    pub(super) fn on_reject(
+        &mut self,
+        ch: u16,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> AmqpResult<()> {
+        let c = self.channel_mut(ch)?;
+        let deliveries = c.take_unacked(tag, multiple)?;
+        if let Some(tx) = c.tx.as_mut() {
+            tx.push(TxOp::Reject {
+                deliveries,
+                requeue,
+            });
+            return Ok(());
+        }
+        self.reject(deliveries, requeue);
+        Ok(())
+    }
+
+    /// Acked deliveries: credit back to consumers, settled in their queues.
+    pub(super) fn settle(&mut self, acked: Vec<Unacked>) {
+        metrics::counter!(crate::metrics::MESSAGES_ACKED).increment(acked.len() as u64);
+        for_each_queue(acked, |q, ds| {
+            let seqs: Vec<u64> = ds.iter().map(|d| d.message.seq).collect();
+            release_credit(&ds);
+            q.settle(&seqs);
+        });
+    }
+
+    /// Rejected deliveries: requeued in place, or dropped.
+    pub(super) fn reject(&mut self, deliveries: Vec<Unacked>, requeue: bool) {
+        for_each_queue(deliveries, |q, ds| {
+            release_credit(&ds);
+            if requeue {
+                metrics::counter!(crate::metrics::MESSAGES_REDELIVERED).increment(ds.len() as u64);
+                q.requeue(ds.into_iter().map(|d| d.message));
+            } else {
+                let seqs: Vec<u64> = ds.iter().map(|d| d.message.seq).collect();
+                q.settle(&seqs);
+            }
+        });
+    }
+
+    pub(super) fn on_recover(&mut self, ch: u16, requeue: bool, reply: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let c = self.channel_mut(ch)?;
+        let all: Vec<Unacked> = c.unacked.drain(..).collect();
+        self.reject(all, true);
+        if reply {
+            self.write_method(
+                ch,
+                &AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    /// A channel goes away: its consumers are removed (auto-deleting queues left without
+    /// consumers) and its unacked deliveries go back to their queues, in place.
+    pub(super) fn release_channel(&mut self, c: &mut Channel) {
+        c.content.reset();
+        let consumers: Vec<_> = c.consumers.drain().map(|(_, v)| v).collect();
+        // Requeue first, so an auto-deleted queue does not swallow them needlessly.
+        let mut pending: Vec<Unacked> = c.unacked.drain(..).collect();
+        if let Some(tx) = c.tx.as_mut() {
+            for op in tx.drain(..) {
+                if let TxOp::Ack(d) | TxOp::Reject { deliveries: d, .. } = op {
+                    pending.extend(d);
+                }
+            }
+        }
+        pending.sort_by_key(|u| u.tag);
+        self.reject(pending, true);
+        for (consumer, q) in consumers {
+            self.remove_consumer(&q, &consumer);
+        }
+    }
+}
+
+fn release_credit(ds: &[Unacked]) {
+    for d in ds {
+        if let Some(c) = &d.consumer {
+            c.release(1);
+        }
+    }
+}
+
+/// Groups deliveries by queue (keeping their order) and calls `f` once per queue.
+fn for_each_queue(deliveries: Vec<Unacked>, mut f: impl FnMut(&Arc<Queue>, Vec<Unacked>)) {
+    let mut groups: Vec<(Arc<Queue>, Vec<Unacked>)> = Vec::new();
+    for d in deliveries {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &d.queue)) {
+            Some((_, v)) => v.push(d),
+            None => groups.push((d.queue.clone(), vec![d])),
+        }
+    }
+    for (q, ds) in groups {
+        f(&q, ds);
+    }
+}

@@ -1,0 +1,241 @@
+//! The opening of a connection: protocol header, start/start-ok (SASL PLAIN and AMQPLAIN),
+//! tune/tune-ok (negotiated as RabbitMQ does), open/open-ok.
+//!
+//! Server properties: `product` is "RabbitMQ" and `version` a 3.x release, because clients
+//! pick behaviour from them (kombu's qos semantics, amqplib's tests); Warren names itself in
+//! `platform`, `information` and `warren_version`. See ARCHITECTURE.md.
+
+use amq_protocol::protocol::{connection as conn, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use tracing::{info, warn};
+
+use super::{ClientCaps, Connection, Phase};
+use crate::args;
+use crate::broker::LoginError;
+use crate::error::AmqpError;
+
+/// RabbitMQ's minimum frame_max (4.2 and later use 8192; the spec says 4096).
+pub const FRAME_MIN_SIZE: u32 = 8192;
+
+/// `AMQP 0 0 9 1`, or `AMQP 1 1 0 9` which RabbitMQ also accepts as 0-9-1.
+pub fn protocol_header_ok(h: &[u8; 8]) -> bool {
+    &h[..4] == b"AMQP" && (h[4..] == [0, 0, 9, 1] || h[4..] == [1, 1, 0, 9])
+}
+
+fn s(v: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(v.as_bytes()))
+}
+
+fn server_properties() -> FieldTable {
+    let mut caps = FieldTable::default();
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        caps.insert(ShortString::from(cap), AMQPValue::Boolean(true));
+    }
+    let mut p = FieldTable::default();
+    p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    p.insert("product".into(), s("RabbitMQ"));
+    p.insert("version".into(), s("3.13.7"));
+    p.insert(
+        "platform".into(),
+        s(&format!("Warren {} (Rust)", env!("CARGO_PKG_VERSION"))),
+    );
+    p.insert(
+        "information".into(),
+        s("Warren: an AMQP 0-9-1 broker, wire-compatible with RabbitMQ"),
+    );
+    p.insert("warren_version".into(), s(env!("CARGO_PKG_VERSION")));
+    p.insert("copyright".into(), s("The Warren authors"));
+    p.insert("cluster_name".into(), s("warren"));
+    p
+}
+
+/// SASL PLAIN: `[authzid] NUL user NUL password`.
+fn parse_plain(resp: &[u8]) -> Option<(String, String)> {
+    let mut parts = resp.split(|&b| b == 0);
+    let _authzid = parts.next()?;
+    let user = parts.next()?;
+    let pass = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((
+        String::from_utf8(user.to_vec()).ok()?,
+        String::from_utf8(pass.to_vec()).ok()?,
+    ))
+}
+
+/// AMQPLAIN: a field table without its length prefix, holding LOGIN and PASSWORD.
+fn parse_amqplain(resp: &[u8]) -> Option<(String, String)> {
+    let mut with_len = Vec::with_capacity(resp.len() + 4);
+    with_len.extend_from_slice(&(resp.len() as u32).to_be_bytes());
+    with_len.extend_from_slice(resp);
+    let (_, table) = amq_protocol::types::parsing::parse_field_table(&with_len[..]).ok()?;
+    let user = args::get_str(&table, "LOGIN")?;
+    let pass = args::get_str(&table, "PASSWORD")?;
+    Some((
+        String::from_utf8(user.to_vec()).ok()?,
+        String::from_utf8(pass.to_vec()).ok()?,
+    ))
+}
+
+impl Connection {
+    pub(super) fn send_start(&mut self) {
+        self.write_method(
+            0,
+            &AMQPClass::Connection(conn::AMQPMethod::Start(conn::Start {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: server_properties(),
+                mechanisms: "PLAIN AMQPLAIN".into(),
+                locales: "en_US".into(),
+            })),
+        );
+    }
+
+    pub(super) fn on_start_ok(&mut self, m: conn::StartOk) -> Result<(), AmqpError> {
+        if let Some(caps) = args::get_table(&m.client_properties, "capabilities") {
+            self.caps = ClientCaps {
+                consumer_cancel_notify: args::get_bool(caps, "consumer_cancel_notify")
+                    .unwrap_or(false),
+                authentication_failure_close: args::get_bool(caps, "authentication_failure_close")
+                    .unwrap_or(false),
+            };
+        }
+        let mechanism = m.mechanism.as_str();
+        let creds = match mechanism {
+            "PLAIN" => parse_plain(m.response.as_bytes()),
+            "AMQPLAIN" => parse_amqplain(m.response.as_bytes()),
+            other => {
+                return Err(AmqpError::command_invalid(format!(
+                    "unknown authentication mechanism '{other}'"
+                )))
+            }
+        };
+        let Some((user, pass)) = creds else {
+            return self.refuse_login(format!("malformed {mechanism} response"));
+        };
+        match self.broker.authenticate(&user, &pass, self.peer.ip()) {
+            Ok(()) => {}
+            Err(LoginError::BadCredentials) => {
+                return self.refuse_login(format!(
+                    "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+                ));
+            }
+            Err(LoginError::LoopbackOnly) => {
+                return self.refuse_login(format!("User '{user}' can only connect via localhost"));
+            }
+        }
+        self.user = user;
+        self.phase = Phase::AwaitTuneOk;
+        self.write_method(
+            0,
+            &AMQPClass::Connection(conn::AMQPMethod::Tune(conn::Tune {
+                channel_max: self.broker.config.channel_max,
+                frame_max: self.broker.config.frame_max,
+                heartbeat: self.broker.config.heartbeat,
+            })),
+        );
+        Ok(())
+    }
+
+    /// A refused login: a 403 close for clients that asked for one, else just hang up.
+    fn refuse_login(&mut self, text: String) -> Result<(), AmqpError> {
+        warn!(peer = %self.peer, "login refused: {text}");
+        if self.caps.authentication_failure_close {
+            Err(AmqpError::login_refused(text))
+        } else {
+            self.phase = Phase::Closed;
+            Ok(())
+        }
+    }
+
+    pub(super) fn on_tune_ok(&mut self, m: conn::TuneOk) -> Result<(), AmqpError> {
+        let ours = self.broker.config.frame_max;
+        if m.frame_max != 0 && m.frame_max < FRAME_MIN_SIZE {
+            return Err(AmqpError::not_allowed(format!(
+                "frame_max={} < {FRAME_MIN_SIZE} min size",
+                m.frame_max
+            )));
+        }
+        if m.frame_max > ours {
+            return Err(AmqpError::not_allowed(format!(
+                "frame_max={} > {ours} max size",
+                m.frame_max
+            )));
+        }
+        let channel_max = self.broker.config.channel_max;
+        if m.channel_max > channel_max {
+            return Err(AmqpError::not_allowed(format!(
+                "channel_max={} > {channel_max} max",
+                m.channel_max
+            )));
+        }
+        self.frame_max = if m.frame_max == 0 { ours } else { m.frame_max };
+        self.channel_max = if m.channel_max == 0 {
+            channel_max
+        } else {
+            m.channel_max
+        };
+        self.heartbeat = m.heartbeat;
+        self.phase = Phase::AwaitOpen;
+        Ok(())
+    }
+
+    pub(super) fn on_open(&mut self, m: conn::Open) -> Result<(), AmqpError> {
+        let name = m.virtual_host.as_str();
+        let Some(vhost) = self.broker.vhost(name) else {
+            return Err(AmqpError::not_allowed(format!("vhost {name} not found")));
+        };
+        if !self.broker.may_open(&self.user, name) {
+            return Err(AmqpError::not_allowed(format!(
+                "access to vhost '{name}' refused for user '{}'",
+                self.user
+            )));
+        }
+        self.vhost = Some(vhost);
+        self.phase = Phase::Open;
+        info!(user = %self.user, vhost = %name, "connection opened");
+        self.write_method(
+            0,
+            &AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers() {
+        assert!(protocol_header_ok(b"AMQP\x00\x00\x09\x01"));
+        assert!(protocol_header_ok(b"AMQP\x01\x01\x00\x09"));
+        assert!(!protocol_header_ok(b"AMQP\x00\x00\x09\x02"));
+        assert!(!protocol_header_ok(b"GET / HT"));
+    }
+
+    #[test]
+    fn sasl() {
+        assert_eq!(
+            parse_plain(b"\0guest\0guest"),
+            Some(("guest".into(), "guest".into()))
+        );
+        assert_eq!(parse_plain(b"guest"), None);
+        let mut t = FieldTable::default();
+        t.insert("LOGIN".into(), s("u"));
+        t.insert("PASSWORD".into(), s("p"));
+        let ctx = amq_protocol::frame::WriteContext::from(Vec::new());
+        let (buf, _) = amq_protocol::types::generation::gen_field_table(&t)(ctx)
+            .unwrap()
+            .into_inner();
+        assert_eq!(parse_amqplain(&buf[4..]), Some(("u".into(), "p".into())));
+    }
+}

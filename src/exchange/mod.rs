@@ -1,0 +1,228 @@
+//! An exchange: its declared shape and its bindings, indexed by a router of its type.
+//! Bindings sit behind an `RwLock` held only while routing or (un)binding: routing takes
+//! the read side, so publishers on different connections route in parallel.
+
+pub mod direct;
+pub mod fanout;
+pub mod headers;
+pub mod topic;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use amq_protocol::types::FieldTable;
+use parking_lot::RwLock;
+
+use crate::queue::Queue;
+
+/// Where a binding leads.
+#[derive(Clone)]
+pub enum Destination {
+    Queue(Arc<Queue>),
+    Exchange(Arc<Exchange>),
+}
+
+impl Destination {
+    pub fn same(&self, other: &Destination) -> bool {
+        match (self, other) {
+            (Destination::Queue(a), Destination::Queue(b)) => Arc::ptr_eq(a, b),
+            (Destination::Exchange(a), Destination::Exchange(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// One binding: destination, key and arguments (all three make its identity).
+#[derive(Clone)]
+pub struct Binding {
+    pub destination: Destination,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+impl Binding {
+    fn same(&self, other: &Binding) -> bool {
+        self.destination.same(&other.destination)
+            && self.routing_key == other.routing_key
+            && crate::args::tables_equivalent(&self.arguments, &other.arguments)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl ExchangeKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "direct" => ExchangeKind::Direct,
+            "fanout" => ExchangeKind::Fanout,
+            "topic" => ExchangeKind::Topic,
+            "headers" => ExchangeKind::Headers,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Headers => "headers",
+        }
+    }
+}
+
+/// What a router needs to know about a message.
+pub struct RouteInput<'a> {
+    pub routing_key: &'a str,
+    /// Parsed only when a headers exchange asks for them.
+    pub headers: &'a dyn Fn() -> Option<FieldTable>,
+}
+
+/// The per-type index over an exchange's bindings.
+pub trait Router: Send + Sync {
+    fn bind(&mut self, b: &Binding);
+    fn unbind(&mut self, b: &Binding);
+    fn route(&self, input: &RouteInput<'_>, out: &mut dyn FnMut(&Destination));
+}
+
+struct Bindings {
+    all: Vec<Binding>,
+    router: Box<dyn Router>,
+}
+
+pub struct Exchange {
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    bindings: RwLock<Bindings>,
+    deleted: AtomicBool,
+}
+
+impl Exchange {
+    pub fn new(
+        name: String,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Arc<Self> {
+        let router: Box<dyn Router> = match kind {
+            ExchangeKind::Direct => Box::<direct::DirectRouter>::default(),
+            ExchangeKind::Fanout => Box::<fanout::FanoutRouter>::default(),
+            ExchangeKind::Topic => Box::<topic::TopicRouter>::default(),
+            ExchangeKind::Headers => Box::<headers::HeadersRouter>::default(),
+        };
+        Arc::new(Exchange {
+            name,
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            bindings: RwLock::new(Bindings {
+                all: Vec::new(),
+                router,
+            }),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+    }
+
+    /// Adds a binding; false if it already existed.
+    pub fn bind(&self, b: Binding) -> bool {
+        let mut g = self.bindings.write();
+        if g.all.iter().any(|x| x.same(&b)) {
+            return false;
+        }
+        g.router.bind(&b);
+        g.all.push(b);
+        true
+    }
+
+    /// Removes a binding; false if there was none.
+    pub fn unbind(&self, b: &Binding) -> bool {
+        let mut g = self.bindings.write();
+        let Some(i) = g.all.iter().position(|x| x.same(b)) else {
+            return false;
+        };
+        let removed = g.all.swap_remove(i);
+        g.router.unbind(&removed);
+        true
+    }
+
+    /// Removes every binding to `dest`; returns how many there were.
+    pub fn unbind_destination(&self, dest: &Destination) -> usize {
+        let mut g = self.bindings.write();
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            g.all.drain(..).partition(|b| b.destination.same(dest));
+        g.all = kept;
+        for b in &gone {
+            g.router.unbind(b);
+        }
+        gone.len()
+    }
+
+    pub fn has_bindings(&self) -> bool {
+        !self.bindings.read().all.is_empty()
+    }
+
+    pub fn route(&self, input: &RouteInput<'_>, out: &mut dyn FnMut(&Destination)) {
+        self.bindings.read().router.route(input, out);
+    }
+
+    /// Whether a redeclare with these settings is equivalent (else 406).
+    pub fn equivalent(
+        &self,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: &FieldTable,
+    ) -> Result<(), String> {
+        if self.kind != kind {
+            return Err(format!(
+                "inequivalent arg 'type' for exchange '{}': received '{}' but current is '{}'",
+                self.name,
+                kind.as_str(),
+                self.kind.as_str()
+            ));
+        }
+        let checks = [
+            ("durable", self.durable, durable),
+            ("auto_delete", self.auto_delete, auto_delete),
+            ("internal", self.internal, internal),
+        ];
+        for (name, current, received) in checks {
+            if current != received {
+                return Err(format!(
+                    "inequivalent arg '{name}' for exchange '{}': received '{received}' but current is '{current}'",
+                    self.name
+                ));
+            }
+        }
+        if !crate::args::tables_equivalent(&self.arguments, arguments) {
+            return Err(format!(
+                "inequivalent arg 'arguments' for exchange '{}'",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! The `warren` binary: parse settings, set up logging, run the server until SIGTERM/SIGINT.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use warren::config::{Cli, Config};
+
+fn main() -> std::process::ExitCode {
+    let config = match Config::from_cli(Cli::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warren: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warren: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(warren::server::run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Listeners and the accept loop. SIGTERM/SIGINT (or the handle's `shutdown`) closes every
+//! connection with 320 CONNECTION_FORCED, waits for them briefly, and returns.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+use crate::config::Config;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no listener could be opened")]
+    NoListener,
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        let s = TcpSocket::new_v6()?;
+        // So that [::]:5672 and 0.0.0.0:5672 can both be bound.
+        socket2::SockRef::from(&s).set_only_v6(true)?;
+        s
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// A running server, for tests and embedding.
+pub struct ServerHandle {
+    pub addrs: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Closes every connection (320) and waits for the accept loops to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.done.await;
+    }
+}
+
+/// Binds the listeners and serves in the background.
+pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let mut listeners = Vec::new();
+    for &addr in &config.listen {
+        match bind(addr) {
+            Ok(l) => listeners.push(l),
+            // An IPv6 wildcard on a host without IPv6 is not fatal if another listener works.
+            Err(e) if addr.is_ipv6() && config.listen.len() > 1 => {
+                warn!(%addr, "cannot listen: {e}");
+            }
+            Err(source) => return Err(ServerError::Listen { addr, source }),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(ServerError::NoListener);
+    }
+    if let Some(addr) = config.metrics_listen {
+        crate::metrics::install(addr).map_err(ServerError::Metrics)?;
+    }
+    let (tx, rx) = watch::channel(false);
+    let broker = Broker::new(config, rx.clone());
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    for a in &addrs {
+        info!(addr = %a, "listening for AMQP 0-9-1");
+    }
+    let done = tokio::spawn(serve(listeners, broker, rx));
+    Ok(ServerHandle {
+        addrs,
+        shutdown: tx,
+        done,
+    })
+}
+
+async fn serve(
+    listeners: Vec<TcpListener>,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut accepts = JoinSet::new();
+    let connections = TaskTracker::new();
+    for l in listeners {
+        let broker = broker.clone();
+        let connections = connections.clone();
+        let mut stop = shutdown.clone();
+        accepts.spawn(async move {
+            loop {
+                tokio::select! {
+                    r = l.accept() => match r {
+                        Ok((stream, peer)) => {
+                            let b = broker.clone();
+                            connections.spawn(crate::connection::serve(stream, peer, b));
+                        }
+                        Err(e) => {
+                            // EMFILE and friends: back off rather than spin.
+                            warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    let _ = shutdown.changed().await;
+    while accepts.join_next().await.is_some() {}
+    // Connections saw the same signal and are closing with 320; give them a moment.
+    connections.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let handle = start(config).await?;
+    wait_for_signal().await;
+    info!("shutting down: closing connections with 320 CONNECTION_FORCED");
+    handle.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

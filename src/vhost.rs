@@ -1,0 +1,335 @@
+//! A virtual host owns its exchanges, queues and bindings, and routes messages.
+//! Lookups go through sharded maps (no global lock); bindings live in each exchange.
+
+use std::sync::Arc;
+
+use amq_protocol::types::FieldTable;
+use dashmap::DashMap;
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteInput};
+use crate::queue::consumer::Consumer;
+use crate::queue::Queue;
+
+/// The exchanges every vhost has; they cannot be declared (other than passively) or deleted.
+const BUILTIN: &[(&str, ExchangeKind)] = &[
+    ("", ExchangeKind::Direct),
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+pub struct VHost {
+    pub name: String,
+    exchanges: DashMap<String, Arc<Exchange>>,
+    queues: DashMap<String, Arc<Queue>>,
+}
+
+/// A queue declaration as queue.declare carries it.
+pub struct QueueSpec {
+    pub name: String,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// What a deleted queue leaves to do: the ready count, and consumers to notify.
+pub struct DeletedQueue {
+    pub messages: u32,
+    pub consumers: Vec<Arc<Consumer>>,
+}
+
+impl VHost {
+    pub fn new(name: &str) -> Arc<Self> {
+        let v = VHost {
+            name: name.to_string(),
+            exchanges: DashMap::new(),
+            queues: DashMap::new(),
+        };
+        for (n, kind) in BUILTIN {
+            v.exchanges.insert(
+                n.to_string(),
+                Exchange::new(
+                    n.to_string(),
+                    *kind,
+                    true,
+                    false,
+                    false,
+                    FieldTable::default(),
+                ),
+            );
+        }
+        Arc::new(v)
+    }
+
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.exchanges.get(name).map(|e| e.clone())
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.get(name).map(|q| q.clone())
+    }
+
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    pub fn exchange_or_404(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        self.exchange(name).ok_or_else(|| {
+            AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
+        })
+    }
+
+    pub fn queue_or_404(&self, name: &str) -> AmqpResult<Arc<Queue>> {
+        self.queue(name).ok_or_else(|| {
+            AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.name))
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn declare_exchange(
+        &self,
+        name: &str,
+        kind: &str,
+        passive: bool,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> AmqpResult<Arc<Exchange>> {
+        if passive {
+            return self.exchange_or_404(name);
+        }
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
+        let kind = ExchangeKind::parse(kind).ok_or_else(|| {
+            // RabbitMQ 3.10 closes the connection (503); newer versions the channel (406).
+            AmqpError::precondition_failed(format!("invalid exchange type '{kind}'"))
+        })?;
+        let entry = self.exchanges.entry(name.to_string()).or_insert_with(|| {
+            Exchange::new(
+                name.to_string(),
+                kind,
+                durable,
+                auto_delete,
+                internal,
+                arguments.clone(),
+            )
+        });
+        entry
+            .equivalent(kind, durable, auto_delete, internal, &arguments)
+            .map_err(|t| AmqpError::precondition_failed(format!("{t} in vhost '{}'", self.name)))?;
+        Ok(entry.clone())
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "operation not permitted on exchange '{name}'"
+            )));
+        }
+        let Some(ex) = self.exchange(name) else {
+            return Ok(()); // idempotent, as RabbitMQ
+        };
+        if if_unused && ex.has_bindings() {
+            return Err(AmqpError::precondition_failed(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        self.remove_exchange(&ex);
+        Ok(())
+    }
+
+    fn remove_exchange(&self, ex: &Arc<Exchange>) {
+        if self
+            .exchanges
+            .remove_if(&ex.name, |_, e| Arc::ptr_eq(e, ex))
+            .is_none()
+        {
+            return;
+        }
+        ex.mark_deleted();
+        // Bindings into this exchange (exchange-to-exchange) go with it.
+        self.unbind_everywhere(&Destination::Exchange(ex.clone()));
+    }
+
+    /// Removes every binding to `dest`, then auto-deletes exchanges left without bindings.
+    fn unbind_everywhere(&self, dest: &Destination) {
+        let sources: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
+        for ex in sources {
+            if ex.unbind_destination(dest) > 0 {
+                self.maybe_auto_delete(&ex);
+            }
+        }
+    }
+
+    fn maybe_auto_delete(&self, ex: &Arc<Exchange>) {
+        if ex.auto_delete && !ex.has_bindings() {
+            self.remove_exchange(ex);
+        }
+    }
+
+    /// queue.declare. Exclusivity is checked before anything else (RabbitMQ's errata).
+    pub fn declare_queue(
+        &self,
+        spec: QueueSpec,
+        passive: bool,
+        connection: u64,
+    ) -> AmqpResult<(Arc<Queue>, bool)> {
+        if let Some(q) = self.queue(&spec.name) {
+            q.check_exclusive(connection)?;
+            if !passive {
+                q.equivalent(
+                    spec.durable,
+                    spec.exclusive,
+                    spec.auto_delete,
+                    &spec.arguments,
+                )
+                .map_err(|t| {
+                    AmqpError::precondition_failed(format!("{t} in vhost '{}'", self.name))
+                })?;
+            }
+            return Ok((q, false));
+        }
+        if passive {
+            return Err(AmqpError::not_found(format!(
+                "no queue '{}' in vhost '{}'",
+                spec.name, self.name
+            )));
+        }
+        let mut created = false;
+        let q = self
+            .queues
+            .entry(spec.name.clone())
+            .or_insert_with(|| {
+                created = true;
+                Queue::new(
+                    spec.name.clone(),
+                    // An exclusive queue is transient whatever it says (RabbitMQ).
+                    spec.durable && !spec.exclusive,
+                    spec.exclusive.then_some(connection),
+                    spec.auto_delete,
+                    spec.arguments.clone(),
+                )
+            })
+            .clone();
+        if !created {
+            // Lost a race with another declare: apply the same checks.
+            q.check_exclusive(connection)?;
+        }
+        Ok((q, created))
+    }
+
+    /// Deletes a queue (all checks done by the caller); returns what it held.
+    pub fn delete_queue(&self, q: &Arc<Queue>) -> Option<DeletedQueue> {
+        self.queues.remove_if(&q.name, |_, x| Arc::ptr_eq(x, q))?;
+        let (messages, consumers) = q.delete_contents();
+        self.unbind_everywhere(&Destination::Queue(q.clone()));
+        Some(DeletedQueue {
+            messages,
+            consumers,
+        })
+    }
+
+    pub fn bind(
+        &self,
+        source: &str,
+        dest: Destination,
+        key: &str,
+        arguments: FieldTable,
+    ) -> AmqpResult<()> {
+        if source.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let ex = self.exchange_or_404(source)?;
+        ex.bind(Binding {
+            destination: dest,
+            routing_key: key.to_string(),
+            arguments,
+        });
+        Ok(())
+    }
+
+    pub fn unbind(
+        &self,
+        source: &str,
+        dest: Destination,
+        key: &str,
+        arguments: FieldTable,
+    ) -> AmqpResult<()> {
+        if source.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let ex = self.exchange_or_404(source)?;
+        if ex.unbind(&Binding {
+            destination: dest,
+            routing_key: key.to_string(),
+            arguments,
+        }) {
+            self.maybe_auto_delete(&ex);
+        }
+        Ok(())
+    }
+
+    /// The queues a message reaches from `ex`, each once, following exchange-to-exchange
+    /// bindings (cycles included) once per exchange.
+    pub fn route(
+        &self,
+        ex: &Arc<Exchange>,
+        routing_key: &str,
+        headers: &dyn Fn() -> Option<FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+    ) {
+        if ex.name.is_empty() {
+            // The default exchange: an implicit binding per queue, keyed by its name.
+            if let Some(q) = self.queue(routing_key) {
+                out.push(q);
+            }
+            return;
+        }
+        let input = RouteInput {
+            routing_key,
+            headers,
+        };
+        let mut visited: Vec<Arc<Exchange>> = vec![ex.clone()];
+        let mut i = 0;
+        while i < visited.len() {
+            let current = visited[i].clone();
+            i += 1;
+            current.route(&input, &mut |d| match d {
+                Destination::Queue(q) => {
+                    if !out.iter().any(|x| Arc::ptr_eq(x, q)) {
+                        out.push(q.clone());
+                    }
+                }
+                Destination::Exchange(e) => {
+                    if !visited.iter().any(|x| Arc::ptr_eq(x, e)) {
+                        visited.push(e.clone());
+                    }
+                }
+            });
+        }
+    }
+
+    /// Deletes the exclusive queues of a closed connection.
+    pub fn drop_exclusive_queues(&self, connection: u64) -> Vec<DeletedQueue> {
+        let owned: Vec<Arc<Queue>> = self
+            .queues
+            .iter()
+            .filter(|q| q.exclusive_owner == Some(connection))
+            .map(|q| q.clone())
+            .collect();
+        owned.iter().filter_map(|q| self.delete_queue(q)).collect()
+    }
+}

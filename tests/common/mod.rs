@@ -1,0 +1,52 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Shared by the integration tests: a real Warren server on a free loopback port, and a
+//! lapin connection to it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use lapin::{Connection, ConnectionProperties};
+use warren::config::Config;
+use warren::server::{start, ServerHandle};
+
+/// A running broker; dropped at the end of the test (the runtime ends its tasks).
+pub struct TestBroker {
+    pub handle: ServerHandle,
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    pub async fn start() -> TestBroker {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a broker after `tweak` adjusts its config.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestBroker {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config {
+            listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            data_dir: data_dir.path().to_path_buf(),
+            metrics_listen: None,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let handle = start(config).await.expect("server starts");
+        let addr = handle.addrs[0];
+        TestBroker {
+            handle,
+            addr,
+            data_dir,
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.uri(), ConnectionProperties::default())
+            .await
+            .expect("lapin connects")
+    }
+}
