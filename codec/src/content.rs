@@ -107,7 +107,12 @@ impl ContentAssembler {
         else {
             return Err(unexpected("content body frame without a content header"));
         };
-        let have = first.as_ref().map_or(0, |f| f.len()) + rest.len();
+        // Once a second chunk arrives, `rest` holds a copy of `first` too.
+        let have = if rest.is_empty() {
+            first.as_ref().map_or(0, |f| f.len())
+        } else {
+            rest.len()
+        };
         if have + chunk.len() > *size {
             return Err(unexpected("content body larger than its header declared"));
         }
