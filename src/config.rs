@@ -188,3 +188,76 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_beats_file_and_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warren.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = ["127.0.0.1:7000"]
+data_dir = "/tmp/from-file"
+metrics_listen = "off"
+vhosts = ["/", "other"]
+heartbeat = 30
+
+[[users]]
+name = "app"
+password = "pw"
+vhosts = ["other"]
+"#,
+        )
+        .unwrap();
+        let cli = Cli {
+            config: Some(path),
+            data_dir: Some("/tmp/from-flag".into()),
+            ..Cli::default()
+        };
+        let c = Config::from_cli(cli).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/from-flag"));
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(c.vhosts, vec!["/".to_string(), "other".to_string()]);
+        assert_eq!(c.heartbeat, 30);
+        assert_eq!(c.frame_max, 131_072);
+        assert_eq!(c.users.len(), 1);
+        assert!(c.users[0].remote);
+    }
+
+    #[test]
+    fn defaults_match_rabbitmq() {
+        let c = Config::from_cli(Cli::default()).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.channel_max, 2047);
+        assert_eq!(c.heartbeat, 60);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:15692".parse().unwrap()));
+        assert_eq!(c.users[0].name, "guest");
+        assert!(!c.users[0].remote);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_addresses_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listn = [\"x\"]\n").unwrap();
+        let cli = Cli {
+            config: Some(path),
+            ..Cli::default()
+        };
+        assert!(matches!(
+            Config::from_cli(cli),
+            Err(ConfigError::Parse { .. })
+        ));
+        let cli = Cli {
+            listen: Some("nope".into()),
+            ..Cli::default()
+        };
+        assert!(matches!(Config::from_cli(cli), Err(ConfigError::Listen(_))));
+    }
+}
