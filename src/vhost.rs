@@ -186,6 +186,7 @@ impl VHost {
         if let Some(q) = self.queue(&spec.name) {
             q.check_exclusive(connection)?;
             if !passive {
+                q.check_exclusive_strict(spec.exclusive, connection)?;
                 q.equivalent(
                     spec.durable,
                     spec.exclusive,

@@ -106,7 +106,22 @@ impl Queue {
         }
     }
 
+    /// A non-passive redeclare must name the same owner: exclusive from its owner, or
+    /// non-exclusive for a shared queue; anything else is 405, as in RabbitMQ.
+    pub fn check_exclusive_strict(&self, exclusive: bool, connection: u64) -> AmqpResult<()> {
+        if self.exclusive_owner == exclusive.then_some(connection) {
+            return Ok(());
+        }
+        Err(AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked queue '{}' in vhost. It could be \
+             originally declared on another connection or the exclusive property value does \
+             not match that of the original declaration.",
+            self.name
+        )))
+    }
+
     /// Whether a redeclare is equivalent; the error text is RabbitMQ's.
+    /// (Exclusivity is checked apart, with [`Queue::check_exclusive_strict`].)
     pub fn equivalent(
         &self,
         durable: bool,
@@ -115,8 +130,7 @@ impl Queue {
         arguments: &FieldTable,
     ) -> Result<(), String> {
         let checks = [
-            ("durable", self.durable, durable),
-            ("exclusive", self.exclusive_owner.is_some(), exclusive),
+            ("durable", self.durable, durable && !exclusive),
             ("auto_delete", self.auto_delete, auto_delete),
         ];
         for (name, current, received) in checks {
