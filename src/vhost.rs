@@ -27,6 +27,14 @@ pub struct VHost {
     queues: DashMap<String, Arc<Queue>>,
 }
 
+/// Buffers for [`VHost::route`], kept by each connection.
+#[derive(Default)]
+pub struct RouteScratch {
+    /// The result: each queue the message reaches, once.
+    pub queues: Vec<Arc<Queue>>,
+    exchanges: Vec<Arc<Exchange>>,
+}
+
 /// A queue declaration as queue.declare carries it.
 pub struct QueueSpec {
     pub name: String,
@@ -284,18 +292,21 @@ impl VHost {
     }
 
     /// The queues a message reaches from `ex`, each once, following exchange-to-exchange
-    /// bindings (cycles included) once per exchange.
+    /// bindings (cycles included) once per exchange. `scratch` is reused across publishes so
+    /// routing allocates nothing in the steady state.
     pub fn route(
         &self,
         ex: &Arc<Exchange>,
         routing_key: &str,
         headers: &dyn Fn() -> Option<FieldTable>,
-        out: &mut Vec<Arc<Queue>>,
+        scratch: &mut RouteScratch,
     ) {
+        scratch.queues.clear();
+        scratch.exchanges.clear();
         if ex.name.is_empty() {
             // The default exchange: an implicit binding per queue, keyed by its name.
             if let Some(q) = self.queue(routing_key) {
-                out.push(q);
+                scratch.queues.push(q);
             }
             return;
         }
@@ -303,24 +314,26 @@ impl VHost {
             routing_key,
             headers,
         };
-        let mut visited: Vec<Arc<Exchange>> = vec![ex.clone()];
+        let RouteScratch { queues, exchanges } = scratch;
+        exchanges.push(ex.clone());
         let mut i = 0;
-        while i < visited.len() {
-            let current = visited[i].clone();
+        while i < exchanges.len() {
+            let current = exchanges[i].clone();
             i += 1;
             current.route(&input, &mut |d| match d {
                 Destination::Queue(q) => {
-                    if !out.iter().any(|x| Arc::ptr_eq(x, q)) {
-                        out.push(q.clone());
+                    if !queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+                        queues.push(q.clone());
                     }
                 }
                 Destination::Exchange(e) => {
-                    if !visited.iter().any(|x| Arc::ptr_eq(x, e)) {
-                        visited.push(e.clone());
+                    if !exchanges.iter().any(|x| Arc::ptr_eq(x, e)) {
+                        exchanges.push(e.clone());
                     }
                 }
             });
         }
+        exchanges.clear();
     }
 
     /// Deletes the exclusive queues of a closed connection.

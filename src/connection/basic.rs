@@ -81,12 +81,13 @@ impl Connection {
         }
         let mandatory = content.publish.mandatory;
         let message = Arc::new(Message::from_content(content));
-        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        let mut scratch = std::mem::take(&mut self.route_scratch);
         let headers = || message.properties.headers().ok().flatten();
-        vhost.route(&ex, message.routing_key.as_str(), &headers, &mut queues);
+        vhost.route(&ex, message.routing_key.as_str(), &headers, &mut scratch);
+        let queues = &scratch.queues;
         self.published += 1;
         let mut refused = false;
-        for q in &queues {
+        for q in queues {
             refused |= !q.publish(message.clone());
         }
         if queues.is_empty() {
@@ -110,6 +111,8 @@ impl Connection {
                 );
             }
         }
+        scratch.queues.clear();
+        self.route_scratch = scratch;
         if let Some(seq) = seq {
             if refused {
                 self.flush_confirms(ch);

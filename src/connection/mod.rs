@@ -88,6 +88,8 @@ pub struct Connection {
     events_tx: mpsc::UnboundedSender<ConnEvent>,
     /// Queues whose dispatch must run once the current batch is done (credit was freed).
     to_poke: Vec<Arc<Queue>>,
+    /// Reused by every publish's routing.
+    route_scratch: crate::vhost::RouteScratch,
     /// Messages published in this batch (metrics are bumped once per batch).
     published: u64,
     delivered: u64,
@@ -148,6 +150,7 @@ async fn run(
         out: BytesMut::with_capacity(16 * 1024),
         events_tx,
         to_poke: Vec::new(),
+        route_scratch: Default::default(),
         published: 0,
         delivered: 0,
     };
