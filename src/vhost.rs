@@ -108,18 +108,25 @@ impl VHost {
         internal: bool,
         arguments: FieldTable,
     ) -> AmqpResult<Arc<Exchange>> {
+        // RabbitMQ's order: the default exchange (even passively), the type, then an existing
+        // exchange (amq.* included) need only be equivalent; the prefix bars creating one.
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
         if passive {
             return self.exchange_or_404(name);
-        }
-        if name.is_empty() || name.starts_with("amq.") {
-            return Err(AmqpError::access_refused(format!(
-                "exchange name '{name}' contains reserved prefix 'amq.*'"
-            )));
         }
         let kind = ExchangeKind::parse(kind).ok_or_else(|| {
             // RabbitMQ 3.10 closes the connection (503); newer versions the channel (406).
             AmqpError::precondition_failed(format!("invalid exchange type '{kind}'"))
         })?;
+        if name.starts_with("amq.") && self.exchange(name).is_none() {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
         let entry = self.exchanges.entry(name.to_string()).or_insert_with(|| {
             Exchange::new(
                 name.to_string(),
@@ -137,9 +144,15 @@ impl VHost {
     }
 
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
-        if name.is_empty() || name.starts_with("amq.") {
+        if name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
-                "operation not permitted on exchange '{name}'"
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
             )));
         }
         let Some(ex) = self.exchange(name) else {
@@ -260,6 +273,10 @@ impl VHost {
             ));
         }
         let ex = self.exchange_or_404(source)?;
+        if ex.kind == crate::exchange::ExchangeKind::Headers {
+            crate::exchange::headers::validate_binding(&arguments)
+                .map_err(AmqpError::precondition_failed)?;
+        }
         ex.bind(Binding {
             destination: dest,
             routing_key: key.to_string(),
@@ -280,7 +297,10 @@ impl VHost {
                 "operation not permitted on the default exchange",
             ));
         }
-        let ex = self.exchange_or_404(source)?;
+        // A missing source (or destination, see the callers) makes unbind a no-op, as RabbitMQ.
+        let Some(ex) = self.exchange(source) else {
+            return Ok(());
+        };
         if ex.unbind(&Binding {
             destination: dest,
             routing_key: key.to_string(),

@@ -1,6 +1,7 @@
 //! Content assembly: a content-bearing method, then one header frame, then body frames until
 //! the declared size is reached, become one [`Content`]. Anything out of that order is
-//! 505 UNEXPECTED_FRAME, as RabbitMQ closes it.
+//! 505 UNEXPECTED_FRAME, and a body frame past the declared size 501 FRAME_ERROR, as
+//! RabbitMQ closes them (with its reply texts).
 
 use bytes::{Bytes, BytesMut};
 
@@ -41,10 +42,32 @@ fn unexpected(text: &str) -> FrameError {
     FrameError::new(reply::UNEXPECTED_FRAME, text.to_string())
 }
 
+/// RabbitMQ's error for a frame of the wrong kind in each state; once a `basic.publish` has
+/// started the content, the error names it (class 60, method 40).
+fn out_of_order(state: &State) -> FrameError {
+    match state {
+        State::Idle => unexpected("expected method frame, got non method frame instead"),
+        State::AwaitHeader(_) => {
+            unexpected("expected content header for class 60, got non content header frame instead")
+                .with_method(60, 40)
+        }
+        State::AwaitBody { .. } => {
+            unexpected("expected content body, got non content body frame instead")
+                .with_method(60, 40)
+        }
+    }
+}
+
 impl ContentAssembler {
     /// True between a content-bearing method and its last body frame.
     pub fn in_progress(&self) -> bool {
         !matches!(self.state, State::Idle)
+    }
+
+    /// The 505 for a frame that does not fit the current state (say, a method while content is
+    /// in progress), as RabbitMQ words it.
+    pub fn out_of_order(&self) -> FrameError {
+        out_of_order(&self.state)
     }
 
     /// Forget any partial content (channel closed).
@@ -55,7 +78,7 @@ impl ContentAssembler {
     /// A `basic.publish` arrived; its content follows.
     pub fn start(&mut self, publish: Publish) -> Result<(), FrameError> {
         if self.in_progress() {
-            return Err(unexpected("method frame while content was expected"));
+            return Err(out_of_order(&self.state));
         }
         self.state = State::AwaitHeader(publish);
         Ok(())
@@ -67,12 +90,19 @@ impl ContentAssembler {
         header: ContentHeader,
         max_body: u64,
     ) -> Result<Option<Content>, FrameError> {
-        let State::AwaitHeader(publish) = std::mem::take(&mut self.state) else {
-            return Err(unexpected("content header frame without a content method"));
-        };
-        if header.class_id != 60 {
-            return Err(unexpected("content header for a class other than basic"));
+        if !matches!(self.state, State::AwaitHeader(_)) {
+            return Err(out_of_order(&self.state));
         }
+        if header.class_id != 60 {
+            return Err(unexpected(&format!(
+                "expected content header for class 60, got one for class {} instead",
+                header.class_id
+            ))
+            .with_method(60, 40));
+        }
+        let State::AwaitHeader(publish) = std::mem::take(&mut self.state) else {
+            return Err(out_of_order(&self.state));
+        };
         if header.body_size > max_body {
             return Err(FrameError::new(
                 reply::PRECONDITION_FAILED,
@@ -80,7 +110,8 @@ impl ContentAssembler {
                     "message size {} is larger than configured max size {max_body}",
                     header.body_size
                 ),
-            ));
+            )
+            .with_method(60, 40));
         }
         if header.body_size == 0 {
             return Ok(Some(Content {
@@ -105,7 +136,7 @@ impl ContentAssembler {
             size, first, rest, ..
         } = &mut self.state
         else {
-            return Err(unexpected("content body frame without a content header"));
+            return Err(out_of_order(&self.state));
         };
         // Once a second chunk arrives, `rest` holds a copy of `first` too.
         let have = if rest.is_empty() {
@@ -114,7 +145,11 @@ impl ContentAssembler {
             rest.len()
         };
         if have + chunk.len() > *size {
-            return Err(unexpected("content body larger than its header declared"));
+            return Err(FrameError::new(
+                reply::FRAME_ERROR,
+                "content body frame exceeds remaining content size",
+            )
+            .with_method(60, 40));
         }
         // The common single-frame body is kept without a copy.
         if first.is_none() {

@@ -1,6 +1,10 @@
 //! Bytes to frames. The 7-byte frame header is checked against `frame_max` before a byte of
 //! payload is buffered, so an oversized frame costs nothing. `basic.publish` and `basic.ack`
 //! are parsed by hand; other methods go through amq-protocol's generated parser.
+//!
+//! Reply codes follow RabbitMQ's reader: an oversized frame, a bad frame-end, an unknown
+//! frame type, a heartbeat with a payload and a method or header it cannot decode are all
+//! 501 FRAME_ERROR; an unknown class or method is 540.
 
 use amq_protocol::protocol::parse_class;
 use bytes::{Buf, Bytes, BytesMut};
@@ -20,7 +24,9 @@ const FRAME_HEARTBEAT: u8 = 8;
 /// message does not pin a whole read buffer; larger ones share it.
 const COPY_BODY_BELOW: usize = 2048;
 
-/// Decodes frames, enforcing `frame_max` (header + payload + frame-end).
+/// Decodes frames, enforcing `frame_max` as RabbitMQ does: `frame_max` counts header, payload
+/// and frame-end, but RabbitMQ lets a payload of up to `frame_max` itself through (its
+/// `FRAME_SIZE_FUDGE`, for clients that get the 8 bytes of framing wrong), so we do too.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
     frame_max: u32,
@@ -67,13 +73,13 @@ pub fn decode_frame(src: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
             format!("unknown frame type {kind}"),
         ));
     }
-    let total = size + FRAME_OVERHEAD;
-    if total > frame_max as usize {
+    if frame_max != 0 && size > frame_max as usize {
         return Err(FrameError::new(
             reply::FRAME_ERROR,
-            format!("frame size {total} exceeds frame_max {frame_max}"),
+            format!("frame too large: {size}-byte payload, frame_max {frame_max}"),
         ));
     }
+    let total = size + FRAME_OVERHEAD;
     if src.len() < total {
         src.reserve(total - src.len());
         return Ok(None);
@@ -98,12 +104,18 @@ pub fn decode_frame(src: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
             };
             Frame::Body(channel, body)
         }
+        _ if size != 0 => {
+            return Err(FrameError::new(
+                reply::FRAME_ERROR,
+                format!("heartbeat frame with a {size}-byte payload"),
+            ))
+        }
         _ => Frame::Heartbeat(channel),
     };
     Ok(Some(frame))
 }
 
-/// Every (class, method) pair AMQP 0-9-1 defines, to tell "unknown" (540) from "malformed" (502).
+/// Every (class, method) pair AMQP 0-9-1 defines, to tell "unknown" (540) from "malformed" (501).
 fn is_known_method(class: u16, method: u16) -> bool {
     let methods: &[u16] = match class {
         10 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61, 70, 71],
@@ -124,16 +136,17 @@ fn is_known_method(class: u16, method: u16) -> bool {
 fn decode_method(payload: Bytes) -> Result<Method, FrameError> {
     if payload.len() < 4 {
         return Err(FrameError::new(
-            reply::SYNTAX_ERROR,
+            reply::FRAME_ERROR,
             "method frame too short",
         ));
     }
     let class = u16::from_be_bytes([payload[0], payload[1]]);
     let method = u16::from_be_bytes([payload[2], payload[3]]);
+    // RabbitMQ: 501 "cannot decode", naming the method.
     let malformed = || {
         FrameError::new(
-            reply::SYNTAX_ERROR,
-            format!("malformed method frame (class {class}, method {method})"),
+            reply::FRAME_ERROR,
+            format!("cannot decode method frame (class {class}, method {method})"),
         )
         .with_method(class, method)
     };
@@ -208,7 +221,7 @@ fn decode_qos(b: &[u8]) -> Option<Method> {
 fn decode_header(payload: Bytes) -> Result<ContentHeader, FrameError> {
     if payload.len() < 14 {
         return Err(FrameError::new(
-            reply::SYNTAX_ERROR,
+            reply::FRAME_ERROR,
             "content header frame too short",
         ));
     }

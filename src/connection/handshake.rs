@@ -156,26 +156,30 @@ impl Connection {
         }
     }
 
+    /// Refusals carry RabbitMQ's texts and name `connection.tune` (10, 30), as it does.
     pub(super) fn on_tune_ok(&mut self, m: conn::TuneOk) -> Result<(), AmqpError> {
         let ours = self.broker.config.frame_max;
         if m.frame_max != 0 && m.frame_max < FRAME_MIN_SIZE {
             return Err(AmqpError::not_allowed(format!(
-                "frame_max={} < {FRAME_MIN_SIZE} min size",
+                "negotiated frame_max = {} is lower than the minimum allowed value ({FRAME_MIN_SIZE})",
                 m.frame_max
-            )));
+            ))
+            .on(10, 30));
         }
         if m.frame_max > ours {
             return Err(AmqpError::not_allowed(format!(
-                "frame_max={} > {ours} max size",
+                "negotiated frame_max = {} is higher than the maximum allowed value ({ours})",
                 m.frame_max
-            )));
+            ))
+            .on(10, 30));
         }
         let channel_max = self.broker.config.channel_max;
         if m.channel_max > channel_max {
             return Err(AmqpError::not_allowed(format!(
-                "channel_max={} > {channel_max} max",
+                "negotiated channel_max = {} is higher than the maximum allowed value ({channel_max})",
                 m.channel_max
-            )));
+            ))
+            .on(10, 30));
         }
         self.frame_max = if m.frame_max == 0 { ours } else { m.frame_max };
         self.channel_max = if m.channel_max == 0 {
@@ -190,14 +194,16 @@ impl Connection {
 
     pub(super) fn on_open(&mut self, m: conn::Open) -> Result<(), AmqpError> {
         let name = m.virtual_host.as_str();
+        // RabbitMQ's refusals name connection.open (10, 40).
         let Some(vhost) = self.broker.vhost(name) else {
-            return Err(AmqpError::not_allowed(format!("vhost {name} not found")));
+            return Err(AmqpError::not_allowed(format!("vhost {name} not found")).on(10, 40));
         };
         if !self.broker.may_open(&self.user, name) {
             return Err(AmqpError::not_allowed(format!(
                 "access to vhost '{name}' refused for user '{}'",
                 self.user
-            )));
+            ))
+            .on(10, 40));
         }
         self.vhost = Some(vhost);
         self.phase = Phase::Open;

@@ -128,12 +128,9 @@ impl Connection {
                 }
             }
             exchange::AMQPMethod::Bind(b) => {
+                not_default_exchange(b.destination.as_str())?;
+                not_default_exchange(b.source.as_str())?;
                 let dest = vhost.exchange_or_404(b.destination.as_str())?;
-                if b.destination.as_str().is_empty() {
-                    return Err(AmqpError::access_refused(
-                        "operation not permitted on the default exchange",
-                    ));
-                }
                 vhost.bind(
                     b.source.as_str(),
                     Destination::Exchange(dest),
@@ -148,13 +145,17 @@ impl Connection {
                 }
             }
             exchange::AMQPMethod::Unbind(b) => {
-                let dest = vhost.exchange_or_404(b.destination.as_str())?;
-                vhost.unbind(
-                    b.source.as_str(),
-                    Destination::Exchange(dest),
-                    b.routing_key.as_str(),
-                    b.arguments,
-                )?;
+                not_default_exchange(b.destination.as_str())?;
+                not_default_exchange(b.source.as_str())?;
+                // A missing destination makes unbind a no-op, as in RabbitMQ.
+                if let Some(dest) = vhost.exchange(b.destination.as_str()) {
+                    vhost.unbind(
+                        b.source.as_str(),
+                        Destination::Exchange(dest),
+                        b.routing_key.as_str(),
+                        b.arguments,
+                    )?;
+                }
                 if !b.nowait {
                     self.write_method(
                         ch,
@@ -177,10 +178,11 @@ impl Connection {
                         "queue name '{requested}' contains reserved prefix 'amq.*'"
                     )));
                 }
+                // A passive declare does not expand "" (RabbitMQ answers 404 for it).
                 let name = if requested.is_empty() && !d.passive {
                     crate::names::queue_name()
                 } else {
-                    self.queue_name(ch, d.queue.as_str())?
+                    requested.to_string()
                 };
                 let (q, _created) = vhost.declare_queue(
                     QueueSpec {
@@ -208,7 +210,9 @@ impl Connection {
                 }
             }
             queue::AMQPMethod::Bind(b) => {
-                let q = self.usable_queue(ch, b.queue.as_str())?;
+                let name = self.queue_name(ch, b.queue.as_str())?;
+                not_default_exchange(b.exchange.as_str())?;
+                let q = self.usable_queue(ch, &name)?;
                 vhost.bind(
                     b.exchange.as_str(),
                     Destination::Queue(q),
@@ -223,13 +227,18 @@ impl Connection {
                 }
             }
             queue::AMQPMethod::Unbind(b) => {
-                let q = self.usable_queue(ch, b.queue.as_str())?;
-                vhost.unbind(
-                    b.exchange.as_str(),
-                    Destination::Queue(q),
-                    b.routing_key.as_str(),
-                    b.arguments,
-                )?;
+                let name = self.queue_name(ch, b.queue.as_str())?;
+                not_default_exchange(b.exchange.as_str())?;
+                // A missing queue makes unbind a no-op, as in RabbitMQ.
+                if let Some(q) = vhost.queue(&name) {
+                    q.check_exclusive(self.id)?;
+                    vhost.unbind(
+                        b.exchange.as_str(),
+                        Destination::Queue(q),
+                        b.routing_key.as_str(),
+                        b.arguments,
+                    )?;
+                }
                 self.write_method(
                     ch,
                     &AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
@@ -400,4 +409,14 @@ impl Connection {
             _ => Err(AmqpError::command_invalid("unimplemented method")),
         }
     }
+}
+
+/// RabbitMQ refuses any binding to or from the default exchange (403) before other checks.
+fn not_default_exchange(name: &str) -> AmqpResult<()> {
+    if name.is_empty() {
+        return Err(AmqpError::access_refused(
+            "operation not permitted on the default exchange",
+        ));
+    }
+    Ok(())
 }

@@ -52,6 +52,9 @@ const OUTPUT_HIGH_WATER: usize = 1 << 20;
 const READ_CHUNK: usize = 64 * 1024;
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// After answering a client's connection.close, how long we keep reading (and discarding)
+/// until the client hangs up: RabbitMQ's CLOSING_TIMEOUT (or the heartbeat, if shorter).
+const LINGER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -93,6 +96,8 @@ pub struct Connection {
     /// Messages published in this batch (metrics are bumped once per batch).
     published: u64,
     delivered: u64,
+    /// We answered the client's connection.close: don't hang up first (see [`linger`]).
+    linger: bool,
 }
 
 /// Serves one accepted socket until it closes.
@@ -153,17 +158,49 @@ async fn run(
         route_scratch: Default::default(),
         published: 0,
         delivered: 0,
+        linger: false,
     };
     c.send_start();
-    let result = c.main_loop(stream, &mut events_rx, deadline).await;
+    let result = c.main_loop(&mut stream, &mut events_rx, deadline).await;
     c.cleanup(&mut events_rx);
+    if result.is_ok() && c.linger {
+        let timeout = match c.heartbeat {
+            hb @ 1..=29 => Duration::from_secs(hb as u64),
+            _ => LINGER_TIMEOUT,
+        };
+        linger(&mut stream, timeout, c.broker.shutdown_signal()).await;
+    }
     result
+}
+
+/// Like RabbitMQ after close-ok, reads and drops whatever the client still sends until it
+/// closes the socket. A client may have frames queued behind its connection.close (amqplib
+/// sends channel 0 ahead of a channel's pending publishes); hanging up on them would fail
+/// its writes (EPIPE) and, with unread input, reset the socket under the close-ok.
+async fn linger(
+    stream: &mut TcpStream,
+    timeout: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(timeout, drain) => {}
+        _ = shutdown.changed() => {}
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 }
 
 impl Connection {
     async fn main_loop(
         &mut self,
-        mut stream: TcpStream,
+        stream: &mut TcpStream,
         events_rx: &mut mpsc::UnboundedReceiver<ConnEvent>,
         handshake_deadline: Instant,
     ) -> std::io::Result<()> {
@@ -258,7 +295,9 @@ impl Connection {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+        if !self.linger {
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+        }
         Ok(())
     }
 
@@ -325,9 +364,8 @@ impl Connection {
     fn handle_frame(&mut self, frame: Frame) {
         let result = match frame {
             Frame::Heartbeat(0) => Ok(()),
-            Frame::Heartbeat(_) => Err(AmqpError::frame_error(
-                "heartbeat frame on a non-zero channel",
-            )),
+            // RabbitMQ answers 505 here (the spec says 501).
+            Frame::Heartbeat(_) => Err(AmqpError::unexpected_frame("type 8, all octets = <<>>")),
             Frame::Method(0, method) => self.connection_method(method),
             _ if self.phase == Phase::Closing => Ok(()), // dropped until close-ok
             _ if self.phase != Phase::Open => Err(AmqpError::command_invalid(
@@ -375,15 +413,23 @@ impl Connection {
     }
 
     fn connection_method(&mut self, method: Method) -> Result<(), AmqpError> {
-        let Method::Other(class) = method else {
-            return Err(AmqpError::channel_error("basic method on channel 0"));
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        // RabbitMQ's words for any method channel 0 does not expect now.
+        let unexpected = |phase: Phase| {
+            let state = match phase {
+                Phase::AwaitStartOk => "starting",
+                Phase::AwaitTuneOk => "tuning",
+                Phase::AwaitOpen => "opening",
+                _ => "running",
+            };
+            AmqpError::channel_error(format!("unexpected method in connection state {state}"))
+                .on(class_id, method_id)
         };
-        let (class_id, method_id) = (class.get_amqp_class_id(), class.get_amqp_method_id());
+        let Method::Other(class) = method else {
+            return Err(unexpected(self.phase));
+        };
         let AMQPClass::Connection(m) = *class else {
-            return Err(AmqpError::channel_error(format!(
-                "expected a connection method on channel 0, got class {class_id}"
-            ))
-            .on(class_id, method_id));
+            return Err(unexpected(self.phase));
         };
         match (self.phase, m) {
             (Phase::Closing, conn::AMQPMethod::CloseOk(_)) => {
@@ -397,6 +443,7 @@ impl Connection {
                     &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
                 );
                 self.phase = Phase::Closed;
+                self.linger = true;
                 Ok(())
             }
             (Phase::Closing, _) => Ok(()),
@@ -408,6 +455,7 @@ impl Connection {
                     &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
                 );
                 self.phase = Phase::Closed;
+                self.linger = true;
                 Ok(())
             }
             (Phase::AwaitStartOk, conn::AMQPMethod::StartOk(m)) => self.on_start_ok(m),
@@ -425,10 +473,7 @@ impl Connection {
                 );
                 Ok(())
             }
-            _ => Err(AmqpError::command_invalid(format!(
-                "unexpected connection method (class {class_id}, method {method_id})"
-            ))
-            .on(class_id, method_id)),
+            (phase, _) => Err(unexpected(phase)),
         }
     }
 
@@ -439,12 +484,13 @@ impl Connection {
             (None, Method::Other(c))
                 if matches!(**c, AMQPClass::Channel(chan::AMQPMethod::Open(_))) =>
             {
-                if ch > self.channel_max {
-                    return Err(AmqpError::channel_error(format!(
-                        "channel number {ch} exceeds channel_max {}",
+                // RabbitMQ limits how many channels are open, not their numbers.
+                if self.channel_max != 0 && self.channels.len() >= self.channel_max as usize {
+                    return Err(AmqpError::not_allowed(format!(
+                        "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                        self.channels.len(),
                         self.channel_max
-                    ))
-                    .on(class_id, method_id));
+                    )));
                 }
                 self.channels.insert(ch, Channel::new(ch));
                 metrics::counter!(crate::metrics::CHANNELS_OPENED).increment(1);
@@ -485,15 +531,11 @@ impl Connection {
             (Some(true), _) => return Ok(()),
             (Some(false), _) => {}
         }
-        let in_content = self
-            .channels
-            .get(&ch)
-            .is_some_and(|c| c.content.in_progress());
-        if in_content {
-            return Err(AmqpError::unexpected_frame(format!(
-                "expected content header for class 60, got non content header frame instead (class {class_id}, method {method_id})"
-            ))
-            .on(class_id, method_id));
+        if let Some(c) = self.channels.get(&ch) {
+            if c.content.in_progress() {
+                // Names the pending basic.publish, as RabbitMQ does.
+                return Err(c.content.out_of_order().into());
+            }
         }
         let result = match method {
             Method::Publish(p) => self.on_publish(ch, p),
@@ -553,7 +595,8 @@ impl Connection {
         ch: u16,
         e: warren_codec::FrameError,
     ) -> Result<(), AmqpError> {
-        let e = AmqpError::from(e).on(60, 40);
+        // The codec names basic.publish once content has started (RabbitMQ: none before).
+        let e = AmqpError::from(e);
         if e.is_hard() {
             return Err(e);
         }

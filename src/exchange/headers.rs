@@ -35,6 +35,23 @@ fn mode_of(t: &FieldTable) -> (Mode, bool) {
     }
 }
 
+/// RabbitMQ refuses a binding whose `x-match` is not one of the four modes (406).
+pub fn validate_binding(t: &FieldTable) -> Result<(), String> {
+    match args::get(t, "x-match") {
+        None => Ok(()),
+        Some(AMQPValue::LongString(s)) => match s.as_bytes() {
+            b"all" | b"any" | b"all-with-x" | b"any-with-x" => Ok(()),
+            other => Err(format!(
+                "Invalid x-match field value <<\"{}\">>; expected all, any, all-with-x, or any-with-x",
+                String::from_utf8_lossy(other)
+            )),
+        },
+        Some(other) => Err(format!(
+            "Invalid x-match field type {other:?}; expected longstr"
+        )),
+    }
+}
+
 fn matches(e: &Entry, headers: Option<&FieldTable>) -> bool {
     let empty = FieldTable::default();
     let headers = headers.unwrap_or(&empty);

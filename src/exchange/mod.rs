@@ -217,9 +217,19 @@ impl Exchange {
                 ));
             }
         }
-        if !crate::args::tables_equivalent(&self.arguments, arguments) {
+        // Of the arguments, RabbitMQ compares only `alternate-exchange`.
+        let key = "alternate-exchange";
+        let same = match (
+            crate::args::get(&self.arguments, key),
+            crate::args::get(arguments, key),
+        ) {
+            (None, None) => true,
+            (Some(a), Some(b)) => crate::args::loosely_equal(a, b),
+            _ => false,
+        };
+        if !same {
             return Err(format!(
-                "inequivalent arg 'arguments' for exchange '{}'",
+                "inequivalent arg '{key}' for exchange '{}'",
                 self.name
             ));
         }
