@@ -647,18 +647,46 @@ async fn second_channel_open_is_504() {
 }
 
 #[tokio::test]
-async fn channel_numbers_above_channel_max_open_as_in_rabbitmq() {
-    // channel_max bounds how many channels are open at once (see tests/connection.rs), not
-    // their numbers: RabbitMQ opens channel 65535 on a connection tuned to 10 channels.
+async fn channel_number_above_channel_max_is_504() {
+    // The spec bounds channel numbers by channel_max; RabbitMQ 3.10 would open channel 11 on
+    // a connection tuned to 10 and only limits how many are open (530, tests/connection.rs).
+    // Warren refuses the number with 504 CHANNEL_ERROR, as the project asks.
     let (b, other) = setup().await;
-    let mut r = Raw::open_with(b.addr, |t| conn::TuneOk {
-        channel_max: 10,
-        frame_max: t.frame_max,
-        heartbeat: 0,
-    })
-    .await;
     for ch in [11, 2048, 65535] {
-        r.open_channel(ch).await;
+        let mut r = Raw::open_with(b.addr, |t| conn::TuneOk {
+            channel_max: 10,
+            frame_max: t.frame_max,
+            heartbeat: 0,
+        })
+        .await;
+        r.open_channel(10).await;
+        r.send(&AMQPFrame::Method(
+            ch,
+            AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})),
+        ))
+        .await;
+        let text = r.expect_close_with(504, (20, 10)).await;
+        assert!(text.contains("channel_max"), "{text}");
+    }
+    assert_still_serving(&b, &other).await;
+}
+
+#[tokio::test]
+async fn tune_ok_with_no_limit_is_530() {
+    // RabbitMQ refuses frame_max = 0 or channel_max = 0 ("no limit") when it has limits.
+    let (b, other) = setup().await;
+    for (channel_max, frame_max) in [(0, 131072), (2047, 0)] {
+        let mut r = Raw::start(b.addr).await;
+        r.start_ok("guest", false).await;
+        r.expect_tune().await;
+        r.send(&conn_frame(conn::AMQPMethod::TuneOk(conn::TuneOk {
+            channel_max,
+            frame_max,
+            heartbeat: 0,
+        })))
+        .await;
+        let text = r.expect_close_with(530, (10, 30)).await;
+        assert!(text.contains("= 0"), "{text}");
     }
     assert_still_serving(&b, &other).await;
 }

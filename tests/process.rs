@@ -114,7 +114,7 @@ fn open_raw(port: u16) -> (TcpStream, Vec<u8>) {
     send(
         &mut s,
         &m(conn::AMQPMethod::TuneOk(conn::TuneOk {
-            channel_max: 0,
+            channel_max: 2047,
             frame_max: 131072,
             heartbeat: 0,
         })),

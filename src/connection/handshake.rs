@@ -166,7 +166,8 @@ impl Connection {
             ))
             .on(10, 30));
         }
-        if m.frame_max > ours {
+        // 0 means "no limit", which RabbitMQ refuses when it has one (as we always do).
+        if m.frame_max == 0 || m.frame_max > ours {
             return Err(AmqpError::not_allowed(format!(
                 "negotiated frame_max = {} is higher than the maximum allowed value ({ours})",
                 m.frame_max
@@ -174,19 +175,15 @@ impl Connection {
             .on(10, 30));
         }
         let channel_max = self.broker.config.channel_max;
-        if m.channel_max > channel_max {
+        if m.channel_max == 0 || m.channel_max > channel_max {
             return Err(AmqpError::not_allowed(format!(
                 "negotiated channel_max = {} is higher than the maximum allowed value ({channel_max})",
                 m.channel_max
             ))
             .on(10, 30));
         }
-        self.frame_max = if m.frame_max == 0 { ours } else { m.frame_max };
-        self.channel_max = if m.channel_max == 0 {
-            channel_max
-        } else {
-            m.channel_max
-        };
+        self.frame_max = m.frame_max;
+        self.channel_max = m.channel_max;
         self.heartbeat = m.heartbeat;
         self.phase = Phase::AwaitOpen;
         Ok(())

@@ -484,13 +484,15 @@ impl Connection {
             (None, Method::Other(c))
                 if matches!(**c, AMQPClass::Channel(chan::AMQPMethod::Open(_))) =>
             {
-                // RabbitMQ limits how many channels are open, not their numbers.
-                if self.channel_max != 0 && self.channels.len() >= self.channel_max as usize {
-                    return Err(AmqpError::not_allowed(format!(
-                        "number of channels opened ({}) has reached the negotiated channel_max ({})",
-                        self.channels.len(),
+                // The spec (and this project) refuse numbers above channel_max with 504, which
+                // also bounds how many are open. (RabbitMQ 3.10 opens any number and refuses
+                // the channel_max+1-th open channel with 530.)
+                if ch > self.channel_max {
+                    return Err(AmqpError::channel_error(format!(
+                        "channel number {ch} is higher than the negotiated channel_max ({})",
                         self.channel_max
-                    )));
+                    ))
+                    .on(class_id, method_id));
                 }
                 self.channels.insert(ch, Channel::new(ch));
                 metrics::counter!(crate::metrics::CHANNELS_OPENED).increment(1);
