@@ -1,6 +1,9 @@
 //! The `warren` binary: parse settings, set up logging, run the server until SIGTERM/SIGINT.
 
 use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 use warren::config::{Cli, Config};
 
