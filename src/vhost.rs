@@ -1,6 +1,7 @@
 //! A virtual host owns its exchanges, queues and bindings, and routes messages.
 //! Lookups go through sharded maps (no global lock); bindings live in each exchange.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
@@ -23,16 +24,23 @@ const BUILTIN: &[(&str, ExchangeKind)] = &[
 
 pub struct VHost {
     pub name: String,
+    /// Bumped after every change that can alter a route (bind, unbind, queue created or
+    /// deleted, exchange deleted), so connections can reuse a route while it is unchanged.
+    generation: AtomicU64,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
 }
 
-/// Buffers for [`VHost::route`], kept by each connection.
+/// Buffers for [`VHost::route`], kept by each connection, and the last route computed: a
+/// run of publishes to the same exchange and key (the common case) routes without a lock or
+/// a hash while the vhost's generation is unchanged.
 #[derive(Default)]
 pub struct RouteScratch {
-    /// The result: each queue the message reaches, once.
+    /// The result: each queue the message reaches, once. Callers read it, never change it.
     pub queues: Vec<Arc<Queue>>,
     exchanges: Vec<Arc<Exchange>>,
+    /// What `queues` answers: exchange, routing key, vhost generation.
+    key: Option<(Arc<Exchange>, String, u64)>,
 }
 
 /// A queue declaration as queue.declare carries it.
@@ -54,6 +62,7 @@ impl VHost {
     pub fn new(name: &str) -> Arc<Self> {
         let v = VHost {
             name: name.to_string(),
+            generation: AtomicU64::new(0),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
         };
@@ -179,6 +188,7 @@ impl VHost {
         ex.mark_deleted();
         // Bindings into this exchange (exchange-to-exchange) go with it.
         self.unbind_everywhere(&Destination::Exchange(ex.clone()));
+        self.topology_changed();
     }
 
     /// Removes every binding to `dest`, then auto-deletes exchanges left without bindings.
@@ -242,7 +252,9 @@ impl VHost {
                 )
             })
             .clone();
-        if !created {
+        if created {
+            self.topology_changed(); // the default exchange now reaches it
+        } else {
             // Lost a race with another declare: apply the same checks.
             q.check_exclusive(connection)?;
         }
@@ -254,6 +266,7 @@ impl VHost {
         self.queues.remove_if(&q.name, |_, x| Arc::ptr_eq(x, q))?;
         let (messages, consumers) = q.delete_contents();
         self.unbind_everywhere(&Destination::Queue(q.clone()));
+        self.topology_changed();
         Some(DeletedQueue {
             messages,
             consumers,
@@ -277,11 +290,13 @@ impl VHost {
             crate::exchange::headers::validate_binding(&arguments)
                 .map_err(AmqpError::precondition_failed)?;
         }
-        ex.bind(Binding {
+        if ex.bind(Binding {
             destination: dest,
             routing_key: key.to_string(),
             arguments,
-        });
+        }) {
+            self.topology_changed();
+        }
         Ok(())
     }
 
@@ -306,6 +321,7 @@ impl VHost {
             routing_key: key.to_string(),
             arguments,
         }) {
+            self.topology_changed();
             self.maybe_auto_delete(&ex);
         }
         Ok(())
@@ -321,6 +337,13 @@ impl VHost {
         headers: &dyn Fn() -> Option<FieldTable>,
         scratch: &mut RouteScratch,
     ) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((e, k, g)) = &scratch.key {
+            if *g == generation && Arc::ptr_eq(e, ex) && k == routing_key {
+                return;
+            }
+        }
+        scratch.key = None;
         scratch.queues.clear();
         scratch.exchanges.clear();
         if ex.name.is_empty() {
@@ -328,13 +351,16 @@ impl VHost {
             if let Some(q) = self.queue(routing_key) {
                 scratch.queues.push(q);
             }
+            scratch.key = Some((ex.clone(), routing_key.to_string(), generation));
             return;
         }
         let input = RouteInput {
             routing_key,
             headers,
         };
-        let RouteScratch { queues, exchanges } = scratch;
+        let RouteScratch {
+            queues, exchanges, ..
+        } = scratch;
         exchanges.push(ex.clone());
         let mut i = 0;
         while i < exchanges.len() {
@@ -353,7 +379,19 @@ impl VHost {
                 }
             });
         }
+        // A headers exchange routes on more than the key: such routes are not reused.
+        let by_key_only = exchanges
+            .iter()
+            .all(|e| e.kind != crate::exchange::ExchangeKind::Headers);
         exchanges.clear();
+        if by_key_only {
+            scratch.key = Some((ex.clone(), routing_key.to_string(), generation));
+        }
+    }
+
+    /// Marks routes computed before now as stale.
+    fn topology_changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Deletes the exclusive queues of a closed connection.

@@ -111,7 +111,6 @@ impl Connection {
                 );
             }
         }
-        scratch.queues.clear();
         self.route_scratch = scratch;
         if let Some(seq) = seq {
             if refused {

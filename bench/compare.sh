@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of Warren and RabbitMQ (Debian's rabbitmq-server) on this machine,
+# both loaded by warren-perf with the same options. Prints one Markdown table.
+#
+#   bench/compare.sh                      every scenario (about 10 minutes)
+#   SCENARIOS="a e f1" bench/compare.sh   some of them
+#
+# Scenarios:
+#   a   16 B, 1 publisher / 1 consumer, transient, no confirms, autoack
+#   b   16 B, 1p/1c, confirm window 1000, prefetch 1000, multiple ack every 100
+#   c   1 KiB, as b
+#   d   fanout, 1 publisher -> 10 queues, 10 consumers, autoack
+#   e   latency at a fixed 10,000 msg/s (16 B, 1p/1c, autoack)
+#   f1  broker RSS holding 1,000 idle connections (one channel each)
+#   f2  broker RSS holding 1,000,000 queued 16 B messages
+#   g   10,000 queues declared and bound to amq.direct: time and RSS
+#   ("f" selects f1 and f2.)
+#
+# Environment: DURATION (seconds per throughput run, default 15), WARREN_PORT (5742),
+# RABBIT_PORT (5752), OUT (folder for logs and raw JSON, default a new temporary one).
+#
+# Each broker starts fresh (Warren with an empty data dir; RabbitMQ with its /tmp node
+# folder wiped) and again before each memory scenario, so that RSS is not what an earlier
+# scenario left behind. Scenarios alternate which broker goes first. RabbitMQ is started
+# with its open-files limit raised to the hard limit (as RabbitMQ recommends for
+# production): Debian's default of 1024 cannot hold 1,000 connections. Both brokers are
+# stopped at the end, whatever happens.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15}
+WARREN_PORT=${WARREN_PORT:-5742}
+RABBIT_PORT=${RABBIT_PORT:-5752}
+SCENARIOS=" ${SCENARIOS:-a b c d e f1 f2 g} "
+SCENARIOS=${SCENARIOS// f / f1 f2 }
+OUT=${OUT:-$(mktemp -d /tmp/warren-bench.XXXXXX)}
+REF=${RABBITMQ_REF:-/work/shared/bin/rabbitmq-ref}
+PERF=target/release/warren-perf
+WARREN_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F"
+RABBIT_URI="amqp://guest:guest@127.0.0.1:$RABBIT_PORT/%2F"
+RESULTS="$OUT/results.tsv"
+mkdir -p "$OUT"
+chmod 755 "$OUT" # the rabbitmq user reads rabbitmq-env.conf from here
+: >"$RESULTS"
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+want() { [[ "$SCENARIOS" == *" $1 "* ]]; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo ""; }
+
+WARREN_PID=""
+WARREN_DATA=""
+RABBIT_PID=""
+
+start_warren() {
+  if port_open "$WARREN_PORT"; then
+    log "port $WARREN_PORT is already taken; set WARREN_PORT"; return 1
+  fi
+  WARREN_DATA=$(mktemp -d /tmp/warren-bench-data.XXXXXX)
+  WARREN_LISTEN="127.0.0.1:$WARREN_PORT" WARREN_METRICS_LISTEN=off WARREN_DATA_DIR="$WARREN_DATA" \
+    target/release/warren >>"$OUT/warren.log" 2>&1 &
+  WARREN_PID=$!
+  for _ in $(seq 1 100); do port_open "$WARREN_PORT" && return 0; sleep 0.1; done
+  log "warren did not start; see $OUT/warren.log"; return 1
+}
+
+stop_warren() {
+  [ -n "$WARREN_PID" ] || return 0
+  kill "$WARREN_PID" 2>/dev/null
+  wait "$WARREN_PID" 2>/dev/null
+  WARREN_PID=""
+  [ -n "$WARREN_DATA" ] && rm -rf "$WARREN_DATA"
+  WARREN_DATA=""
+}
+
+start_rabbit() {
+  "$REF" stop "$RABBIT_PORT" >/dev/null 2>&1
+  for _ in $(seq 1 30); do port_open "$RABBIT_PORT" || break; sleep 1; done
+  rm -rf "/tmp/rabbitmq-ref-$RABBIT_PORT"
+  local hard
+  hard=$(ulimit -Hn)
+  [ "$hard" = unlimited ] && hard=65536
+  [ "$hard" -gt 65536 ] && hard=65536
+  echo "ulimit -n $hard" >"$OUT/rabbitmq-env.conf"
+  chmod 644 "$OUT/rabbitmq-env.conf"
+  RABBITMQ_CONF_ENV_FILE="$OUT/rabbitmq-env.conf" "$REF" start "$RABBIT_PORT" >&2 || return 1
+  RABBIT_PID=$(cat "/tmp/rabbitmq-ref-$RABBIT_PORT/pid" 2>/dev/null)
+  if [ "$(cat "/proc/$RABBIT_PID/comm" 2>/dev/null)" != beam.smp ]; then
+    # No pid file: the node's beam.smp carries its node name in its environment.
+    RABBIT_PID=""
+    for p in $(pgrep -x beam.smp); do
+      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=ref$RABBIT_PORT@localhost"; then
+        RABBIT_PID=$p
+      fi
+    done
+  fi
+  [ -n "$RABBIT_PID" ] || { log "cannot find RabbitMQ's beam.smp"; return 1; }
+}
+
+stop_rabbit() {
+  "$REF" stop "$RABBIT_PORT" >/dev/null 2>&1
+  RABBIT_PID=""
+}
+
+cleanup() {
+  stop_warren
+  stop_rabbit
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+restart_brokers() {
+  stop_warren
+  start_warren || exit 1
+  start_rabbit || exit 1
+  sleep 3 # let RabbitMQ finish booting its plugins and settle its memory
+}
+
+# record SCENARIO METRIC UNIT WARREN RABBITMQ (raw numbers; "" for a failed run)
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+
+# jget FILE EXPR: a value from the JSON summary in FILE (EXPR indexes it, e.g. ["latency_us"]["p50"])
+jget() {
+  python3 -c 'import json,sys
+try:
+    v = json.load(open(sys.argv[1]))
+    print(eval("v" + sys.argv[2]))
+except Exception:
+    print("")' "$1" "$2"
+}
+
+# run_load NAME BROKER ARGS...: one throughput run, summary in $OUT/NAME-BROKER.json
+run_load() {
+  local name=$1 broker=$2 uri
+  shift 2
+  [ "$broker" = warren ] && uri=$WARREN_URI || uri=$RABBIT_URI
+  log "$name on $broker: warren-perf $*"
+  timeout $((DURATION + 90)) "$PERF" --uri "$uri" --json --duration "$DURATION" "$@" \
+    >"$OUT/$name-$broker.json" 2>"$OUT/$name-$broker.log" ||
+    log "  failed: $(tail -n 3 "$OUT/$name-$broker.log")"
+}
+
+# run_hold NAME BROKER SETTLE ARGS...: a footprint run; samples the broker's RSS SETTLE
+# seconds after the tool says it is holding, into $OUT/NAME-BROKER.rss (KiB)
+run_hold() {
+  local name=$1 broker=$2 settle=$3 uri pid tool
+  shift 3
+  if [ "$broker" = warren ]; then uri=$WARREN_URI pid=$WARREN_PID; else uri=$RABBIT_URI pid=$RABBIT_PID; fi
+  log "$name on $broker: warren-perf $*"
+  rss_kb "$pid" >"$OUT/$name-$broker.rss0"
+  timeout 600 "$PERF" --uri "$uri" --json "$@" >"$OUT/$name-$broker.json" 2>"$OUT/$name-$broker.log" &
+  tool=$!
+  : >"$OUT/$name-$broker.rss"
+  for _ in $(seq 1 6000); do
+    if grep -q '^holding' "$OUT/$name-$broker.log"; then
+      sleep "$settle"
+      rss_kb "$pid" >"$OUT/$name-$broker.rss"
+      break
+    fi
+    kill -0 "$tool" 2>/dev/null || break
+    sleep 0.1
+  done
+  wait "$tool" || log "  failed: $(tail -n 3 "$OUT/$name-$broker.log")"
+}
+
+# both NAME ORDER FN ARGS...: FN NAME BROKER ARGS... for each broker, ORDER 0 = Warren first
+both() {
+  local name=$1 order=$2 fn=$3
+  shift 3
+  if [ "$order" = 0 ]; then
+    "$fn" "$name" warren "$@"
+    "$fn" "$name" rabbitmq "$@"
+  else
+    "$fn" "$name" rabbitmq "$@"
+    "$fn" "$name" warren "$@"
+  fi
+}
+
+# rate NAME SCENARIO METRIC KEY: a rate from both summaries
+rate_row() {
+  record "$2" "$3" "msg/s" "$(jget "$OUT/$1-warren.json" "[\"$4\"]")" "$(jget "$OUT/$1-rabbitmq.json" "[\"$4\"]")"
+}
+
+latency_row() {
+  record "$2" "$3" "ms" "$(jget "$OUT/$1-warren.json" "[\"latency_us\"][\"$4\"]/1000")" \
+    "$(jget "$OUT/$1-rabbitmq.json" "[\"latency_us\"][\"$4\"]/1000")"
+}
+
+rss_row() {
+  local w r
+  w=$(cat "$OUT/$1-warren.$4" 2>/dev/null)
+  r=$(cat "$OUT/$1-rabbitmq.$4" 2>/dev/null)
+  record "$2" "$3" "MiB" "$(awk -v k="$w" 'BEGIN { if (k != "") printf "%.1f", k / 1024 }')" \
+    "$(awk -v k="$r" 'BEGIN { if (k != "") printf "%.1f", k / 1024 }')"
+}
+
+# ---------------------------------------------------------------------------------------
+log "building release binaries"
+cargo build --release --locked --bin warren --bin warren-perf >&2 || exit 1
+log "raw results in $OUT"
+restart_brokers
+WARREN_VERSION="$(git describe --always --dirty 2>/dev/null || echo unknown)"
+RABBIT_VERSION="$("$REF" ctl "$RABBIT_PORT" version 2>/dev/null | tail -n 1)"
+record "idle brokers" "RSS at start" "MiB" \
+  "$(awk -v k="$(rss_kb "$WARREN_PID")" 'BEGIN { printf "%.1f", k / 1024 }')" \
+  "$(awk -v k="$(rss_kb "$RABBIT_PID")" 'BEGIN { printf "%.1f", k / 1024 }')"
+
+if want a; then
+  both a 0 run_load --size 16 --autoack
+  rate_row a "a. 16 B, 1p/1c, autoack, no confirms" "published" publish_rate
+  rate_row a "a. 16 B, 1p/1c, autoack, no confirms" "delivered" deliver_rate
+fi
+if want b; then
+  both b 1 run_load --size 16 --confirm 1000 --prefetch 1000 --ack-every 100
+  rate_row b "b. 16 B, 1p/1c, confirms 1000, prefetch 1000, ack/100" "confirmed" confirm_rate
+  rate_row b "b. 16 B, 1p/1c, confirms 1000, prefetch 1000, ack/100" "delivered" deliver_rate
+fi
+if want c; then
+  both c 0 run_load --size 1024 --confirm 1000 --prefetch 1000 --ack-every 100
+  rate_row c "c. 1 KiB, as b" "confirmed" confirm_rate
+  rate_row c "c. 1 KiB, as b" "delivered" deliver_rate
+fi
+if want d; then
+  both d 1 run_load --size 16 --exchange-type fanout --queues 10 --consumers 10 --autoack
+  rate_row d "d. fanout 1p -> 10 queues/10c, autoack" "published" publish_rate
+  rate_row d "d. fanout 1p -> 10 queues/10c, autoack" "delivered (all queues)" deliver_rate
+fi
+if want e; then
+  both e 0 run_load --size 16 --rate 10000 --autoack
+  rate_row e "e. fixed 10,000 msg/s, 16 B, autoack" "delivered" deliver_rate
+  latency_row e "e. fixed 10,000 msg/s, 16 B, autoack" "latency p50" p50
+  latency_row e "e. fixed 10,000 msg/s, 16 B, autoack" "latency p99" p99
+fi
+if want f1; then
+  restart_brokers
+  both f1 1 run_hold 3 --idle-connections 1000 --hold 8
+  rss_row f1 "f. 1,000 idle connections" "RSS before" rss0
+  rss_row f1 "f. 1,000 idle connections" "RSS holding them" rss
+fi
+if want f2; then
+  restart_brokers
+  both f2 0 run_hold 5 --fill 1000000 --size 16 --confirm 5000 --hold 10
+  rss_row f2 "f. 1M queued 16 B messages" "RSS holding them" rss
+  record "f. 1M queued 16 B messages" "fill rate (confirmed)" "msg/s" \
+    "$(jget "$OUT/f2-warren.json" '["rate"]')" "$(jget "$OUT/f2-rabbitmq.json" '["rate"]')"
+fi
+if want g; then
+  restart_brokers
+  both g 1 run_hold 3 --declare-queues 10000 --hold 8
+  record "g. 10,000 queues declared + bound" "time" "s" \
+    "$(jget "$OUT/g-warren.json" '["secs"]')" "$(jget "$OUT/g-rabbitmq.json" '["secs"]')"
+  rss_row g "g. 10,000 queues declared + bound" "RSS holding them" rss
+fi
+
+# ---------------------------------------------------------------------------------------
+{
+  echo "Warren $WARREN_VERSION vs RabbitMQ $RABBIT_VERSION; $(date -u '+%Y-%m-%d %H:%M UTC');" \
+    "$(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo))," \
+    "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM; ${DURATION} s per throughput run"
+  echo
+  python3 - "$RESULTS" <<'EOF'
+import sys
+
+def num(s):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+def fmt(v, unit):
+    if v is None:
+        return "failed"
+    if unit == "msg/s":
+        return f"{v:,.0f}"
+    if unit == "ms":
+        return f"{v:.2f}" if v < 100 else f"{v:,.0f}"
+    if unit == "s":
+        return f"{v:.2f}"
+    return f"{v:,.1f}"
+
+print("| Scenario | Metric | Warren | RabbitMQ | Warren/RabbitMQ |")
+print("|---|---|---:|---:|---:|")
+last = None
+for line in open(sys.argv[1]):
+    scenario, metric, unit, w, r = (line.rstrip("\n").split("\t") + [""] * 5)[:5]
+    w, r = num(w), num(r)
+    ratio = f"{w / r:.2f}" if w is not None and r else "–"
+    shown = scenario if scenario != last else ""
+    last = scenario
+    print(f"| {shown} | {metric} ({unit}) | {fmt(w, unit)} | {fmt(r, unit)} | {ratio} |")
+print()
+print("Rates: higher is better. Latency, time and memory: lower is better.")
+EOF
+} | tee "$OUT/table.md"
+log "table saved to $OUT/table.md"

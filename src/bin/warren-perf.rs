@@ -1,0 +1,486 @@
+//! `warren-perf`: Warren's own AMQP 0-9-1 load tool, in the spirit of RabbitMQ's PerfTest
+//! and lavinmqperf. It speaks the protocol itself through `warren-codec` so that it is
+//! never the bottleneck: each publisher or consumer is one connection served by one task,
+//! which writes hundreds of pre-encoded publishes per syscall or scans a batch of
+//! deliveries in place, without per-message allocations or futures.
+//!
+//! Throughput/latency run (the default):
+//!   warren-perf --uri amqp://guest:guest@127.0.0.1:5672/%2F --publishers 1 --consumers 1 \
+//!     --size 16 --confirm 1000 --prefetch 1000 --ack-every 100 --duration 10
+//! Footprint scenarios: `--idle-connections N --hold S`, `--fill N [--hold S]`,
+//! `--declare-queues N [--hold S]`.
+//!
+//! Every message body starts with its send time (big-endian nanoseconds since the tool
+//! started; publishers and consumers share that instant), which gives end-to-end latency.
+//! Works against RabbitMQ as well as Warren.
+
+// A crate root looks for modules beside itself; these live in warren-perf/.
+#[path = "warren-perf/conn.rs"]
+mod conn;
+#[path = "warren-perf/consumer.rs"]
+mod consumer;
+#[path = "warren-perf/modes.rs"]
+mod modes;
+#[path = "warren-perf/publisher.rs"]
+mod publisher;
+#[path = "warren-perf/stats.rs"]
+mod stats;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use conn::{err, Conn, Error, Result, Uri};
+use publisher::Template;
+use stats::{new_histogram, Snapshot, Stats};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "warren-perf",
+    version,
+    about = "AMQP 0-9-1 load generator for Warren and RabbitMQ"
+)]
+pub struct Opts {
+    /// Broker to load: amqp://user:pass@host:port/vhost (vhost percent-encoded, %2F for "/").
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2F")]
+    uri: String,
+    /// Publishing connections.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Consuming connections (consumer i reads queue i mod --queues).
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    /// Queues, each bound to the run's own exchange.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    queues: u64,
+    /// Message body size in bytes (at least 8 for latency: the send time rides in the body).
+    #[arg(long, default_value_t = 16)]
+    size: usize,
+    /// Durable exchange and queues, persistent messages (delivery-mode 2).
+    #[arg(long)]
+    persistent: bool,
+    /// Publisher confirms, with at most WINDOW unconfirmed messages per publisher.
+    #[arg(long, value_name = "WINDOW", value_parser = clap::value_parser!(u32).range(1..))]
+    confirm: Option<u32>,
+    /// Per-consumer prefetch (basic.qos); 0 is unlimited. Ignored with --autoack.
+    #[arg(long, default_value_t = 0)]
+    prefetch: u16,
+    /// Consume with no-ack.
+    #[arg(long, conflicts_with = "ack_every")]
+    autoack: bool,
+    /// Acknowledge with one multiple-ack per N deliveries (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    ack_every: Option<u64>,
+    /// Fixed publish rate in messages per second, in total across publishers.
+    #[arg(long, value_name = "MSGS_PER_SEC", value_parser = positive_rate)]
+    rate: Option<f64>,
+    /// Type of the exchange the run declares.
+    #[arg(long, value_enum, default_value_t = ExchangeType::Direct)]
+    exchange_type: ExchangeType,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Print the summary as one JSON object on stdout (per-second lines go to stderr).
+    #[arg(long)]
+    json: bool,
+    /// No per-second lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Worker threads of the tool's runtime (default: the number of CPUs).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Open N connections, each with one channel, hold them --hold seconds, close.
+    #[arg(long, value_name = "N", conflicts_with_all = ["fill", "declare_queues"])]
+    idle_connections: Option<usize>,
+    /// Publish N messages of --size bytes to the queue "warren-perf-fill" with confirms
+    /// (window --confirm, default 1000) and leave them there (deleted after --hold if given).
+    #[arg(long, value_name = "N", conflicts_with = "declare_queues")]
+    fill: Option<u64>,
+    /// Declare N queues, bind each to amq.direct and report the time (deleted after --hold
+    /// if given, else kept).
+    #[arg(long, value_name = "N")]
+    declare_queues: Option<usize>,
+    /// Seconds to hold the state of --idle-connections, --fill or --declare-queues.
+    #[arg(long, value_name = "SECS")]
+    hold: Option<u64>,
+}
+
+fn positive_rate(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of messages per second"
+        )),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ExchangeType {
+    Direct,
+    Fanout,
+    Topic,
+}
+
+impl ExchangeType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExchangeType::Direct => "direct",
+            ExchangeType::Fanout => "fanout",
+            ExchangeType::Topic => "topic",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = Opts::parse();
+    let threads = opts.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warren-perf: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&opts)) {
+        Ok(summary) => {
+            if opts.json {
+                println!("{summary}");
+            } else {
+                print_summary(&summary);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("warren-perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(opts: &Opts) -> Result<Value> {
+    let uri = Uri::parse(&opts.uri)?;
+    if let Some(n) = opts.idle_connections {
+        modes::idle_connections(opts, &uri, n).await
+    } else if let Some(n) = opts.fill {
+        modes::fill(opts, &uri, n).await
+    } else if let Some(n) = opts.declare_queues {
+        modes::declare_queues(opts, &uri, n).await
+    } else {
+        throughput(opts, &uri).await
+    }
+}
+
+/// Declares the run's exchange and queues, runs the load, and deletes them again.
+async fn throughput(opts: &Opts, uri: &Uri) -> Result<Value> {
+    let prefix = format!("warren-perf-{}", std::process::id());
+    let kind = opts.exchange_type;
+    let exchange = format!("{prefix}-{}", kind.as_str());
+    let mut setup = Conn::open(uri).await?;
+    setup
+        .declare_exchange(&exchange, kind.as_str(), opts.persistent)
+        .await?;
+    let mut queues = Vec::new();
+    let mut keys = Vec::new();
+    let mut declared: Result<()> = Ok(());
+    for i in 0..opts.queues {
+        let queue = format!("{prefix}-q{i}");
+        let (binding, key) = match kind {
+            ExchangeType::Direct => (queue.clone(), queue.clone()),
+            ExchangeType::Fanout => (String::new(), String::new()),
+            ExchangeType::Topic => (format!("perf.{i}.*"), format!("perf.{i}.msg")),
+        };
+        declared = setup.declare_queue(&queue, opts.persistent).await;
+        if declared.is_err() {
+            break;
+        }
+        queues.push(queue.clone());
+        declared = setup.bind_queue(&queue, &exchange, &binding).await;
+        if declared.is_err() {
+            break;
+        }
+        keys.push(key);
+    }
+    // One fanout publish reaches every queue.
+    if kind == ExchangeType::Fanout {
+        keys.truncate(1);
+    }
+    let result = match declared {
+        Ok(()) => load(opts, uri, &exchange, &queues, &keys).await,
+        Err(e) => Err(e),
+    };
+    // Clean up whatever happened; a failure here is worth a warning, not the run.
+    let cleanup = async {
+        for q in &queues {
+            setup.delete_queue(q).await?;
+        }
+        setup.delete_exchange(&exchange).await
+    };
+    if let Err(e) = cleanup.await {
+        eprintln!("warning: cleaning up {prefix}-*: {e}");
+    }
+    setup.close().await;
+    result
+}
+
+/// What a connection task hands back.
+enum Done {
+    Publisher,
+    Consumer(Histogram<u64>),
+}
+
+async fn load(
+    opts: &Opts,
+    uri: &Uri,
+    exchange: &str,
+    queues: &[String],
+    keys: &[String],
+) -> Result<Value> {
+    if queues.is_empty() || keys.is_empty() {
+        return Err(err("no queue to use"));
+    }
+    let epoch = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let ack_every = if opts.autoack {
+        None
+    } else {
+        let every = opts.ack_every.unwrap_or(1);
+        // Acking less often than the prefetch allows would stall the consumer for good.
+        if opts.prefetch > 0 && every > u64::from(opts.prefetch) {
+            eprintln!(
+                "warning: --ack-every {every} > --prefetch {}; acking every {}",
+                opts.prefetch, opts.prefetch
+            );
+            Some(u64::from(opts.prefetch))
+        } else {
+            Some(every)
+        }
+    };
+
+    // Connect everything first, so that all publishers start together.
+    let mut consumers = Vec::with_capacity(opts.consumers);
+    for i in 0..opts.consumers {
+        let mut c = Conn::open(uri).await?;
+        if !opts.autoack && opts.prefetch > 0 {
+            c.qos(opts.prefetch).await?;
+        }
+        c.consume(&queues[i % queues.len()], opts.autoack).await?;
+        consumers.push(c);
+    }
+    let mut publishers = Vec::with_capacity(opts.publishers);
+    for _ in 0..opts.publishers {
+        let mut c = Conn::open(uri).await?;
+        if opts.confirm.is_some() {
+            c.confirm_select().await?;
+        }
+        let templates = keys
+            .iter()
+            .map(|k| Template::new(exchange, k, opts.size, opts.persistent, c.frame_max))
+            .collect::<Result<Vec<_>>>()?;
+        let cfg = publisher::Config {
+            templates,
+            confirm: opts.confirm,
+            rate: opts.rate.map(|r| r / opts.publishers as f64),
+            limit: None,
+        };
+        publishers.push((c, Arc::new(cfg)));
+    }
+
+    let mut tasks: JoinSet<Result<Done>> = JoinSet::new();
+    let cfg = consumer::Config { ack_every };
+    for c in consumers {
+        let (stats, stop) = (stats.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            consumer::run(c, cfg, stats, epoch, stop)
+                .await
+                .map(Done::Consumer)
+        });
+    }
+    for (c, cfg) in publishers {
+        let (stats, stop) = (stats.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            publisher::run(c, cfg, stats, epoch, stop)
+                .await
+                .map(|_| Done::Publisher)
+        });
+    }
+
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::from_std(started + Duration::from_secs(opts.duration));
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::from_std(started + Duration::from_secs(1)),
+        Duration::from_secs(1),
+    );
+    let mut latency = new_histogram()?;
+    let mut prev = stats.snapshot();
+    let mut prev_at = started;
+    let failed: Option<Error> = loop {
+        tokio::select! {
+            // The tick first, so that the last second is reported when it ends with the run.
+            biased;
+            _ = tick.tick() => {
+                let now = stats.snapshot();
+                let at = Instant::now();
+                let dt = at.duration_since(prev_at).as_secs_f64();
+                report_progress(opts, started.elapsed().as_secs_f64(), &prev, &now, dt);
+                (prev, prev_at) = (now, at);
+            }
+            _ = tokio::time::sleep_until(deadline) => break None,
+            Some(done) = tasks.join_next() => match done {
+                Ok(Ok(Done::Consumer(h))) => merge(&mut latency, &h),
+                Ok(Ok(Done::Publisher)) => {}
+                Ok(Err(e)) => break Some(e),
+                Err(e) => break Some(err(format!("task failed: {e}"))),
+            },
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let total = stats.snapshot();
+
+    // Stop every task and collect the consumers' histograms (each close is bounded).
+    let _ = stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(Done::Consumer(h))) => merge(&mut latency, &h),
+            Ok(Ok(Done::Publisher)) => {}
+            Ok(Err(e)) => eprintln!("warning: while stopping: {e}"),
+            Err(e) => eprintln!("warning: while stopping: {e}"),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let rate = |n: u64| n as f64 / secs.max(1e-9);
+    let us = |ns: u64| ns as f64 / 1000.0;
+    Ok(json!({
+        "mode": "throughput",
+        "publishers": opts.publishers,
+        "consumers": opts.consumers,
+        "queues": opts.queues,
+        "size": opts.size,
+        "exchange_type": opts.exchange_type.as_str(),
+        "persistent": opts.persistent,
+        "confirm": opts.confirm,
+        "prefetch": opts.prefetch,
+        "autoack": opts.autoack,
+        "ack_every": ack_every,
+        "rate_target": opts.rate,
+        "secs": secs,
+        "published": total.published,
+        "confirmed": total.confirmed,
+        "nacked": total.nacked,
+        "delivered": total.delivered,
+        "publish_rate": rate(total.published),
+        "confirm_rate": rate(total.confirmed),
+        "deliver_rate": rate(total.delivered),
+        "latency_us": {
+            "count": latency.len(),
+            "mean": latency.mean() / 1000.0,
+            "p50": us(latency.value_at_quantile(0.5)),
+            "p99": us(latency.value_at_quantile(0.99)),
+            "p999": us(latency.value_at_quantile(0.999)),
+            "max": us(latency.max()),
+        },
+    }))
+}
+
+fn merge(into: &mut Histogram<u64>, h: &Histogram<u64>) {
+    if let Err(e) = into.add(h) {
+        eprintln!("warning: dropping latency samples: {e:?}");
+    }
+}
+
+/// One per-second line: on stdout, or on stderr when stdout carries the JSON summary.
+pub fn report_progress(opts: &Opts, t: f64, prev: &Snapshot, now: &Snapshot, dt: f64) {
+    if opts.quiet {
+        return;
+    }
+    let per_sec = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / dt.max(1e-9);
+    let line = format!(
+        "{t:6.1}s  published {:>10.0}/s  confirmed {:>10.0}/s  delivered {:>10.0}/s",
+        per_sec(prev.published, now.published),
+        per_sec(prev.confirmed, now.confirmed),
+        per_sec(prev.delivered, now.delivered),
+    );
+    if opts.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+fn print_summary(v: &Value) {
+    if v["mode"] != "throughput" {
+        if let Some(map) = v.as_object() {
+            for (k, val) in map {
+                println!("{k}: {val}");
+            }
+        }
+        return;
+    }
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    let l = |k: &str| v["latency_us"][k].as_f64().unwrap_or(0.0);
+    println!(
+        "summary: {:.1} s, {} publisher(s), {} consumer(s), {} queue(s), {} B, {}{}",
+        f("secs"),
+        v["publishers"],
+        v["consumers"],
+        v["queues"],
+        v["size"],
+        v["exchange_type"].as_str().unwrap_or("?"),
+        if v["persistent"] == true {
+            ", persistent"
+        } else {
+            ""
+        },
+    );
+    println!(
+        "  published {:>10.0} msg/s  ({} in all)",
+        f("publish_rate"),
+        v["published"]
+    );
+    println!(
+        "  confirmed {:>10.0} msg/s  ({} in all, {} nacked)",
+        f("confirm_rate"),
+        v["confirmed"],
+        v["nacked"]
+    );
+    println!(
+        "  delivered {:>10.0} msg/s  ({} in all)",
+        f("deliver_rate"),
+        v["delivered"]
+    );
+    println!(
+        "  latency   p50 {} p99 {} p99.9 {} max {} ({} samples)",
+        fmt_us(l("p50")),
+        fmt_us(l("p99")),
+        fmt_us(l("p999")),
+        fmt_us(l("max")),
+        v["latency_us"]["count"]
+    );
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 1_000_000.0 {
+        format!("{:.2} s", us / 1_000_000.0)
+    } else if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}

@@ -1,0 +1,155 @@
+//! The scenarios that measure a broker's footprint rather than its speed: many idle
+//! connections, a deep queue, many queues. Each can hold its state for `--hold` seconds so
+//! that a script can read the broker's memory meanwhile; it prints a line starting with
+//! `holding` on stderr when the state is in place.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::conn::{err, Conn, Result, Uri};
+use crate::publisher::{self, Template};
+use crate::stats::Stats;
+use crate::{report_progress, Opts};
+
+/// Opens this many connections at a time.
+const OPEN_CONCURRENCY: usize = 32;
+
+/// The queue `--fill` fills.
+pub const FILL_QUEUE: &str = "warren-perf-fill";
+
+fn holding(what: &str, secs: u64) {
+    eprintln!("holding {what} for {secs} s");
+    let _ = std::io::stderr().flush();
+}
+
+/// `--idle-connections N`: N connections, each with one open channel, held `--hold` s.
+pub async fn idle_connections(opts: &Opts, uri: &Uri, n: usize) -> Result<Value> {
+    let started = Instant::now();
+    let limit = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
+    let mut opening = JoinSet::new();
+    for _ in 0..n {
+        let (uri, limit) = (uri.clone(), limit.clone());
+        opening.spawn(async move {
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .map_err(|_| err("semaphore closed"))?;
+            Conn::open(&uri).await
+        });
+    }
+    let mut conns = Vec::with_capacity(n);
+    while let Some(r) = opening.join_next().await {
+        let conn = r.map_err(|e| err(format!("open task: {e}")))??;
+        conns.push(conn);
+    }
+    let open_secs = started.elapsed().as_secs_f64();
+    let hold = opts.hold.unwrap_or(0);
+    holding(&format!("{n} connections"), hold);
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let mut closing = JoinSet::new();
+    for c in conns {
+        closing.spawn(c.close());
+    }
+    while closing.join_next().await.is_some() {}
+    Ok(json!({
+        "mode": "idle-connections",
+        "connections": n,
+        "open_secs": open_secs,
+        "held_secs": hold,
+    }))
+}
+
+/// `--fill N`: N messages into [`FILL_QUEUE`] with confirms; left there unless `--hold`
+/// is given, in which case the queue is deleted after the hold.
+pub async fn fill(opts: &Opts, uri: &Uri, n: u64) -> Result<Value> {
+    let mut setup = Conn::open(uri).await?;
+    setup.declare_queue(FILL_QUEUE, opts.persistent).await?;
+    let mut conn = Conn::open(uri).await?;
+    conn.confirm_select().await?;
+    let template = Template::new("", FILL_QUEUE, opts.size, opts.persistent, conn.frame_max)?;
+    let cfg = Arc::new(publisher::Config {
+        templates: vec![template],
+        confirm: Some(opts.confirm.unwrap_or(1000)),
+        rate: None,
+        limit: Some(n),
+    });
+    let stats = Arc::new(Stats::default());
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let started = Instant::now();
+    let mut task = tokio::spawn(publisher::run(conn, cfg, stats.clone(), started, stop_rx));
+    let mut prev = stats.snapshot();
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let result = loop {
+        tokio::select! {
+            r = &mut task => break r,
+            _ = tick.tick() => {
+                let now = stats.snapshot();
+                report_progress(opts, started.elapsed().as_secs_f64(), &prev, &now, 1.0);
+                prev = now;
+            }
+        }
+    };
+    result.map_err(|e| err(format!("publisher task: {e}")))??;
+    let secs = started.elapsed().as_secs_f64();
+    let s = stats.snapshot();
+    if s.nacked > 0 {
+        eprintln!("warning: the broker nacked {} messages", s.nacked);
+    }
+    let mut out = json!({
+        "mode": "fill",
+        "queue": FILL_QUEUE,
+        "messages": n,
+        "size": opts.size,
+        "confirmed": s.confirmed,
+        "nacked": s.nacked,
+        "secs": secs,
+        "rate": n as f64 / secs.max(1e-9),
+    });
+    if let Some(hold) = opts.hold {
+        holding(&format!("{n} messages in {FILL_QUEUE}"), hold);
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+        let left = setup.delete_queue(FILL_QUEUE).await?;
+        out["deleted_with_messages"] = json!(left);
+    }
+    setup.close().await;
+    Ok(out)
+}
+
+/// `--declare-queues N`: N queues declared and bound to amq.direct one after the other
+/// (each waiting for its -ok, as an application would); kept unless `--hold` is given,
+/// in which case they are deleted after the hold.
+pub async fn declare_queues(opts: &Opts, uri: &Uri, n: usize) -> Result<Value> {
+    let mut conn = Conn::open(uri).await?;
+    let names: Vec<String> = (0..n).map(|i| format!("warren-perf-dq-{i}")).collect();
+    let started = Instant::now();
+    for name in &names {
+        conn.declare_queue(name, opts.persistent).await?;
+        conn.bind_queue(name, "amq.direct", name).await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut out = json!({
+        "mode": "declare-queues",
+        "queues": n,
+        "secs": secs,
+        "per_sec": n as f64 / secs.max(1e-9),
+    });
+    if let Some(hold) = opts.hold {
+        holding(&format!("{n} queues"), hold);
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+        let started = Instant::now();
+        for name in &names {
+            conn.delete_queue(name).await?;
+        }
+        out["delete_secs"] = json!(started.elapsed().as_secs_f64());
+    }
+    conn.close().await;
+    Ok(out)
+}
