@@ -20,10 +20,6 @@ const FRAME_HEADER: u8 = 2;
 const FRAME_BODY: u8 = 3;
 const FRAME_HEARTBEAT: u8 = 8;
 
-/// Bodies up to this size are copied out of the read buffer, so that a long-queued small
-/// message does not pin a whole read buffer; larger ones share it.
-const COPY_BODY_BELOW: usize = 2048;
-
 /// Decodes frames, enforcing `frame_max` as RabbitMQ does: `frame_max` counts header, payload
 /// and frame-end, but RabbitMQ lets a payload of up to `frame_max` itself through (its
 /// `FRAME_SIZE_FUDGE`, for clients that get the 8 bytes of framing wrong), so we do too.
@@ -96,14 +92,8 @@ pub fn decode_frame(src: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let frame = match kind {
         FRAME_METHOD => Frame::Method(channel, decode_method(frame.freeze())?),
         FRAME_HEADER => Frame::Header(channel, decode_header(frame.freeze())?),
-        FRAME_BODY => {
-            let body = if size < COPY_BODY_BELOW {
-                Bytes::copy_from_slice(&frame)
-            } else {
-                frame.freeze()
-            };
-            Frame::Body(channel, body)
-        }
+        // Shared with the read buffer; content assembly detaches small messages.
+        FRAME_BODY => Frame::Body(channel, frame.freeze()),
         _ if size != 0 => {
             return Err(FrameError::new(
                 reply::FRAME_ERROR,

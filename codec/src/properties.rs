@@ -172,6 +172,15 @@ impl Properties {
         Self::parse(Bytes::from(buf))
     }
 
+    /// The same properties over a copy of the same bytes (offsets stay valid).
+    pub(crate) fn with_raw(&self, raw: Bytes) -> Self {
+        debug_assert_eq!(raw, self.raw);
+        Properties {
+            raw,
+            ..self.clone()
+        }
+    }
+
     /// No properties at all (flags = 0).
     pub fn empty() -> Self {
         Properties {

@@ -89,6 +89,7 @@ impl Connection {
         let mut refused = false;
         for q in queues {
             refused |= !q.publish(message.clone());
+            self.poke_later(q.clone());
         }
         if queues.is_empty() {
             metrics::counter!(crate::metrics::MESSAGES_UNROUTED).increment(1);
@@ -290,50 +291,61 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes a delivery from a queue to the client (or gives it back if it can't go).
-    pub(super) fn deliver(&mut self, queue: Arc<Queue>, consumer: Arc<Consumer>, m: QueuedMessage) {
-        let open = self
-            .channels
-            .get(&consumer.channel)
-            .is_some_and(|c| !c.closing);
-        if !open || consumer.is_cancelled() {
-            queue.undeliver(m, &consumer);
-            return;
-        }
-        let Some(c) = self.channels.get_mut(&consumer.channel) else {
-            return;
-        };
-        let tag = c.next_delivery_tag();
-        encode::deliver(
-            &mut self.out,
-            consumer.channel,
-            consumer.tag.as_bytes(),
-            tag,
-            m.redelivered,
-            m.message.exchange.as_bytes(),
-            m.message.routing_key.as_bytes(),
-        );
-        encode::content(
-            &mut self.out,
-            consumer.channel,
-            &m.message.properties,
-            &m.message.body,
-            self.frame_max,
-        );
-        self.delivered += 1;
-        if consumer.no_ack {
-            // The in-flight window frees as soon as the delivery is in the write buffer.
-            consumer.release(1);
-            if !self.to_poke.iter().any(|q| Arc::ptr_eq(q, &queue)) {
-                self.to_poke.push(queue);
+    /// Writes deliveries from a queue to the client (or gives them back if they can't go).
+    pub(super) fn deliver(
+        &mut self,
+        queue: Arc<Queue>,
+        consumer: Arc<Consumer>,
+        messages: Vec<QueuedMessage>,
+    ) {
+        let ch = consumer.channel;
+        let c = match self.channels.get_mut(&ch) {
+            Some(c) if !c.closing && !consumer.is_cancelled() => c,
+            _ => {
+                queue.undeliver(messages, &consumer);
+                return;
             }
-        } else {
-            c.unacked.push_back(Unacked {
+        };
+        let n = messages.len();
+        for m in messages {
+            let tag = c.next_delivery_tag();
+            encode::deliver(
+                &mut self.out,
+                ch,
+                consumer.tag.as_bytes(),
                 tag,
-                queue,
-                message: m,
-                consumer: Some(consumer),
-            });
+                m.redelivered,
+                m.message.exchange.as_bytes(),
+                m.message.routing_key.as_bytes(),
+            );
+            encode::content(
+                &mut self.out,
+                ch,
+                &m.message.properties,
+                &m.message.body,
+                self.frame_max,
+            );
+            if !consumer.no_ack {
+                c.unacked.push_back(Unacked {
+                    tag,
+                    queue: queue.clone(),
+                    message: m,
+                    consumer: Some(consumer.clone()),
+                });
+            }
+        }
+        self.delivered += n as u64;
+        if consumer.no_ack {
+            // The in-flight window frees as soon as the deliveries are in the write buffer.
+            consumer.release(n as u32);
+            self.poke_later(queue);
+        }
+    }
+
+    /// Runs the queue's dispatch when the current batch is done.
+    pub(super) fn poke_later(&mut self, queue: Arc<Queue>) {
+        if !self.to_poke.iter().any(|q| Arc::ptr_eq(q, &queue)) {
+            self.to_poke.push(queue);
         }
     }
 

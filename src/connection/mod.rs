@@ -36,11 +36,11 @@ use channel::Channel;
 
 /// What other tasks tell a connection.
 pub enum ConnEvent {
-    /// A queue hands a message to one of this connection's consumers.
+    /// A queue hands messages to one of this connection's consumers (credit already taken).
     Deliver {
         queue: Arc<Queue>,
         consumer: Arc<Consumer>,
-        message: QueuedMessage,
+        messages: Vec<QueuedMessage>,
     },
     /// The broker cancels a consumer (its queue was deleted).
     Cancel { channel: u16, tag: String },
@@ -660,8 +660,8 @@ impl Connection {
             ConnEvent::Deliver {
                 queue,
                 consumer,
-                message,
-            } => self.deliver(queue, consumer, message),
+                messages,
+            } => self.deliver(queue, consumer, messages),
             ConnEvent::Cancel { channel, tag } => self.broker_cancel(channel, &tag),
         }
     }
@@ -674,10 +674,10 @@ impl Connection {
             if let ConnEvent::Deliver {
                 queue,
                 consumer,
-                message,
+                messages,
             } = e
             {
-                queue.undeliver(message, &consumer);
+                queue.undeliver(messages, &consumer);
             }
         }
         if let Some(v) = &self.vhost {

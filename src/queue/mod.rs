@@ -171,7 +171,10 @@ impl Queue {
         self.state.lock().unacked as u32
     }
 
-    /// Enqueues a routed message and dispatches. Returns false if the queue refused it.
+    /// Enqueues a routed message. Returns false if the queue refused it.
+    ///
+    /// It does not dispatch: the publishing connection calls [`Queue::poke`] once its batch
+    /// of input is handled, so a burst of publishes reaches each consumer as one event.
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> bool {
         if self.is_deleted() {
             return false;
@@ -184,7 +187,6 @@ impl Queue {
             message,
             redelivered: false,
         });
-        self.dispatch(&mut st);
         true
     }
 
@@ -224,17 +226,20 @@ impl Queue {
         self.dispatch(&mut st);
     }
 
-    /// A delivery that never reached its client (its channel was gone): put it back as it was.
-    pub fn undeliver(self: &Arc<Self>, m: QueuedMessage, consumer: &Consumer) {
-        consumer.release(1);
+    /// Deliveries that never reached their client (the channel or consumer was gone): put
+    /// back as they were.
+    pub fn undeliver(self: &Arc<Self>, messages: Vec<QueuedMessage>, consumer: &Consumer) {
+        consumer.release(messages.len() as u32);
         if self.is_deleted() {
             return;
         }
         let mut st = self.state.lock();
         if !consumer.no_ack {
-            st.unacked = st.unacked.saturating_sub(1);
+            st.unacked = st.unacked.saturating_sub(messages.len());
         }
-        st.store.requeue(m);
+        for m in messages {
+            st.store.requeue(m);
+        }
         self.dispatch(&mut st);
     }
 
@@ -297,44 +302,54 @@ impl Queue {
         (n, consumers)
     }
 
-    /// Hands ready messages to consumers with credit, one each in turn.
+    /// Hands ready messages to consumers with credit, one each in turn, then sends each
+    /// consumer's share to its connection as one event.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
         let n = st.consumers.len();
-        if n == 0 {
+        if n == 0 || st.store.is_empty() {
             return;
         }
+        // One slot per consumer that gets something (usually one).
+        let mut batches: Vec<(usize, Vec<QueuedMessage>)> = Vec::new();
         let mut refused = 0;
         while refused < n && !st.store.is_empty() {
             let i = st.next_consumer % n;
             st.next_consumer = (i + 1) % n;
-            let c = &st.consumers[i];
-            if !c.try_acquire() {
+            if !st.consumers[i].try_acquire() {
                 refused += 1;
                 continue;
             }
             refused = 0;
             let Some(m) = st.store.pop() else { break };
-            let consumer = c.clone();
-            let no_ack = consumer.no_ack;
-            let seq = m.seq;
-            let event = ConnEvent::Deliver {
-                queue: self.clone(),
-                consumer,
-                message: m,
-            };
-            if let Err(tokio::sync::mpsc::error::SendError(event)) = c.events.send(event) {
-                // The connection is gone; its cleanup will remove the consumer.
-                c.cancel();
-                c.release(1);
-                if let ConnEvent::Deliver { message, .. } = event {
-                    st.store.requeue(message);
-                }
-                continue;
-            }
-            if no_ack {
-                st.store.settle(seq);
+            if st.consumers[i].no_ack {
+                st.store.settle(m.seq);
             } else {
                 st.unacked += 1;
+            }
+            match batches.iter_mut().find(|(c, _)| *c == i) {
+                Some((_, ms)) => ms.push(m),
+                None => batches.push((i, vec![m])),
+            }
+        }
+        for (i, messages) in batches {
+            let consumer = st.consumers[i].clone();
+            let event = ConnEvent::Deliver {
+                queue: self.clone(),
+                consumer: consumer.clone(),
+                messages,
+            };
+            if let Err(tokio::sync::mpsc::error::SendError(event)) = consumer.events.send(event) {
+                // The connection is gone (its cleanup removes the consumer): take them back.
+                consumer.cancel();
+                if let ConnEvent::Deliver { messages, .. } = event {
+                    consumer.release(messages.len() as u32);
+                    if !consumer.no_ack {
+                        st.unacked = st.unacked.saturating_sub(messages.len());
+                    }
+                    for m in messages {
+                        st.store.requeue(m);
+                    }
+                }
             }
         }
     }
