@@ -25,7 +25,7 @@ async function startWorker(name, log, acks) {
     const dots = task.split('.').length - 1;
     setTimeout(() => { ch.ack(msg); acks.count += 1; }, dots * MS_PER_DOT);
   }, { noAck: false });
-  return conn;
+  return { conn, ch };
 }
 
 const byWorker = (log, name) => log.filter((e) => e.worker === name).map((e) => e.task);
@@ -74,7 +74,13 @@ run(async () => {
 
   // Wait for the long task's ack before tearing down.
   await waitUntil(() => acks.count === 11, 3000, 'all acks');
-  for (const w of workers) await w.close();
+  // Close each worker's channel first: amqplib may write connection.close ahead of frames
+  // still queued on a channel (the last ack), and the broker would then requeue that message
+  // as unacked, exactly as RabbitMQ does. channel.close is queued behind the ack.
+  for (const w of workers) {
+    await w.ch.close();
+    await w.conn.close();
+  }
   eq((await ch.deleteQueue(QUEUE)).messageCount, 0, 'messages left at delete');
   await conn.close();
 });
