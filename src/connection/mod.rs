@@ -48,8 +48,10 @@ pub enum ConnEvent {
 
 /// Stop taking deliveries while this much output is waiting for the socket.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
-/// Read at least this much at a time.
+/// A busy connection reads up to this much at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// An idle one starts with this: 1,000 idle connections must not hold 64 MiB of buffers.
+const READ_START: usize = 4 * 1024;
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// After answering a client's connection.close, how long we keep reading (and discarding)
@@ -152,7 +154,7 @@ async fn run(
         heartbeat: 0,
         broker,
         channels: HashMap::new(),
-        out: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::new(),
         events_tx,
         to_poke: Vec::new(),
         route_scratch: Default::default(),
@@ -205,7 +207,7 @@ impl Connection {
         handshake_deadline: Instant,
     ) -> std::io::Result<()> {
         let (mut rd, mut wr) = stream.split();
-        let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+        let mut inbuf = BytesMut::with_capacity(READ_START);
         let mut events = Vec::with_capacity(256);
         let mut shutdown = self.broker.shutdown_signal();
         let mut last_read = Instant::now();
@@ -246,8 +248,9 @@ impl Connection {
                     }
                     last_read = Instant::now();
                     self.process_input(&mut inbuf);
-                    if inbuf.capacity() - inbuf.len() < 4096 {
-                        inbuf.reserve(READ_CHUNK);
+                    // A read that filled the buffer means more is coming: grow to READ_CHUNK.
+                    if inbuf.capacity() - inbuf.len() < 1024 {
+                        inbuf.reserve(READ_CHUNK.max(inbuf.len()));
                     }
                 }
                 n = events_rx.recv_many(&mut events, 256), if want_events => {
