@@ -12,25 +12,10 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 use support::{
-    assert_channel_error, assert_connection_error, assert_no_delivery, code, drain, is_hard,
-    next_delivery, next_error, publish, publish_with, sync, uniq, within, Env,
+    assert_channel_error, assert_connection_error, assert_no_delivery, code, drain,
+    exclusive_queue as queue, is_hard, next_delivery, next_error, publish, publish_with, sync,
+    uniq, within, Env,
 };
-
-/// A fresh exclusive queue with a unique name.
-async fn queue(ch: &Channel) -> String {
-    let name = uniq("q");
-    within(ch.queue_declare(
-        name.as_str().into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-    name
-}
 
 async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> Consumer {
     within(ch.basic_consume(

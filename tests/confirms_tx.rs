@@ -13,23 +13,9 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation};
 use support::{
-    assert_channel_error, code, drain, is_hard, next_error, publish, sync, uniq, within, Env,
+    assert_channel_error, code, drain, exclusive_queue as queue, is_hard, next_error, publish,
+    sync, uniq, within, Env,
 };
-
-async fn queue(ch: &Channel) -> String {
-    let name = uniq("q");
-    within(ch.queue_declare(
-        name.as_str().into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-    name
-}
 
 /// Ready messages of `q` as another channel sees them.
 async fn ready(ch: &Channel, q: &str) -> u32 {

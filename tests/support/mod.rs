@@ -170,6 +170,22 @@ pub async fn assert_no_delivery(c: &mut Consumer, ms: u64) {
     }
 }
 
+/// A fresh exclusive queue with a unique name.
+pub async fn exclusive_queue(ch: &Channel) -> String {
+    let name = uniq("q");
+    within(ch.queue_declare(
+        name.as_str().into(),
+        lapin::options::QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        lapin::types::FieldTable::default(),
+    ))
+    .await
+    .expect("queue.declare");
+    name
+}
+
 /// Publishes `body` (no confirm wait).
 pub async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
     publish_with(ch, exchange, key, body, BasicProperties::default()).await;
