@@ -29,6 +29,8 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         MESSAGES_REDELIVERED,
     ] {
         metrics::describe_counter!(name, name);
+        // Registered at zero so the series exist (and dashboards draw) before any traffic.
+        metrics::counter!(name).absolute(0);
     }
     Ok(())
 }

@@ -693,7 +693,7 @@ impl Connection {
                 }
             }
         }
-        if self.phase != Phase::AwaitStartOk || !self.user.is_empty() {
+        if !self.user.is_empty() {
             info!(user = %self.user, "connection closed");
         }
     }
