@@ -3,12 +3,17 @@
 //! through one output buffer that is flushed when the batch is done, so many frames go out
 //! per syscall.
 //!
-//! Files: `handshake` (protocol header, start/tune/open, SASL), `channel` (per-channel
-//! state), `methods` (channel, exchange, queue, confirm and tx classes), `basic` (publish,
-//! consume, deliveries, acks).
+//! Files: this one (the task's loop: read, deliveries, write, heartbeats, shutdown),
+//! `handshake` (protocol header, start/tune/open, SASL), `frames` (frame dispatch to the
+//! connection's or a channel's state machine, errors to closes), `close` (connection and
+//! channel close, release of consumers and unacked messages, final cleanup), `channel`
+//! (per-channel state), `methods` (channel, exchange, queue, confirm and tx classes), `basic`
+//! (publish, consume, deliveries, acks).
 
 mod basic;
 mod channel;
+mod close;
+mod frames;
 mod handshake;
 mod methods;
 
@@ -17,14 +22,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
+use amq_protocol::protocol::AMQPClass;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
-use warren_codec::{decode, encode, Frame, Method};
+use warren_codec::{decode, encode};
 
 use crate::broker::Broker;
 use crate::error::AmqpError;
@@ -305,7 +310,7 @@ impl Connection {
     }
 
     /// Timer granularity: a second, finer for sub-2-second heartbeats.
-    fn tick_period(&self) -> Duration {
+    pub(super) fn tick_period(&self) -> Duration {
         match self.heartbeat {
             1 => Duration::from_millis(250),
             _ => Duration::from_secs(1),
@@ -313,7 +318,7 @@ impl Connection {
     }
 
     /// Decodes and handles every complete frame in `inbuf`.
-    fn process_input(&mut self, inbuf: &mut BytesMut) {
+    pub(super) fn process_input(&mut self, inbuf: &mut BytesMut) {
         loop {
             if self.phase == Phase::Closed {
                 inbuf.clear();
@@ -343,7 +348,7 @@ impl Connection {
     }
 
     /// Work deferred to the end of a batch: confirms, dispatch after freed credit, metrics.
-    fn end_batch(&mut self) {
+    pub(super) fn end_batch(&mut self) {
         for ch in self.channels.values_mut() {
             if let Some(c) = ch.confirms.as_mut() {
                 if let Some((tag, multiple)) = c.take_pending() {
@@ -364,301 +369,13 @@ impl Connection {
         }
     }
 
-    fn handle_frame(&mut self, frame: Frame) {
-        let result = match frame {
-            Frame::Heartbeat(0) => Ok(()),
-            // RabbitMQ answers 505 here (the spec says 501).
-            Frame::Heartbeat(_) => Err(AmqpError::unexpected_frame("type 8, all octets = <<>>")),
-            Frame::Method(0, method) => self.connection_method(method),
-            _ if self.phase == Phase::Closing => Ok(()), // dropped until close-ok
-            _ if self.phase != Phase::Open => Err(AmqpError::command_invalid(
-                "channel frame before the connection was opened",
-            )),
-            Frame::Method(ch, method) => self.channel_method(ch, method),
-            Frame::Header(ch, header) => self.content_header(ch, header),
-            Frame::Body(ch, body) => self.content_body(ch, body),
-        };
-        if let Err(e) = result {
-            self.fail(e);
-        }
-    }
-
-    /// Turns an error into the close it calls for.
-    fn fail(&mut self, e: AmqpError) {
-        if self.phase == Phase::Closing || self.phase == Phase::Closed {
-            return;
-        }
-        if e.is_hard() {
-            self.close_connection(&e);
-        } else {
-            warn!("channel error: {e}");
-        }
-    }
-
-    /// Sends connection.close and waits for close-ok (channel frames are dropped meanwhile).
-    fn close_connection(&mut self, e: &AmqpError) {
-        if e.code == warren_codec::reply::CONNECTION_FORCED {
-            info!(user = %self.user, "closing connection: {e}");
-        } else {
-            warn!(user = %self.user, "connection error: {e}");
-        }
-        self.write_method(
-            0,
-            &AMQPClass::Connection(conn::AMQPMethod::Close(conn::Close {
-                reply_code: e.code,
-                reply_text: e.reply_text().into(),
-                class_id: e.class_id,
-                method_id: e.method_id,
-            })),
-        );
-        self.release_channels();
-        self.phase = Phase::Closing;
-    }
-
-    fn connection_method(&mut self, method: Method) -> Result<(), AmqpError> {
-        let (class_id, method_id) = (method.class_id(), method.method_id());
-        // RabbitMQ's words for any method channel 0 does not expect now.
-        let unexpected = |phase: Phase| {
-            let state = match phase {
-                Phase::AwaitStartOk => "starting",
-                Phase::AwaitTuneOk => "tuning",
-                Phase::AwaitOpen => "opening",
-                _ => "running",
-            };
-            AmqpError::channel_error(format!("unexpected method in connection state {state}"))
-                .on(class_id, method_id)
-        };
-        let Method::Other(class) = method else {
-            return Err(unexpected(self.phase));
-        };
-        let AMQPClass::Connection(m) = *class else {
-            return Err(unexpected(self.phase));
-        };
-        match (self.phase, m) {
-            (Phase::Closing, conn::AMQPMethod::CloseOk(_)) => {
-                self.phase = Phase::Closed;
-                Ok(())
-            }
-            (Phase::Closing, conn::AMQPMethod::Close(_)) => {
-                // Both sides closed at once.
-                self.write_method(
-                    0,
-                    &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
-                );
-                self.phase = Phase::Closed;
-                self.linger = true;
-                Ok(())
-            }
-            (Phase::Closing, _) => Ok(()),
-            (_, conn::AMQPMethod::Close(c)) => {
-                debug!(code = c.reply_code, text = %c.reply_text, "client closed the connection");
-                self.release_channels();
-                self.write_method(
-                    0,
-                    &AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
-                );
-                self.phase = Phase::Closed;
-                self.linger = true;
-                Ok(())
-            }
-            (Phase::AwaitStartOk, conn::AMQPMethod::StartOk(m)) => self.on_start_ok(m),
-            (Phase::AwaitTuneOk, conn::AMQPMethod::TuneOk(m)) => self.on_tune_ok(m),
-            (Phase::AwaitOpen, conn::AMQPMethod::Open(m)) => self.on_open(m),
-            (Phase::Open, conn::AMQPMethod::Blocked(_) | conn::AMQPMethod::Unblocked(_)) => Ok(()),
-            (Phase::Open, conn::AMQPMethod::UpdateSecret(_)) => {
-                // Passwords don't expire here, so a new secret changes nothing; RabbitMQ
-                // answers the same way for its internal backend.
-                self.write_method(
-                    0,
-                    &AMQPClass::Connection(conn::AMQPMethod::UpdateSecretOk(
-                        conn::UpdateSecretOk {},
-                    )),
-                );
-                Ok(())
-            }
-            (phase, _) => Err(unexpected(phase)),
-        }
-    }
-
-    fn channel_method(&mut self, ch: u16, method: Method) -> Result<(), AmqpError> {
-        let (class_id, method_id) = (method.class_id(), method.method_id());
-        let open = self.channels.get(&ch).map(|c| c.closing);
-        match (open, &method) {
-            (None, Method::Other(c))
-                if matches!(**c, AMQPClass::Channel(chan::AMQPMethod::Open(_))) =>
-            {
-                // The spec (and this project) refuse numbers above channel_max with 504, which
-                // also bounds how many are open. (RabbitMQ 3.10 opens any number and refuses
-                // the channel_max+1-th open channel with 530.)
-                if ch > self.channel_max {
-                    return Err(AmqpError::channel_error(format!(
-                        "channel number {ch} is higher than the negotiated channel_max ({})",
-                        self.channel_max
-                    ))
-                    .on(class_id, method_id));
-                }
-                self.channels.insert(ch, Channel::new(ch));
-                metrics::counter!(crate::metrics::CHANNELS_OPENED).increment(1);
-                self.write_method(
-                    ch,
-                    &AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
-                );
-                return Ok(());
-            }
-            (None, Method::Other(c))
-                if matches!(**c, AMQPClass::Channel(chan::AMQPMethod::CloseOk(_))) =>
-            {
-                // A late close-ok for a channel already gone: harmless.
-                return Ok(());
-            }
-            (None, _) => {
-                return Err(AmqpError::channel_error(format!(
-                    "expected 'channel.open' on channel {ch}"
-                ))
-                .on(class_id, method_id));
-            }
-            (Some(true), Method::Other(c)) => {
-                match **c {
-                    AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => {
-                        self.channels.remove(&ch);
-                    }
-                    AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
-                        self.write_method(
-                            ch,
-                            &AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {})),
-                        );
-                        self.channels.remove(&ch);
-                    }
-                    _ => {}
-                }
-                return Ok(());
-            }
-            (Some(true), _) => return Ok(()),
-            (Some(false), _) => {}
-        }
-        if let Some(c) = self.channels.get(&ch) {
-            if c.content.in_progress() {
-                // Names the pending basic.publish, as RabbitMQ does.
-                return Err(c.content.out_of_order().into());
-            }
-        }
-        let result = match method {
-            Method::Publish(p) => self.on_publish(ch, p),
-            Method::Ack(a) => self.on_ack(ch, a.delivery_tag, a.multiple),
-            Method::Qos(q) => self.on_qos(ch, q),
-            Method::Other(class) => self.dispatch_method(ch, *class),
-        };
-        match result {
-            Err(e) if !e.is_hard() => {
-                self.close_channel(ch, e.on(class_id, method_id));
-                Ok(())
-            }
-            other => other.map_err(|e| e.on(class_id, method_id)),
-        }
-    }
-
-    fn content_header(
-        &mut self,
-        ch: u16,
-        header: warren_codec::ContentHeader,
-    ) -> Result<(), AmqpError> {
-        let max = self.broker.config.max_message_size;
-        let Some(c) = self.channels.get_mut(&ch) else {
-            return Err(AmqpError::channel_error(format!(
-                "expected 'channel.open' on channel {ch}"
-            )));
-        };
-        if c.closing {
-            return Ok(());
-        }
-        match c.content.header(header, max) {
-            Ok(Some(content)) => self.on_content(ch, content),
-            Ok(None) => Ok(()),
-            Err(e) => self.frame_error_on_channel(ch, e),
-        }
-    }
-
-    fn content_body(&mut self, ch: u16, body: bytes::Bytes) -> Result<(), AmqpError> {
-        let Some(c) = self.channels.get_mut(&ch) else {
-            return Err(AmqpError::channel_error(format!(
-                "expected 'channel.open' on channel {ch}"
-            )));
-        };
-        if c.closing {
-            return Ok(());
-        }
-        match c.content.body(body) {
-            Ok(Some(content)) => self.on_content(ch, content),
-            Ok(None) => Ok(()),
-            Err(e) => self.frame_error_on_channel(ch, e),
-        }
-    }
-
-    /// Content errors: 505 closes the connection, an oversized message (406) the channel.
-    fn frame_error_on_channel(
-        &mut self,
-        ch: u16,
-        e: warren_codec::FrameError,
-    ) -> Result<(), AmqpError> {
-        // The codec names basic.publish once content has started (RabbitMQ: none before).
-        let e = AmqpError::from(e);
-        if e.is_hard() {
-            return Err(e);
-        }
-        if let Some(c) = self.channels.get_mut(&ch) {
-            c.content.reset();
-        }
-        self.close_channel(ch, e);
-        Ok(())
-    }
-
-    fn on_content(&mut self, ch: u16, content: warren_codec::Content) -> Result<(), AmqpError> {
-        match self.publish_content(ch, content) {
-            Err(e) if !e.is_hard() => {
-                self.close_channel(ch, e.on(60, 40));
-                Ok(())
-            }
-            other => other.map_err(|e| e.on(60, 40)),
-        }
-    }
-
-    /// Sends channel.close for a soft error and releases the channel's resources now;
-    /// frames are dropped until the client's close-ok.
-    fn close_channel(&mut self, ch: u16, e: AmqpError) {
-        debug!(channel = ch, "channel error: {e}");
-        self.write_method(
-            ch,
-            &AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
-                reply_code: e.code,
-                reply_text: e.reply_text().into(),
-                class_id: e.class_id,
-                method_id: e.method_id,
-            })),
-        );
-        if let Some(mut c) = self.channels.remove(&ch) {
-            self.release_channel(&mut c);
-            c.closing = true;
-            self.channels.insert(ch, c);
-        }
-    }
-
-    fn write_method(&mut self, ch: u16, m: &AMQPClass) {
+    pub(super) fn write_method(&mut self, ch: u16, m: &AMQPClass) {
         if let Err(e) = encode::method(&mut self.out, ch, m) {
             warn!("cannot encode {m:?}: {e}");
         }
     }
 
-    /// Releases every channel (connection closing): consumers go, unacked messages return.
-    fn release_channels(&mut self) {
-        let ids: Vec<u16> = self.channels.keys().copied().collect();
-        for id in ids {
-            if let Some(mut c) = self.channels.remove(&id) {
-                self.release_channel(&mut c);
-            }
-        }
-    }
-
-    fn handle_event(&mut self, e: ConnEvent) {
+    pub(super) fn handle_event(&mut self, e: ConnEvent) {
         match e {
             ConnEvent::Deliver {
                 queue,
@@ -666,35 +383,6 @@ impl Connection {
                 messages,
             } => self.deliver(queue, consumer, messages),
             ConnEvent::Cancel { channel, tag } => self.broker_cancel(channel, &tag),
-        }
-    }
-
-    /// Final cleanup: channels released, exclusive queues deleted, queued events returned.
-    fn cleanup(&mut self, events_rx: &mut mpsc::UnboundedReceiver<ConnEvent>) {
-        self.release_channels();
-        events_rx.close();
-        while let Ok(e) = events_rx.try_recv() {
-            if let ConnEvent::Deliver {
-                queue,
-                consumer,
-                messages,
-            } = e
-            {
-                queue.undeliver(messages, &consumer);
-            }
-        }
-        if let Some(v) = &self.vhost {
-            for d in v.drop_exclusive_queues(self.id) {
-                for c in d.consumers {
-                    let _ = c.events.send(ConnEvent::Cancel {
-                        channel: c.channel,
-                        tag: c.tag.clone(),
-                    });
-                }
-            }
-        }
-        if !self.user.is_empty() {
-            info!(user = %self.user, "connection closed");
         }
     }
 }
