@@ -606,6 +606,28 @@ async fn per_consumer_and_per_channel_prefetch_both_apply() {
 }
 
 #[tokio::test]
+async fn an_ack_on_one_queue_frees_channel_credit_for_another() {
+    // global=true qos 1: the channel holds one unacked message across both consumers.
+    let env = Env::start().await;
+    let (_c, ch) = env.open().await;
+    let q1 = queue(&ch).await;
+    let q2 = queue(&ch).await;
+    within(ch.basic_qos(1, BasicQosOptions { global: true }))
+        .await
+        .unwrap();
+    let mut c1 = consume(&ch, &q1, "c1", false).await;
+    let mut c2 = consume(&ch, &q2, "c2", false).await;
+    publish_n(&ch, &q1, 1).await;
+    let a = next_delivery(&mut c1).await;
+    publish_n(&ch, &q2, 1).await;
+    assert_no_delivery(&mut c2, 200).await;
+    // q1 is now empty: only q2's consumer can use the freed slot.
+    a.acker.ack(Default::default()).await.unwrap();
+    let b = next_delivery(&mut c2).await;
+    assert_eq!(body(&b), "m0");
+}
+
+#[tokio::test]
 async fn unacked_messages_return_in_order_when_the_channel_closes() {
     let env = Env::start().await;
     let (conn, ch) = env.open().await;

@@ -357,7 +357,23 @@ impl Connection {
             return Ok(());
         }
         self.settle(acked);
+        self.channel_credit_freed(ch);
         Ok(())
+    }
+
+    /// Settling frees channel-wide credit (basic.qos global=true), which consumers of other
+    /// queues on the channel may be waiting for: dispatch all of the channel's queues.
+    pub(super) fn channel_credit_freed(&mut self, ch: u16) {
+        let Some(c) = self.channels.get(&ch) else {
+            return;
+        };
+        if c.credit.prefetch.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
+        let queues: Vec<Arc<Queue>> = c.consumers.values().map(|(_, q)| q.clone()).collect();
+        for q in queues {
+            self.poke_later(q);
+        }
     }
 
     pub(super) fn on_reject(
@@ -377,6 +393,7 @@ impl Connection {
             return Ok(());
         }
         self.reject(deliveries, requeue);
+        self.channel_credit_freed(ch);
         Ok(())
     }
 
@@ -411,6 +428,7 @@ impl Connection {
         let c = self.channel_mut(ch)?;
         let all: Vec<Unacked> = c.unacked.drain(..).collect();
         self.reject(all, true);
+        self.channel_credit_freed(ch);
         if reply {
             self.write_method(
                 ch,

@@ -359,6 +359,7 @@ impl Connection {
                         } => self.reject(deliveries, requeue),
                     }
                 }
+                self.channel_credit_freed(ch);
                 self.write_method(
                     ch,
                     &AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
