@@ -6,7 +6,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::error::FrameError;
-use crate::frame::{ContentHeader, Publish, ShortStr};
+use crate::frame::{ContentHeader, Publish};
 use crate::properties::Properties;
 use crate::reply;
 
@@ -114,7 +114,11 @@ impl ContentAssembler {
             .with_method(60, 40));
         }
         if header.body_size == 0 {
-            return Ok(Some(compact(publish, header.properties, Bytes::new())));
+            return Ok(Some(Content {
+                publish,
+                properties: header.properties,
+                body: Bytes::new(),
+            }));
         }
         self.state = State::AwaitBody {
             publish,
@@ -182,44 +186,10 @@ impl ContentAssembler {
         } else {
             rest.freeze()
         };
-        Ok(Some(compact(publish, properties, body)))
-    }
-}
-
-/// Bodies below this size are copied, with the message's exchange, routing key and
-/// properties, into one allocation of the message's own; larger bodies stay shared as read.
-/// Without it, every small message still queued would pin the whole read buffer (64 KiB) it
-/// arrived in.
-pub const COMPACT_BELOW: usize = 16 * 1024;
-
-/// The finished message, detached from the connection's read buffer where that is cheap.
-fn compact(publish: Publish, properties: Properties, body: Bytes) -> Content {
-    let inline = body.len() < COMPACT_BELOW;
-    let (ex, rk, raw) = (
-        publish.exchange.as_bytes(),
-        publish.routing_key.as_bytes(),
-        properties.raw(),
-    );
-    let mut buf = BytesMut::with_capacity(
-        ex.len() + rk.len() + raw.len() + if inline { body.len() } else { 0 },
-    );
-    buf.extend_from_slice(ex);
-    buf.extend_from_slice(rk);
-    buf.extend_from_slice(raw);
-    if inline {
-        buf.extend_from_slice(&body);
-    }
-    let mut all = buf.freeze();
-    let exchange = ShortStr::from_checked(all.split_to(ex.len()));
-    let routing_key = ShortStr::from_checked(all.split_to(rk.len()));
-    let properties = properties.with_raw(all.split_to(raw.len()));
-    Content {
-        publish: Publish {
-            exchange,
-            routing_key,
-            ..publish
-        },
-        properties,
-        body: if inline { all } else { body },
+        Ok(Some(Content {
+            publish,
+            properties,
+            body,
+        }))
     }
 }

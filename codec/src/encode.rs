@@ -8,7 +8,6 @@ use bytes::{BufMut, BytesMut};
 use tokio_util::codec::Encoder;
 
 use crate::error::{CodecError, FrameError};
-use crate::properties::Properties;
 use crate::{reply, AMQPClass, FRAME_END, FRAME_OVERHEAD};
 
 const FRAME_METHOD: u8 = 1;
@@ -154,8 +153,9 @@ pub fn basic_nack(dst: &mut BytesMut, channel: u16, delivery_tag: u64, multiple:
 }
 
 /// Content header + body frames, bodies split so no frame exceeds `frame_max`.
-pub fn content(dst: &mut BytesMut, channel: u16, props: &Properties, body: &[u8], frame_max: u32) {
-    let raw = props.raw();
+/// `props` is the raw property list (flags + properties), as [`crate::Properties::raw`] holds it.
+pub fn content(dst: &mut BytesMut, channel: u16, props: &[u8], body: &[u8], frame_max: u32) {
+    let raw = props;
     dst.reserve(FRAME_OVERHEAD * 2 + 12 + raw.len() + body.len());
     dst.put_u8(FRAME_HEADER);
     dst.put_u16(channel);

@@ -26,7 +26,7 @@ pub use content::{Content, ContentAssembler};
 pub use decode::FrameDecoder;
 pub use error::{CodecError, FrameError};
 pub use frame::{Ack, ContentHeader, Frame, Method, Publish, Qos, ShortStr};
-pub use properties::Properties;
+pub use properties::{Properties, PropertyIndex};
 
 /// The frame-end octet that closes every frame.
 pub const FRAME_END: u8 = 0xCE;

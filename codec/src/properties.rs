@@ -29,10 +29,10 @@ const CONTINUATION: u16 = 1;
 
 type Span = (u32, u32);
 
-/// Validated raw properties with the offsets of the fields the broker looks at.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Properties {
-    raw: Bytes,
+/// Where the fields the broker reads sit in a property list (offsets into its raw bytes),
+/// kept apart from the bytes so a holder can store the bytes however it likes.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct PropertyIndex {
     delivery_mode: u8,
     priority: Option<u8>,
     headers: Option<Span>,
@@ -41,12 +41,19 @@ pub struct Properties {
     reply_to: Option<Span>,
 }
 
+/// Validated raw properties (flags + property list, as received) and their index.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Properties {
+    raw: Bytes,
+    index: PropertyIndex,
+}
+
 impl std::fmt::Debug for Properties {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Properties")
             .field("len", &self.raw.len())
-            .field("delivery_mode", &self.delivery_mode)
-            .field("priority", &self.priority)
+            .field("delivery_mode", &self.index.delivery_mode)
+            .field("priority", &self.index.priority)
             .finish()
     }
 }
@@ -98,17 +105,11 @@ impl Cursor<'_> {
     }
 }
 
-impl Properties {
+impl PropertyIndex {
     /// Validates `raw` (flags + property list) and records where the useful fields are.
-    pub fn parse(raw: Bytes) -> Result<Self, FrameError> {
-        let mut p = Properties {
-            raw,
-            ..Default::default()
-        };
-        let mut c = Cursor {
-            buf: &p.raw,
-            pos: 0,
-        };
+    pub fn parse(raw: &[u8]) -> Result<Self, FrameError> {
+        let mut p = PropertyIndex::default();
+        let mut c = Cursor { buf: raw, pos: 0 };
         let hi = c.u8()?;
         let lo = c.u8()?;
         let flags = u16::from_be_bytes([hi, lo]);
@@ -163,6 +164,58 @@ impl Properties {
         Ok(p)
     }
 
+    /// 2 means persistent.
+    pub fn delivery_mode(&self) -> u8 {
+        self.delivery_mode
+    }
+
+    pub fn priority(&self) -> Option<u8> {
+        self.priority
+    }
+
+    fn span_str<'a>(&self, raw: &'a [u8], span: Option<Span>) -> Option<&'a str> {
+        let (a, b) = span?;
+        std::str::from_utf8(raw.get(a as usize..b as usize)?).ok()
+    }
+
+    pub fn expiration<'a>(&self, raw: &'a [u8]) -> Option<&'a str> {
+        self.span_str(raw, self.expiration)
+    }
+
+    pub fn user_id<'a>(&self, raw: &'a [u8]) -> Option<&'a str> {
+        self.span_str(raw, self.user_id)
+    }
+
+    pub fn reply_to<'a>(&self, raw: &'a [u8]) -> Option<&'a str> {
+        self.span_str(raw, self.reply_to)
+    }
+
+    pub fn has_headers(&self) -> bool {
+        self.headers.is_some()
+    }
+
+    /// Parses the headers table out of `raw`; `Ok(None)` when there is none.
+    pub fn headers(&self, raw: &[u8]) -> Result<Option<FieldTable>, FrameError> {
+        let Some((a, b)) = self.headers else {
+            return Ok(None);
+        };
+        // The table parser wants the 4-byte length prefix too.
+        let with_len = raw
+            .get(a as usize - 4..b as usize)
+            .ok_or_else(|| syntax("headers table"))?;
+        amq_protocol::types::parsing::parse_field_table(with_len)
+            .map(|(_, t)| Some(t))
+            .map_err(|_| syntax("headers table"))
+    }
+}
+
+impl Properties {
+    /// Validates `raw` (flags + property list) and indexes it.
+    pub fn parse(raw: Bytes) -> Result<Self, FrameError> {
+        let index = PropertyIndex::parse(&raw)?;
+        Ok(Properties { raw, index })
+    }
+
     /// Encodes amq-protocol properties (used when the broker rewrites a message's properties).
     pub fn from_amqp(props: &AMQPProperties) -> Result<Self, FrameError> {
         let ctx = amq_protocol::frame::WriteContext::from(Vec::with_capacity(64));
@@ -172,20 +225,11 @@ impl Properties {
         Self::parse(Bytes::from(buf))
     }
 
-    /// The same properties over a copy of the same bytes (offsets stay valid).
-    pub(crate) fn with_raw(&self, raw: Bytes) -> Self {
-        debug_assert_eq!(raw, self.raw);
-        Properties {
-            raw,
-            ..self.clone()
-        }
-    }
-
     /// No properties at all (flags = 0).
     pub fn empty() -> Self {
         Properties {
             raw: Bytes::from_static(&[0, 0]),
-            ..Default::default()
+            index: PropertyIndex::default(),
         }
     }
 
@@ -201,50 +245,43 @@ impl Properties {
             .map_err(|_| syntax("properties"))
     }
 
+    /// Where the fields are.
+    pub fn index(&self) -> &PropertyIndex {
+        &self.index
+    }
+
     /// 2 means persistent.
     pub fn delivery_mode(&self) -> u8 {
-        self.delivery_mode
+        self.index.delivery_mode
     }
 
     pub fn persistent(&self) -> bool {
-        self.delivery_mode == 2
+        self.index.delivery_mode == 2
     }
 
     pub fn priority(&self) -> Option<u8> {
-        self.priority
-    }
-
-    fn span_str(&self, span: Option<Span>) -> Option<&str> {
-        let (a, b) = span?;
-        std::str::from_utf8(&self.raw[a as usize..b as usize]).ok()
+        self.index.priority
     }
 
     pub fn expiration(&self) -> Option<&str> {
-        self.span_str(self.expiration)
+        self.index.expiration(&self.raw)
     }
 
     pub fn user_id(&self) -> Option<&str> {
-        self.span_str(self.user_id)
+        self.index.user_id(&self.raw)
     }
 
     pub fn reply_to(&self) -> Option<&str> {
-        self.span_str(self.reply_to)
+        self.index.reply_to(&self.raw)
     }
 
     pub fn has_headers(&self) -> bool {
-        self.headers.is_some()
+        self.index.has_headers()
     }
 
     /// Parses the headers table; `Ok(None)` when there is none.
     pub fn headers(&self) -> Result<Option<FieldTable>, FrameError> {
-        let Some((a, b)) = self.headers else {
-            return Ok(None);
-        };
-        // The table parser wants the 4-byte length prefix too.
-        let with_len = &self.raw[a as usize - 4..b as usize];
-        amq_protocol::types::parsing::parse_field_table(with_len)
-            .map(|(_, t)| Some(t))
-            .map_err(|_| syntax("headers table"))
+        self.index.headers(&self.raw)
     }
 }
 

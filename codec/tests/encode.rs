@@ -66,7 +66,7 @@ fn content_splits_bodies_at_frame_max() {
         for len in [0, 1, chunk - 1, chunk, chunk + 1, 2 * chunk, 3 * chunk + 5] {
             let body: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
             let mut out = BytesMut::new();
-            encode::content(&mut out, 3, &props, &body, frame_max);
+            encode::content(&mut out, 3, props.raw(), &body, frame_max);
             let sizes = frame_sizes(&out);
             assert!(
                 sizes.iter().all(|&s| s <= frame_max as usize),
@@ -136,7 +136,7 @@ fn properties_are_resent_byte_for_byte() {
         panic!("no header")
     };
     let mut out = BytesMut::new();
-    encode::content(&mut out, 1, &h.properties, b"hi", 131_072);
+    encode::content(&mut out, 1, h.properties.raw(), b"hi", 131_072);
     let header_len = frame_sizes(&out)[0];
     assert_eq!(&out[..header_len], &buf[..]);
     // to_amqp agrees with what was published.
@@ -146,7 +146,7 @@ fn properties_are_resent_byte_for_byte() {
 #[test]
 fn empty_properties() {
     let mut out = BytesMut::new();
-    encode::content(&mut out, 1, &Properties::empty(), b"", 131_072);
+    encode::content(&mut out, 1, Properties::empty().raw(), b"", 131_072);
     assert_eq!(
         &out[..],
         &[2, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xCE]
@@ -275,7 +275,7 @@ fn a_whole_delivery_reads_back_as_one_message() {
     let body = Bytes::from(vec![0xAB; 20_000]);
     let mut out = BytesMut::new();
     encode::deliver(&mut out, 1, b"c", 5, false, b"", b"q");
-    encode::content(&mut out, 1, &props, &body, 8192);
+    encode::content(&mut out, 1, props.raw(), &body, 8192);
     let frames = parse_all(&out);
     assert!(matches!(basic(&frames[0]).1, basic::AMQPMethod::Deliver(_)));
     assert!(matches!(&frames[1], AMQPFrame::Header(1, h) if h.body_size == 20_000));

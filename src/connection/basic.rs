@@ -82,8 +82,8 @@ impl Connection {
         let mandatory = content.publish.mandatory;
         let message = Arc::new(Message::from_content(content));
         let mut scratch = std::mem::take(&mut self.route_scratch);
-        let headers = || message.properties.headers().ok().flatten();
-        vhost.route(&ex, message.routing_key.as_str(), &headers, &mut scratch);
+        let headers = || message.headers();
+        vhost.route(&ex, message.routing_key(), &headers, &mut scratch);
         let queues = &scratch.queues;
         self.published += 1;
         let mut refused = false;
@@ -100,14 +100,14 @@ impl Connection {
                     ch,
                     reply::NO_ROUTE,
                     "NO_ROUTE",
-                    message.exchange.as_bytes(),
-                    message.routing_key.as_bytes(),
+                    message.exchange().as_bytes(),
+                    message.routing_key().as_bytes(),
                 );
                 encode::content(
                     &mut self.out,
                     ch,
-                    &message.properties,
-                    &message.body,
+                    message.properties_raw(),
+                    message.body(),
                     self.frame_max,
                 );
             }
@@ -276,15 +276,15 @@ impl Connection {
             ch,
             tag,
             redelivered,
-            msg.exchange.as_bytes(),
-            msg.routing_key.as_bytes(),
+            msg.exchange().as_bytes(),
+            msg.routing_key().as_bytes(),
             remaining,
         );
         encode::content(
             &mut self.out,
             ch,
-            &msg.properties,
-            &msg.body,
+            msg.properties_raw(),
+            msg.body(),
             self.frame_max,
         );
         self.delivered += 1;
@@ -315,14 +315,14 @@ impl Connection {
                 consumer.tag.as_bytes(),
                 tag,
                 m.redelivered,
-                m.message.exchange.as_bytes(),
-                m.message.routing_key.as_bytes(),
+                m.message.exchange().as_bytes(),
+                m.message.routing_key().as_bytes(),
             );
             encode::content(
                 &mut self.out,
                 ch,
-                &m.message.properties,
-                &m.message.body,
+                m.message.properties_raw(),
+                m.message.body(),
                 self.frame_max,
             );
             if !consumer.no_ack {
