@@ -49,13 +49,16 @@ impl Message {
         if inline {
             data.extend_from_slice(&c.body);
         }
+        let (exchange_len, routing_key_len) = (ex.len() as u8, rk.len() as u8);
+        let properties_len = props.len() as u32;
+        let index = *c.properties.index();
         Message {
             data: Bytes::from(data),
-            external_body: (!inline).then_some(c.body.clone()),
-            exchange_len: ex.len() as u8,
-            routing_key_len: rk.len() as u8,
-            properties_len: props.len() as u32,
-            index: *c.properties.index(),
+            external_body: if inline { None } else { Some(c.body) },
+            exchange_len,
+            routing_key_len,
+            properties_len,
+            index,
         }
     }
 
