@@ -148,7 +148,9 @@ impl Connection {
                 .store(prefetch, std::sync::atomic::Ordering::Release);
             // A raised limit may unblock consumers.
             let queues: Vec<Arc<Queue>> = c.consumers.values().map(|(_, q)| q.clone()).collect();
-            self.to_poke.extend(queues);
+            for q in queues {
+                self.poke_later(q);
+            }
         } else {
             c.consumer_prefetch = prefetch;
         }

@@ -161,6 +161,18 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Writes what the socket takes now of the write buffer (after `writable()` said so).
+    pub fn write_some(&mut self) -> std::io::Result<()> {
+        match self.stream.try_write(&self.wbuf) {
+            Ok(n) => {
+                bytes::Buf::advance(&mut self.wbuf, n);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Connects, authenticates with PLAIN, opens the vhost and channel 1. Heartbeats are
     /// turned off (tune-ok heartbeat 0) so an idle or busy connection never has to service
     /// a timer.

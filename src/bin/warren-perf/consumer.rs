@@ -85,11 +85,7 @@ pub async fn run(
             }
             r = conn.stream.writable(), if want_write => {
                 r?;
-                match conn.stream.try_write(&conn.wbuf) {
-                    Ok(n) => conn.wbuf.advance(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.into()),
-                }
+                conn.write_some()?;
             }
         }
     }

@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut};
+use bytes::BufMut;
 use tokio::sync::watch;
 use warren_codec::decode::decode_frame;
 use warren_codec::protocol::{basic, channel};
@@ -238,11 +238,7 @@ pub async fn run(
             }
             r = conn.stream.writable(), if want_write => {
                 r?;
-                match conn.stream.try_write(&conn.wbuf) {
-                    Ok(n) => conn.wbuf.advance(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.into()),
-                }
+                conn.write_some()?;
             }
             _ = tokio::time::sleep_until(wake.into()), if wake_at.is_some() && !want_write => {}
         }
