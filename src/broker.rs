@@ -7,11 +7,15 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::watch;
 
+use tracing::warn;
+
 use crate::config::{Config, UserConfig};
+use crate::store::{Store, StoreConfig, StoreError};
 use crate::vhost::VHost;
 
 pub struct Broker {
     pub config: Config,
+    pub store: Arc<Store>,
     vhosts: DashMap<String, Arc<VHost>>,
     next_connection: AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -25,17 +29,54 @@ pub enum LoginError {
 }
 
 impl Broker {
-    pub fn new(config: Config, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+    /// Opens the store in the data directory and recovers what it holds.
+    ///
+    /// Vhosts and users come from the config (the source of truth for who may log in); a
+    /// vhost found on disk but no longer configured keeps its records untouched, unserved.
+    pub fn open(config: Config, shutdown: watch::Receiver<bool>) -> Result<Arc<Self>, StoreError> {
+        let store = Store::open(
+            &config.data_dir,
+            &StoreConfig {
+                cache_bytes: config.store_cache_bytes,
+            },
+        )?;
+        let recovered = store.recover(config.queue_ram_bytes)?;
         let vhosts = DashMap::new();
         for name in &config.vhosts {
-            vhosts.insert(name.clone(), VHost::new(name));
+            store.put_vhost(name);
+            vhosts.insert(
+                name.clone(),
+                VHost::new(name, store.clone(), config.queue_ram_bytes),
+            );
         }
-        Arc::new(Broker {
+        let find = |name: &str| vhosts.get(name).map(|v| v.clone());
+        for name in &recovered.vhosts {
+            if find(name).is_none() {
+                warn!(vhost = %name, "vhost on disk is not in the config: its entities are not served");
+            }
+        }
+        for x in recovered.exchanges {
+            if let Some(v) = find(&x.vhost) {
+                v.restore_exchange(x);
+            }
+        }
+        for q in recovered.queues {
+            if let Some(v) = find(&q.def.vhost) {
+                v.restore_queue(q);
+            }
+        }
+        for b in recovered.bindings {
+            if let Some(v) = find(&b.vhost) {
+                v.restore_binding(b);
+            }
+        }
+        Ok(Arc::new(Broker {
             config,
+            store,
             vhosts,
             next_connection: AtomicU64::new(1),
             shutdown,
-        })
+        }))
     }
 
     pub fn next_connection_id(&self) -> u64 {

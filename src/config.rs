@@ -44,6 +44,9 @@ pub struct Cli {
     /// Log filter (tracing-subscriber EnvFilter syntax) [default: info]
     #[arg(long, env = "WARREN_LOG")]
     pub log: Option<String>,
+    /// RAM each queue may hold in ready messages before paging to disk [default: 64 MiB]
+    #[arg(long, env = "WARREN_QUEUE_RAM_BYTES")]
+    pub queue_ram_bytes: Option<usize>,
 }
 
 /// A user, as the TOML file declares it.
@@ -78,6 +81,8 @@ pub struct FileConfig {
     pub heartbeat: Option<u16>,
     pub handshake_timeout_secs: Option<u64>,
     pub max_message_size: Option<u64>,
+    pub queue_ram_bytes: Option<usize>,
+    pub store_cache_bytes: Option<u64>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -94,6 +99,11 @@ pub struct Config {
     pub heartbeat: u16,
     pub handshake_timeout: Duration,
     pub max_message_size: u64,
+    /// Per queue: RAM for ready messages (bodies plus bookkeeping) before the rest waits on
+    /// disk. Per queue rather than global, so no queue's publish touches a shared counter.
+    pub queue_ram_bytes: usize,
+    /// sled's page cache.
+    pub store_cache_bytes: u64,
 }
 
 impl Default for Config {
@@ -120,6 +130,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             // RabbitMQ's default max_message_size (128 MiB).
             max_message_size: 128 * 1024 * 1024,
+            queue_ram_bytes: 64 << 20,
+            store_cache_bytes: 64 << 20,
         }
     }
 }
@@ -174,6 +186,10 @@ impl Config {
             c.handshake_timeout = Duration::from_secs(s);
         }
         c.max_message_size = file.max_message_size.unwrap_or(c.max_message_size);
+        if let Some(b) = cli.queue_ram_bytes.or(file.queue_ram_bytes) {
+            c.queue_ram_bytes = b;
+        }
+        c.store_cache_bytes = file.store_cache_bytes.unwrap_or(c.store_cache_bytes);
         Ok(c)
     }
 

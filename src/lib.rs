@@ -6,8 +6,10 @@
 //! - [`broker`]: the process-wide state: users, vhosts, id generation.
 //! - [`vhost`]: owns exchanges, queues and bindings; routes a message to its queues.
 //! - [`exchange`]: the exchange and one router per type (direct, fanout, topic, headers).
-//! - [`queue`]: a queue (ready messages behind the [`queue::store::MessageStore`] trait),
+//! - [`queue`]: a queue (ready messages in RAM up to a budget, then on disk: [`queue::ready`]),
 //!   its consumers and their credit, and dispatch.
+//! - [`store`]: sled: definitions, persistent and paged messages, the group-commit writer,
+//!   recovery at start.
 //! - [`connection`]: one task per client connection: handshake, channels, methods, writer.
 //! - [`message`]: a published message, shared (`Arc`) by every queue it reaches.
 //! - [`error`]: AMQP errors, hard (connection) and soft (channel).
@@ -24,4 +26,5 @@ pub mod metrics;
 pub mod names;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod vhost;

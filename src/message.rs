@@ -62,6 +62,35 @@ impl Message {
         }
     }
 
+    /// A message read back from the store; `None` if its property bytes don't parse.
+    pub fn from_parts(
+        exchange: &str,
+        routing_key: &str,
+        props: &[u8],
+        body: &[u8],
+    ) -> Option<Self> {
+        let index = PropertyIndex::parse(props).ok()?;
+        let mut data =
+            Vec::with_capacity(exchange.len() + routing_key.len() + props.len() + body.len());
+        data.extend_from_slice(exchange.as_bytes());
+        data.extend_from_slice(routing_key.as_bytes());
+        data.extend_from_slice(props);
+        data.extend_from_slice(body);
+        Some(Message {
+            data: Bytes::from(data),
+            external_body: None,
+            exchange_len: exchange.len().min(255) as u8,
+            routing_key_len: routing_key.len().min(255) as u8,
+            properties_len: props.len() as u32,
+            index,
+        })
+    }
+
+    /// delivery-mode 2.
+    pub fn is_persistent(&self) -> bool {
+        self.index.delivery_mode() == 2
+    }
+
     fn names_len(&self) -> usize {
         self.exchange_len as usize + self.routing_key_len as usize
     }
@@ -101,6 +130,13 @@ impl Message {
     /// Bytes this message accounts for in a queue.
     pub fn size(&self) -> usize {
         self.body().len()
+    }
+
+    /// What keeping this message in RAM costs, roughly: its bytes plus the structs around
+    /// them (the `Arc<Message>` and the queue's slot). The RAM budget counts this.
+    pub fn ram_cost(&self) -> usize {
+        const OVERHEAD: usize = 160;
+        self.data.len() + self.external_body.as_ref().map_or(0, |b| b.len()) + OVERHEAD
     }
 }
 

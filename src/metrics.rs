@@ -11,6 +11,10 @@ pub const MESSAGES_UNROUTED: &str = "warren_messages_unroutable_total";
 pub const MESSAGES_DELIVERED: &str = "warren_messages_delivered_total";
 pub const MESSAGES_ACKED: &str = "warren_messages_acknowledged_total";
 pub const MESSAGES_REDELIVERED: &str = "warren_messages_redelivered_total";
+/// Seconds per store commit (apply + sync), a histogram.
+pub const STORE_FLUSH_SECONDS: &str = "warren_store_flush_seconds";
+/// Ops (message writes, deletes, definitions) the store writer committed.
+pub const STORE_OPS: &str = "warren_store_ops_total";
 
 /// Starts the HTTP exporter (`GET /metrics`) on `addr`.
 pub fn install(addr: SocketAddr) -> Result<(), String> {

@@ -31,6 +31,8 @@ pub enum ServerError {
     },
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -86,7 +88,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         crate::metrics::install(addr).map_err(ServerError::Metrics)?;
     }
     let (tx, rx) = watch::channel(false);
-    let broker = Broker::new(config, rx.clone());
+    let broker = Broker::open(config, rx.clone())?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -137,6 +139,10 @@ async fn serve(
     // Connections saw the same signal and are closing with 320; give them a moment.
     connections.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
+    // Everything sent to the store is synced before the process (or a test) goes on.
+    let store = broker.store.clone();
+    drop(broker);
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
 }
 
 /// Runs until SIGTERM or SIGINT.

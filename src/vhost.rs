@@ -6,11 +6,16 @@ use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
+use tracing::warn;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteInput};
 use crate::queue::consumer::Consumer;
+use crate::queue::ready::Disk;
 use crate::queue::Queue;
+use crate::store::records::{BindingDef, DestKind, ExchangeDef};
+use crate::store::recovery::RecoveredQueue;
+use crate::store::Store;
 
 /// The exchanges every vhost has; they cannot be declared (other than passively) or deleted.
 const BUILTIN: &[(&str, ExchangeKind)] = &[
@@ -29,6 +34,10 @@ pub struct VHost {
     generation: AtomicU64,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<Queue>>,
+    /// Durable definitions are written here as they change (never read back but at start).
+    store: Arc<Store>,
+    /// RAM each queue may use for ready messages before it pages to disk.
+    queue_ram_budget: usize,
 }
 
 /// Buffers for [`VHost::route`], kept by each connection, and the last route computed: a
@@ -59,12 +68,14 @@ pub struct DeletedQueue {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Arc<Self> {
+    pub fn new(name: &str, store: Arc<Store>, queue_ram_budget: usize) -> Arc<Self> {
         let v = VHost {
             name: name.to_string(),
             generation: AtomicU64::new(0),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
+            store,
+            queue_ram_budget,
         };
         for (n, kind) in BUILTIN {
             v.exchanges.insert(
@@ -137,6 +148,10 @@ impl VHost {
             )));
         }
         let entry = self.exchanges.entry(name.to_string()).or_insert_with(|| {
+            if durable {
+                self.store
+                    .put_exchange(&self.name, name, kind, auto_delete, internal, &arguments);
+            }
             Exchange::new(
                 name.to_string(),
                 kind,
@@ -186,6 +201,9 @@ impl VHost {
             return;
         }
         ex.mark_deleted();
+        if ex.durable {
+            self.store.delete_exchange(&self.name, &ex.name);
+        }
         // Bindings into this exchange (exchange-to-exchange) go with it.
         self.unbind_everywhere(&Destination::Exchange(ex.clone()));
         self.topology_changed();
@@ -242,13 +260,27 @@ impl VHost {
             .entry(spec.name.clone())
             .or_insert_with(|| {
                 created = true;
+                // An exclusive queue is transient whatever it says (RabbitMQ).
+                let durable = spec.durable && !spec.exclusive;
+                let qid = self.store.new_queue_id();
+                if durable {
+                    // Written before the queue is visible, so it precedes its messages.
+                    self.store.put_queue(
+                        &self.name,
+                        &spec.name,
+                        qid,
+                        spec.auto_delete,
+                        &spec.arguments,
+                    );
+                }
                 Queue::new(
                     spec.name.clone(),
-                    // An exclusive queue is transient whatever it says (RabbitMQ).
-                    spec.durable && !spec.exclusive,
+                    durable,
                     spec.exclusive.then_some(connection),
                     spec.auto_delete,
                     spec.arguments.clone(),
+                    self.disk(qid),
+                    self.queue_ram_budget,
                 )
             })
             .clone();
@@ -265,6 +297,8 @@ impl VHost {
     pub fn delete_queue(&self, q: &Arc<Queue>) -> Option<DeletedQueue> {
         self.queues.remove_if(&q.name, |_, x| Arc::ptr_eq(x, q))?;
         let (messages, consumers) = q.delete_contents();
+        self.store
+            .delete_queue(&self.name, &q.name, q.qid, q.durable);
         self.unbind_everywhere(&Destination::Queue(q.clone()));
         self.topology_changed();
         Some(DeletedQueue {
@@ -290,11 +324,16 @@ impl VHost {
             crate::exchange::headers::validate_binding(&arguments)
                 .map_err(AmqpError::precondition_failed)?;
         }
+        let stored = durable_end(&ex, &dest);
         if ex.bind(Binding {
             destination: dest,
             routing_key: key.to_string(),
-            arguments,
+            arguments: arguments.clone(),
         }) {
+            if let Some((kind, name)) = stored {
+                self.store
+                    .put_binding(&self.name, &ex.name, kind, &name, key, &arguments);
+            }
             self.topology_changed();
         }
         Ok(())
@@ -316,11 +355,16 @@ impl VHost {
         let Some(ex) = self.exchange(source) else {
             return Ok(());
         };
+        let stored = durable_end(&ex, &dest);
         if ex.unbind(&Binding {
             destination: dest,
             routing_key: key.to_string(),
-            arguments,
+            arguments: arguments.clone(),
         }) {
+            if let Some((kind, name)) = stored {
+                self.store
+                    .delete_binding(&self.name, &ex.name, kind, &name, key, &arguments);
+            }
             self.topology_changed();
             self.maybe_auto_delete(&ex);
         }
@@ -389,6 +433,66 @@ impl VHost {
         }
     }
 
+    fn disk(&self, qid: u64) -> Disk {
+        Disk {
+            store: self.store.clone(),
+            qid,
+            written: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A durable exchange read back at start (not written again).
+    pub fn restore_exchange(&self, d: ExchangeDef) {
+        let ex = Exchange::new(
+            d.name.clone(),
+            d.kind,
+            true,
+            d.auto_delete,
+            d.internal,
+            d.arguments,
+        );
+        self.exchanges.insert(d.name, ex);
+    }
+
+    /// A durable queue and its messages read back at start.
+    pub fn restore_queue(&self, r: RecoveredQueue) {
+        let q = Queue::new(
+            r.def.name.clone(),
+            true,
+            None,
+            r.def.auto_delete,
+            r.def.arguments.clone(),
+            self.disk(r.def.qid),
+            self.queue_ram_budget,
+        );
+        q.restore(r);
+        self.queues.insert(q.name.clone(), q);
+    }
+
+    /// A binding between durable ends read back at start.
+    pub fn restore_binding(&self, d: BindingDef) {
+        let (Some(ex), dest) = (
+            self.exchange(&d.source),
+            match d.dest_kind {
+                DestKind::Queue => self.queue(&d.dest).map(Destination::Queue),
+                DestKind::Exchange => self.exchange(&d.dest).map(Destination::Exchange),
+            },
+        ) else {
+            warn!(vhost = %self.name, source = %d.source, "stored binding from a missing exchange: skipped");
+            return;
+        };
+        let Some(dest) = dest else {
+            warn!(vhost = %self.name, dest = %d.dest, "stored binding to a missing destination: skipped");
+            return;
+        };
+        ex.bind(Binding {
+            destination: dest,
+            routing_key: d.routing_key,
+            arguments: d.arguments,
+        });
+        self.topology_changed();
+    }
+
     /// Marks routes computed before now as stale.
     fn topology_changed(&self) {
         self.generation.fetch_add(1, Ordering::Release);
@@ -403,5 +507,17 @@ impl VHost {
             .map(|q| q.clone())
             .collect();
         owned.iter().filter_map(|q| self.delete_queue(q)).collect()
+    }
+}
+
+/// The destination's kind and name if a binding from `ex` to it is durable (both ends are).
+fn durable_end(ex: &Exchange, dest: &Destination) -> Option<(DestKind, String)> {
+    if !ex.durable {
+        return None;
+    }
+    match dest {
+        Destination::Queue(q) if q.durable => Some((DestKind::Queue, q.name.clone())),
+        Destination::Exchange(e) if e.durable => Some((DestKind::Exchange, e.name.clone())),
+        _ => None,
     }
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use amq_protocol::protocol::{basic, AMQPClass};
 use warren_codec::{encode, reply, Content, Publish};
 
-use super::channel::{Channel, TxOp, Unacked};
+use super::channel::{Channel, ConfirmFrame, TxOp, Unacked};
 use super::Connection;
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use crate::queue::consumer::Consumer;
-use crate::queue::store::QueuedMessage;
-use crate::queue::Queue;
+use crate::queue::ready::QueuedMessage;
+use crate::queue::{Enqueued, Queue};
 
 impl Connection {
     pub(super) fn on_publish(&mut self, ch: u16, p: Publish) -> AmqpResult<()> {
@@ -87,9 +87,17 @@ impl Connection {
         let queues = &scratch.queues;
         self.published += 1;
         let mut refused = false;
+        let mut written = false;
         for q in queues {
-            refused |= !q.publish(message.clone());
+            match q.publish(message.clone()) {
+                Enqueued::Refused => refused = true,
+                Enqueued::Written => written = true,
+                Enqueued::InMemory => {}
+            }
             self.poke_later(q.clone());
+        }
+        if written {
+            self.wrote_durably = true;
         }
         if queues.is_empty() {
             metrics::counter!(crate::metrics::MESSAGES_UNROUTED).increment(1);
@@ -114,11 +122,12 @@ impl Connection {
         }
         self.route_scratch = scratch;
         if let Some(seq) = seq {
-            if refused {
+            // A persistent message is confirmed once this batch's sync is done.
+            let wait_for = written.then_some(self.sync_token + 1);
+            let c = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut());
+            if let Some(nack) = c.and_then(|c| c.record(seq, wait_for, refused)) {
                 self.flush_confirms(ch);
-                encode::basic_nack(&mut self.out, ch, seq, false);
-            } else if let Some(c) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
-                c.ack(seq);
+                encode::basic_nack(&mut self.out, ch, nack, false);
             }
         }
         Ok(())
@@ -344,6 +353,50 @@ impl Connection {
         }
     }
 
+    /// The store synced up to `token`: write the confirms and commit-oks that waited on it.
+    pub(super) fn synced(&mut self, token: u64, ok: bool) {
+        let mut frames = Vec::new();
+        let mut failed_commit = false;
+        for c in self.channels.values_mut() {
+            if c.closing {
+                continue;
+            }
+            if let Some(confirms) = c.confirms.as_mut() {
+                frames.clear();
+                confirms.synced(token, ok, &mut frames);
+                for f in &frames {
+                    match *f {
+                        ConfirmFrame::Ack(tag, multiple) => {
+                            encode::basic_ack(&mut self.out, c.id, tag, multiple)
+                        }
+                        ConfirmFrame::Nack(tag) => {
+                            encode::basic_nack(&mut self.out, c.id, tag, false)
+                        }
+                    }
+                }
+            }
+            while c.commits_waiting.front().is_some_and(|&t| t <= token) {
+                c.commits_waiting.pop_front();
+                if ok {
+                    let m = AMQPClass::Tx(amq_protocol::protocol::tx::AMQPMethod::CommitOk(
+                        amq_protocol::protocol::tx::CommitOk {},
+                    ));
+                    if let Err(e) = encode::method(&mut self.out, c.id, &m) {
+                        tracing::warn!("cannot encode commit-ok: {e}");
+                    }
+                } else {
+                    failed_commit = true;
+                }
+            }
+        }
+        if failed_commit {
+            // 541 is a connection exception in AMQP (and RabbitMQ).
+            self.close_connection(&AmqpError::internal_error(
+                "the store could not write a transaction's messages",
+            ));
+        }
+    }
+
     /// Runs the queue's dispatch when the current batch is done.
     pub(super) fn poke_later(&mut self, queue: Arc<Queue>) {
         if !self.to_poke.iter().any(|q| Arc::ptr_eq(q, &queue)) {
@@ -403,9 +456,8 @@ impl Connection {
     pub(super) fn settle(&mut self, acked: Vec<Unacked>) {
         metrics::counter!(crate::metrics::MESSAGES_ACKED).increment(acked.len() as u64);
         for_each_queue(acked, |q, ds| {
-            let seqs: Vec<u64> = ds.iter().map(|d| d.message.seq).collect();
             release_credit(&ds);
-            q.settle(&seqs);
+            q.settle(ds.iter().map(|d| &d.message));
         });
     }
 
@@ -417,8 +469,7 @@ impl Connection {
                 metrics::counter!(crate::metrics::MESSAGES_REDELIVERED).increment(ds.len() as u64);
                 q.requeue(ds.into_iter().map(|d| d.message));
             } else {
-                let seqs: Vec<u64> = ds.iter().map(|d| d.message.seq).collect();
-                q.settle(&seqs);
+                q.settle(ds.iter().map(|d| &d.message));
             }
         });
     }

@@ -9,7 +9,7 @@ use warren_codec::ContentAssembler;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::queue::consumer::{ChannelCredit, Consumer};
-use crate::queue::store::QueuedMessage;
+use crate::queue::ready::QueuedMessage;
 use crate::queue::Queue;
 
 /// A delivery the client has not settled yet.
@@ -31,13 +31,30 @@ pub enum TxOp {
     },
 }
 
-/// Publisher-confirm bookkeeping: sequence numbers and acks not yet written.
+/// Publisher-confirm bookkeeping: sequence numbers, acks not yet written, and confirms that
+/// wait for the store to sync the messages they cover.
 #[derive(Default)]
 pub struct Confirms {
     /// Sequence number of the last publish (the first is 1).
     pub last_seq: u64,
     /// Highest seq confirmed but not yet written, and how many that covers.
     pending: Option<(u64, u64)>,
+    /// Confirms in publish order behind the first one that waits for a sync.
+    waiting: VecDeque<Waiting>,
+}
+
+struct Waiting {
+    seq: u64,
+    /// The connection's sync token that must be durable first (0: none).
+    token: u64,
+    nack: bool,
+}
+
+/// A confirm frame to write: `basic.ack` or `basic.nack` with `(tag, multiple)`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfirmFrame {
+    Ack(u64, bool),
+    Nack(u64),
 }
 
 impl Confirms {
@@ -47,16 +64,60 @@ impl Confirms {
     }
 
     /// Records an ack for `seq` (acks are recorded in order).
-    pub fn ack(&mut self, seq: u64) {
+    fn ack(&mut self, seq: u64) {
         self.pending = Some(match self.pending {
             Some((_, n)) => (seq, n + 1),
             None => (seq, 1),
         });
     }
 
+    /// Records the outcome of publish `seq`: `wait_for` a sync token before it may be
+    /// acked, or a nack. Returns a nack to write now (after the pending acks), if any;
+    /// everything else is written by [`Confirms::take_pending`] or [`Confirms::synced`].
+    pub fn record(&mut self, seq: u64, wait_for: Option<u64>, nack: bool) -> Option<u64> {
+        if self.waiting.is_empty() && wait_for.is_none() {
+            if nack {
+                return Some(seq);
+            }
+            self.ack(seq);
+            return None;
+        }
+        self.waiting.push_back(Waiting {
+            seq,
+            token: wait_for.unwrap_or(0),
+            nack,
+        });
+        None
+    }
+
     /// The pending acks as one `(tag, multiple)` basic.ack.
     pub fn take_pending(&mut self) -> Option<(u64, bool)> {
         self.pending.take().map(|(seq, n)| (seq, n > 1))
+    }
+
+    /// Sync `token` is done (`ok`: durable; otherwise the store failed and what waited on it
+    /// is nacked): the confirms now due, in order, runs of acks folded into one.
+    pub fn synced(&mut self, token: u64, ok: bool, out: &mut Vec<ConfirmFrame>) {
+        let mut run: Option<(u64, u64)> = None;
+        while let Some(w) = self.waiting.front() {
+            if w.token > token {
+                break;
+            }
+            let nack = w.nack || (!ok && w.token != 0);
+            let seq = w.seq;
+            self.waiting.pop_front();
+            if nack {
+                if let Some((last, n)) = run.take() {
+                    out.push(ConfirmFrame::Ack(last, n > 1));
+                }
+                out.push(ConfirmFrame::Nack(seq));
+            } else {
+                run = Some(run.map_or((seq, 1), |(_, n)| (seq, n + 1)));
+            }
+        }
+        if let Some((last, n)) = run {
+            out.push(ConfirmFrame::Ack(last, n > 1));
+        }
     }
 }
 
@@ -73,6 +134,8 @@ pub struct Channel {
     pub unacked: VecDeque<Unacked>,
     pub confirms: Option<Confirms>,
     pub tx: Option<Vec<TxOp>>,
+    /// tx.commit-oks waiting for the sync token of the commit's persistent messages.
+    pub commits_waiting: VecDeque<u64>,
     /// The last queue declared on this channel (for methods naming the queue "").
     pub last_queue: Option<String>,
     /// The exchange of the last publish, re-used while its name matches and it lives.
@@ -92,6 +155,7 @@ impl Channel {
             unacked: VecDeque::new(),
             confirms: None,
             tx: None,
+            commits_waiting: VecDeque::new(),
             last_queue: None,
             exchange_cache: None,
         }
@@ -127,5 +191,32 @@ impl Channel {
             let i = self.unacked.partition_point(|u| u.tag < d.tag);
             self.unacked.insert(i, d);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirms_wait_in_order_behind_a_sync() {
+        let mut c = Confirms::default();
+        assert_eq!(c.record(1, None, false), None);
+        assert_eq!(c.record(2, Some(7), false), None);
+        // Behind a waiting confirm, even one that needs no sync waits (acks stay in order).
+        assert_eq!(c.record(3, None, false), None);
+        assert_eq!(c.record(4, None, true), None);
+        assert_eq!(c.record(5, Some(8), false), None);
+        assert_eq!(c.take_pending(), Some((1, false)));
+        let mut out = Vec::new();
+        c.synced(6, true, &mut out);
+        assert!(out.is_empty());
+        c.synced(7, true, &mut out);
+        assert_eq!(out, vec![ConfirmFrame::Ack(3, true), ConfirmFrame::Nack(4)]);
+        out.clear();
+        c.synced(8, false, &mut out);
+        assert_eq!(out, vec![ConfirmFrame::Nack(5)]);
+        // Nothing waits now: the next outcome goes straight out.
+        assert_eq!(c.record(6, None, true), Some(6));
     }
 }

@@ -360,10 +360,16 @@ impl Connection {
                     }
                 }
                 self.channel_credit_freed(ch);
-                self.write_method(
-                    ch,
-                    &AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
-                );
+                if self.wrote_durably {
+                    // commit-ok once the commit's persistent messages are synced.
+                    let token = self.sync_token + 1;
+                    self.channel_mut(ch)?.commits_waiting.push_back(token);
+                } else {
+                    self.write_method(
+                        ch,
+                        &AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                    );
+                }
             }
             tx::AMQPMethod::Rollback(_) => {
                 let ops = {

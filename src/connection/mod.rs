@@ -34,7 +34,7 @@ use warren_codec::{decode, encode};
 use crate::broker::Broker;
 use crate::error::AmqpError;
 use crate::queue::consumer::Consumer;
-use crate::queue::store::QueuedMessage;
+use crate::queue::ready::QueuedMessage;
 use crate::queue::Queue;
 use crate::vhost::VHost;
 use channel::Channel;
@@ -49,6 +49,9 @@ pub enum ConnEvent {
     },
     /// The broker cancels a consumer (its queue was deleted).
     Cancel { channel: u16, tag: String },
+    /// The store synced everything this connection sent before its sync `token`
+    /// (`ok` = false: the write failed, and what waited on it is nacked).
+    Durable { token: u64, ok: bool },
 }
 
 /// Stop taking deliveries while this much output is waiting for the socket.
@@ -100,6 +103,10 @@ pub struct Connection {
     to_poke: Vec<Arc<Queue>>,
     /// Reused by every publish's routing.
     route_scratch: crate::vhost::RouteScratch,
+    /// This batch sent persistent messages to the store for a confirm or a commit.
+    wrote_durably: bool,
+    /// The last sync token asked of the store (confirms of this batch wait for the next).
+    sync_token: u64,
     /// Messages published in this batch (metrics are bumped once per batch).
     published: u64,
     delivered: u64,
@@ -162,6 +169,8 @@ async fn run(
         out: BytesMut::new(),
         events_tx,
         to_poke: Vec::new(),
+        wrote_durably: false,
+        sync_token: 0,
         route_scratch: Default::default(),
         published: 0,
         delivered: 0,
@@ -349,6 +358,13 @@ impl Connection {
 
     /// Work deferred to the end of a batch: confirms, dispatch after freed credit, metrics.
     pub(super) fn end_batch(&mut self) {
+        if std::mem::take(&mut self.wrote_durably) {
+            // After this batch's writes (sent under the queues' locks), so it covers them.
+            self.sync_token += 1;
+            self.broker
+                .store
+                .notify(self.sync_token, self.events_tx.clone());
+        }
         for ch in self.channels.values_mut() {
             if let Some(c) = ch.confirms.as_mut() {
                 if let Some((tag, multiple)) = c.take_pending() {
@@ -383,6 +399,7 @@ impl Connection {
                 messages,
             } => self.deliver(queue, consumer, messages),
             ConnEvent::Cancel { channel, tag } => self.broker_cancel(channel, &tag),
+            ConnEvent::Durable { token, ok } => self.synced(token, ok),
         }
     }
 }

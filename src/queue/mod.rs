@@ -1,4 +1,4 @@
-//! A queue: ready messages (behind [`store::MessageStore`]), consumers, and dispatch.
+//! A queue: ready messages ([`ready::Ready`], RAM then disk), consumers, and dispatch.
 //!
 //! Each queue has one owner: a mutex held for a few instructions, never across an `.await`.
 //! There is no queue task: whoever changes what can be delivered (a publish, an ack, a new
@@ -7,7 +7,7 @@
 //! connection task. That task batches them into socket writes.
 
 pub mod consumer;
-pub mod store;
+pub mod ready;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::connection::ConnEvent;
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
 use consumer::Consumer;
-use store::{MemoryStore, MessageStore, QueuedMessage};
+use ready::{Disk, QueuedMessage, Ready};
 
 /// Arguments RabbitMQ compares on redeclare (others are ignored, as RabbitMQ does).
 const EQUIVALENCE_ARGS: &[&str] = &[
@@ -37,7 +37,7 @@ const EQUIVALENCE_ARGS: &[&str] = &[
 ];
 
 struct State {
-    store: Box<dyn MessageStore>,
+    store: Ready,
     next_seq: u64,
     consumers: Vec<Arc<Consumer>>,
     /// Round-robin cursor into `consumers`.
@@ -49,6 +49,8 @@ struct State {
 
 pub struct Queue {
     pub name: String,
+    /// Names this queue's records in the store (unique, never reused).
+    pub qid: u64,
     pub durable: bool,
     /// The connection that owns an exclusive queue.
     pub exclusive_owner: Option<u64>,
@@ -56,6 +58,16 @@ pub struct Queue {
     pub arguments: FieldTable,
     state: Mutex<State>,
     deleted: AtomicBool,
+}
+
+/// What [`Queue::publish`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The queue is gone.
+    Refused,
+    InMemory,
+    /// Sent to the store for durability: a confirm must wait for the sync.
+    Written,
 }
 
 /// What [`Queue::remove_consumer`] found.
@@ -72,15 +84,18 @@ impl Queue {
         exclusive_owner: Option<u64>,
         auto_delete: bool,
         arguments: FieldTable,
+        disk: Disk,
+        ram_budget: usize,
     ) -> Arc<Self> {
         Arc::new(Queue {
             name,
+            qid: disk.qid,
             durable,
             exclusive_owner,
             auto_delete,
             arguments,
             state: Mutex::new(State {
-                store: Box::<MemoryStore>::default(),
+                store: Ready::new(disk, ram_budget),
                 next_seq: 0,
                 consumers: Vec::new(),
                 next_consumer: 0,
@@ -89,6 +104,13 @@ impl Queue {
             }),
             deleted: AtomicBool::new(false),
         })
+    }
+
+    /// Fills a queue created at start with what the store had for it.
+    pub fn restore(&self, r: crate::store::recovery::RecoveredQueue) {
+        let mut st = self.state.lock();
+        st.next_seq = r.next_seq;
+        st.store.restore(r.head, r.tail, r.delivered);
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -171,23 +193,35 @@ impl Queue {
         self.state.lock().unacked as u32
     }
 
-    /// Enqueues a routed message. Returns false if the queue refused it.
+    /// Enqueues a routed message.
     ///
+    /// A persistent message in a durable queue is sent to the store's writer here, under the
+    /// queue's lock: before any consumer can see it, so its write precedes any ack's delete.
     /// It does not dispatch: the publishing connection calls [`Queue::poke`] once its batch
     /// of input is handled, so a burst of publishes reaches each consumer as one event.
-    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> bool {
-        if self.is_deleted() {
-            return false;
-        }
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
+        let persist = self.durable && message.is_persistent();
         let mut st = self.state.lock();
+        // Checked under the lock: a deleted queue's records are gone; none may follow.
+        if self.is_deleted() {
+            return Enqueued::Refused;
+        }
         let seq = st.next_seq;
         st.next_seq += 1;
+        if persist {
+            st.store.disk().put(seq, message.clone(), true);
+        }
         st.store.push(QueuedMessage {
             seq,
             message,
             redelivered: false,
+            on_disk: persist,
         });
-        true
+        if persist {
+            Enqueued::Written
+        } else {
+            Enqueued::InMemory
+        }
     }
 
     /// basic.get: the next ready message and how many remain. `ack` = the client will settle it.
@@ -196,19 +230,24 @@ impl Queue {
         let m = st.store.pop()?;
         if ack {
             st.unacked += 1;
+            if self.durable && m.on_disk {
+                st.store.disk().store.delivered(self.qid, m.seq);
+            }
         } else {
-            st.store.settle(m.seq);
+            st.store.settle(&m);
         }
         Some((m, st.store.len() as u32))
     }
 
     /// Settles delivered messages for good (ack, or reject/nack without requeue).
-    pub fn settle(self: &Arc<Self>, seqs: &[u64]) {
+    pub fn settle<'a>(self: &Arc<Self>, messages: impl IntoIterator<Item = &'a QueuedMessage>) {
         let mut st = self.state.lock();
-        for &s in seqs {
-            st.store.settle(s);
+        let mut n = 0;
+        for m in messages {
+            st.store.settle(m);
+            n += 1;
         }
-        st.unacked = st.unacked.saturating_sub(seqs.len());
+        st.unacked = st.unacked.saturating_sub(n);
         self.dispatch(&mut st);
     }
 
@@ -285,6 +324,12 @@ impl Queue {
         })
     }
 
+    /// Body bytes of ready messages in RAM and in all.
+    pub fn ready_bytes(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        (st.store.bytes_in_ram(), st.store.bytes())
+    }
+
     pub fn purge(&self) -> u32 {
         self.state.lock().store.purge() as u32
     }
@@ -294,7 +339,7 @@ impl Queue {
     pub fn delete_contents(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
-        let n = st.store.purge() as u32;
+        let n = st.store.discard() as u32;
         let consumers = std::mem::take(&mut st.consumers);
         for c in &consumers {
             c.cancel();
@@ -312,6 +357,7 @@ impl Queue {
         // One slot per consumer that gets something (usually one).
         let mut batches: Vec<(usize, Vec<QueuedMessage>)> = Vec::new();
         let mut refused = 0;
+        let mut delivered_up_to = None;
         while refused < n && !st.store.is_empty() {
             let i = st.next_consumer % n;
             st.next_consumer = (i + 1) % n;
@@ -322,14 +368,20 @@ impl Queue {
             refused = 0;
             let Some(m) = st.store.pop() else { break };
             if st.consumers[i].no_ack {
-                st.store.settle(m.seq);
+                st.store.settle(&m);
             } else {
                 st.unacked += 1;
+                if m.on_disk {
+                    delivered_up_to = Some(m.seq);
+                }
             }
             match batches.iter_mut().find(|(c, _)| *c == i) {
                 Some((_, ms)) => ms.push(m),
                 None => batches.push((i, vec![m])),
             }
+        }
+        if let (true, Some(seq)) = (self.durable, delivered_up_to) {
+            st.store.disk().store.delivered(self.qid, seq);
         }
         for (i, messages) in batches {
             let consumer = st.consumers[i].clone();

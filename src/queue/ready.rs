@@ -1,0 +1,254 @@
+//! A queue's ready messages: a head in RAM and, past the queue's RAM budget, a tail on disk.
+//!
+//! Messages enter at the back and leave from the front, so a deep queue keeps its oldest
+//! messages in RAM (about to be delivered) and everything after the first message that did
+//! not fit on disk only: the tail is a range of sequence numbers whose records are in sled
+//! (persistent ones were written anyway; transient ones are written as "paged" records,
+//! dropped at the next start). When the head runs dry, the next chunk of the tail is read
+//! back. A tail message costs no RAM at all, only its share of two counters.
+//!
+//! The writer applies a queue's writes in sequence order, and tells the queue how far it got
+//! (`written`); tail messages it has not reached yet stay in `unwritten` until it does.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::message::Message;
+use crate::store::Store;
+
+/// A message in a queue: its position (`seq`, increasing per queue) and delivery history.
+#[derive(Clone)]
+pub struct QueuedMessage {
+    pub seq: u64,
+    pub message: Arc<Message>,
+    /// True once the message has been delivered and given back.
+    pub redelivered: bool,
+    /// A record of it is (or is on its way to being) in the store: settling it deletes that.
+    pub on_disk: bool,
+}
+
+/// The disk side of a queue: where its records go and how far the writer has applied them.
+#[derive(Clone)]
+pub struct Disk {
+    pub store: Arc<Store>,
+    pub qid: u64,
+    /// Every record of this queue with a seq below this is applied (readable).
+    pub written: Arc<AtomicU64>,
+}
+
+impl Disk {
+    pub fn put(&self, seq: u64, message: Arc<Message>, persistent: bool) {
+        self.store
+            .put_message(self.qid, seq, message, persistent, self.written.clone());
+    }
+}
+
+/// What a queue found on disk at start: its tail range and the seqs delivered before.
+#[derive(Default)]
+pub struct Tail {
+    /// Tail seqs are at least this (those below are in the head or gone).
+    pub from: u64,
+    /// ... and below this.
+    pub to: u64,
+    pub count: usize,
+    pub bytes: usize,
+}
+
+pub struct Ready {
+    disk: Disk,
+    /// RAM the head may take (see [`Message::ram_cost`]).
+    budget: usize,
+    head: VecDeque<QueuedMessage>,
+    head_cost: usize,
+    head_bytes: usize,
+    tail: Tail,
+    /// The newest tail messages, until the writer has applied their records.
+    unwritten: VecDeque<QueuedMessage>,
+    /// Recovered messages with a seq up to this were delivered before the restart.
+    delivered_before: Option<u64>,
+}
+
+impl Ready {
+    pub fn new(disk: Disk, budget: usize) -> Self {
+        Ready {
+            disk,
+            budget,
+            head: VecDeque::new(),
+            head_cost: 0,
+            head_bytes: 0,
+            tail: Tail::default(),
+            unwritten: VecDeque::new(),
+            delivered_before: None,
+        }
+    }
+
+    /// A queue recovered at start: its head (already in order), tail, and delivery watermark.
+    pub fn restore(&mut self, head: Vec<QueuedMessage>, tail: Tail, delivered: Option<u64>) {
+        for m in head {
+            self.add_to_head_back(m);
+        }
+        self.tail = tail;
+        self.delivered_before = delivered;
+    }
+
+    pub fn disk(&self) -> &Disk {
+        &self.disk
+    }
+
+    fn add_to_head_back(&mut self, m: QueuedMessage) {
+        self.head_cost += m.message.ram_cost();
+        self.head_bytes += m.message.size();
+        self.head.push_back(m);
+    }
+
+    /// Appends a new message (its `seq` is higher than any stored). Past the budget it goes
+    /// to the tail: written to disk if it isn't already.
+    pub fn push(&mut self, mut m: QueuedMessage) {
+        let cost = m.message.ram_cost();
+        if self.tail.count == 0 && self.head_cost + cost <= self.budget {
+            self.add_to_head_back(m);
+            return;
+        }
+        if !m.on_disk {
+            self.disk.put(m.seq, m.message.clone(), false);
+            m.on_disk = true;
+        }
+        if self.tail.count == 0 {
+            self.tail.from = m.seq;
+        }
+        self.tail.count += 1;
+        self.tail.bytes += m.message.size();
+        self.tail.to = m.seq + 1;
+        self.unwritten.push_back(m);
+        self.forget_written();
+    }
+
+    /// Drops our copies of tail messages the writer has applied.
+    fn forget_written(&mut self) {
+        let written = self.disk.written.load(Ordering::Acquire);
+        while self.unwritten.front().is_some_and(|m| m.seq < written) {
+            self.unwritten.pop_front();
+        }
+    }
+
+    /// Takes the next message to deliver.
+    pub fn pop(&mut self) -> Option<QueuedMessage> {
+        if self.head.is_empty() && self.tail.count > 0 {
+            self.page_in();
+        }
+        let m = self.head.pop_front()?;
+        self.head_cost -= m.message.ram_cost();
+        self.head_bytes -= m.message.size();
+        Some(m)
+    }
+
+    /// Moves the next chunk of the tail into the head.
+    fn page_in(&mut self) {
+        const CHUNK: usize = 4 << 20;
+        let chunk = (self.budget / 4).clamp(1, CHUNK);
+        self.forget_written();
+        let end = self.unwritten.front().map_or(self.tail.to, |m| m.seq);
+        if self.tail.from < end {
+            let (qid, from) = (self.disk.qid, self.tail.from);
+            let read = match self.disk.store.read_messages(qid, from, end, chunk) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The messages stay where they are; the next pop tries again.
+                    tracing::error!(qid, "{e}");
+                    return;
+                }
+            };
+            if read.is_empty() {
+                self.tail.from = end;
+            }
+            for (seq, message) in read {
+                self.tail.from = seq + 1;
+                self.tail.count = self.tail.count.saturating_sub(1);
+                self.tail.bytes = self.tail.bytes.saturating_sub(message.size());
+                let redelivered = self.delivered_before.is_some_and(|d| seq <= d);
+                self.add_to_head_back(QueuedMessage {
+                    seq,
+                    message: Arc::new(message),
+                    redelivered,
+                    on_disk: true,
+                });
+            }
+        }
+        if self.head.is_empty() {
+            // Everything on disk below the unwritten ones was read: take those from RAM.
+            let mut cost = 0;
+            while cost < chunk {
+                let Some(m) = self.unwritten.pop_front() else {
+                    break;
+                };
+                cost += m.message.ram_cost();
+                self.tail.from = m.seq + 1;
+                self.tail.count = self.tail.count.saturating_sub(1);
+                self.tail.bytes = self.tail.bytes.saturating_sub(m.message.size());
+                self.add_to_head_back(m);
+            }
+        }
+        if self.unwritten.is_empty() && self.tail.from >= self.tail.to {
+            // Records that vanished (damaged ones are dropped) must not leave a phantom count.
+            self.tail.count = 0;
+            self.tail.bytes = 0;
+        }
+    }
+
+    /// Gives a delivered message back, in its original place (by `seq`), which is in the
+    /// head: it left from there, and everything in the tail is newer.
+    pub fn requeue(&mut self, m: QueuedMessage) {
+        self.head_cost += m.message.ram_cost();
+        self.head_bytes += m.message.size();
+        let at = self.head.partition_point(|x| x.seq < m.seq);
+        self.head.insert(at, m);
+    }
+
+    /// A delivered message was settled for good (acked, or rejected without requeue).
+    pub fn settle(&self, m: &QueuedMessage) {
+        if m.on_disk {
+            self.disk.store.delete_message(self.disk.qid, m.seq);
+        }
+    }
+
+    /// Drops every ready message, from RAM and disk; returns how many there were.
+    pub fn purge(&mut self) -> usize {
+        for m in &self.head {
+            self.settle(m);
+        }
+        self.disk
+            .store
+            .delete_messages(self.disk.qid, self.tail.from, self.tail.to);
+        self.discard()
+    }
+
+    /// Forgets every ready message (the queue is deleted: its records go by prefix).
+    pub fn discard(&mut self) -> usize {
+        let n = self.len();
+        self.head.clear();
+        self.unwritten.clear();
+        self.head_cost = 0;
+        self.head_bytes = 0;
+        self.tail = Tail::default();
+        n
+    }
+
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Body bytes of the ready messages.
+    pub fn bytes(&self) -> usize {
+        self.head_bytes + self.tail.bytes
+    }
+
+    /// Body bytes of ready messages held in RAM, and of those only on disk.
+    pub fn bytes_in_ram(&self) -> usize {
+        self.head_bytes
+    }
+}

@@ -1,0 +1,404 @@
+//! The on-disk layout: one sled tree, keys prefixed by a kind byte, values in a small binary
+//! format. Names are length-prefixed (AMQP short strings are at most 255 bytes), so keys sort
+//! by vhost, then name, and a prefix scan finds everything of one vhost or one queue.
+//!
+//! | key                                   | value                                  |
+//! |---------------------------------------|----------------------------------------|
+//! | `m` qid:u64 seq:u64                   | message: flags, exchange, key, props, body |
+//! | `d` qid:u64                           | highest delivered seq (u64)            |
+//! | `v` vhost                             | empty                                  |
+//! | `x` vhost name                        | exchange: kind, flags, arguments       |
+//! | `q` vhost name                        | queue: qid, flags, arguments           |
+//! | `b` vhost source dest-kind dest key args | empty                               |
+//!
+//! Integers are big-endian so that keys sort numerically.
+
+use amq_protocol::types::FieldTable;
+use thiserror::Error;
+
+use crate::exchange::ExchangeKind;
+use crate::message::Message;
+
+pub const MESSAGE: u8 = b'm';
+pub const DELIVERED: u8 = b'd';
+pub const VHOST: u8 = b'v';
+pub const EXCHANGE: u8 = b'x';
+pub const QUEUE: u8 = b'q';
+pub const BINDING: u8 = b'b';
+
+/// Message flag: written for durability (a persistent message in a durable queue). Without
+/// it the record is a transient body paged out of RAM, dropped at the next start.
+pub const PERSISTENT: u8 = 1;
+
+#[derive(Debug, Error)]
+#[error("malformed {what} record")]
+pub struct RecordError {
+    pub what: &'static str,
+}
+
+fn bad(what: &'static str) -> RecordError {
+    RecordError { what }
+}
+
+pub type MessageKey = [u8; 17];
+
+pub fn message_key(qid: u64, seq: u64) -> MessageKey {
+    let mut k = [0u8; 17];
+    k[0] = MESSAGE;
+    k[1..9].copy_from_slice(&qid.to_be_bytes());
+    k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// `(qid, seq)` of a message key.
+pub fn parse_message_key(k: &[u8]) -> Option<(u64, u64)> {
+    if k.len() != 17 || k[0] != MESSAGE {
+        return None;
+    }
+    let qid = u64::from_be_bytes(k[1..9].try_into().ok()?);
+    let seq = u64::from_be_bytes(k[9..].try_into().ok()?);
+    Some((qid, seq))
+}
+
+pub fn queue_messages_prefix(qid: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = MESSAGE;
+    k[1..].copy_from_slice(&qid.to_be_bytes());
+    k
+}
+
+pub fn delivered_key(qid: u64) -> [u8; 9] {
+    let mut k = queue_messages_prefix(qid);
+    k[0] = DELIVERED;
+    k
+}
+
+fn push_name(out: &mut Vec<u8>, s: &str) {
+    // Names are short strings (≤255 bytes) on the wire; vhost names come from the config.
+    let b = &s.as_bytes()[..s.len().min(255)];
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+}
+
+/// A key made of a kind byte and length-prefixed names.
+pub fn named_key(kind: u8, names: &[&str]) -> Vec<u8> {
+    let mut k = vec![kind];
+    for n in names {
+        push_name(&mut k, n);
+    }
+    k
+}
+
+/// Reads length-prefixed names from `b`.
+struct Reader<'a> {
+    b: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, RecordError> {
+        let (&x, rest) = self.b.split_first().ok_or(bad(self.what))?;
+        self.b = rest;
+        Ok(x)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.b.len() < n {
+            return Err(bad(self.what));
+        }
+        let (x, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(x)
+    }
+
+    fn name(&mut self) -> Result<String, RecordError> {
+        let n = self.byte()? as usize;
+        let s = self.take(n)?;
+        String::from_utf8(s.to_vec()).map_err(|_| bad(self.what))
+    }
+
+    fn u64(&mut self) -> Result<u64, RecordError> {
+        let b = self.take(8)?;
+        Ok(u64::from_be_bytes(
+            b.try_into().map_err(|_| bad(self.what))?,
+        ))
+    }
+
+    fn table(&mut self) -> Result<FieldTable, RecordError> {
+        let (rest, t) =
+            amq_protocol::types::parsing::parse_field_table(self.b).map_err(|_| bad(self.what))?;
+        self.b = rest;
+        Ok(t)
+    }
+}
+
+fn push_table(out: &mut Vec<u8>, t: &FieldTable) {
+    let ctx = amq_protocol::frame::WriteContext::from(Vec::new());
+    match amq_protocol::types::generation::gen_field_table(t)(ctx) {
+        Ok(ctx) => out.extend_from_slice(&ctx.into_inner().0),
+        // A table that was parsed off the wire always re-encodes; keep the record readable.
+        Err(_) => out.extend_from_slice(&[0, 0, 0, 0]),
+    }
+}
+
+// ---- messages -------------------------------------------------------------------------
+
+/// `flags | exchange | routing key | properties (u32 length) | body`.
+pub fn encode_message(m: &Message, flags: u8, out: &mut Vec<u8>) {
+    let props = m.properties_raw();
+    let body = m.body();
+    out.reserve(1 + 2 + m.exchange().len() + m.routing_key().len() + 4 + props.len() + body.len());
+    out.push(flags);
+    push_name(out, m.exchange());
+    push_name(out, m.routing_key());
+    out.extend_from_slice(&(props.len() as u32).to_be_bytes());
+    out.extend_from_slice(props);
+    out.extend_from_slice(body);
+}
+
+/// The flags byte and the message of a record.
+pub fn decode_message(v: &[u8]) -> Result<(u8, Message), RecordError> {
+    let mut r = Reader {
+        b: v,
+        what: "message",
+    };
+    let flags = r.byte()?;
+    let exchange = r.name()?;
+    let routing_key = r.name()?;
+    let plen = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| bad("message"))?);
+    let props = r.take(plen as usize)?;
+    let m = Message::from_parts(&exchange, &routing_key, props, r.b).ok_or(bad("message"))?;
+    Ok((flags, m))
+}
+
+// ---- definitions ----------------------------------------------------------------------
+
+pub struct ExchangeDef {
+    pub vhost: String,
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+pub fn exchange_key(vhost: &str, name: &str) -> Vec<u8> {
+    named_key(EXCHANGE, &[vhost, name])
+}
+
+pub fn encode_exchange(
+    kind: ExchangeKind,
+    auto_delete: bool,
+    internal: bool,
+    args: &FieldTable,
+) -> Vec<u8> {
+    let mut v = vec![kind_byte(kind), auto_delete as u8 | (internal as u8) << 1];
+    push_table(&mut v, args);
+    v
+}
+
+pub fn decode_exchange(k: &[u8], v: &[u8]) -> Result<ExchangeDef, RecordError> {
+    let what = "exchange";
+    let mut kr = Reader {
+        b: k.get(1..).ok_or(bad(what))?,
+        what,
+    };
+    let (vhost, name) = (kr.name()?, kr.name()?);
+    let mut r = Reader { b: v, what };
+    let kind = kind_from_byte(r.byte()?).ok_or(bad(what))?;
+    let flags = r.byte()?;
+    Ok(ExchangeDef {
+        vhost,
+        name,
+        kind,
+        auto_delete: flags & 1 != 0,
+        internal: flags & 2 != 0,
+        arguments: r.table()?,
+    })
+}
+
+fn kind_byte(k: ExchangeKind) -> u8 {
+    match k {
+        ExchangeKind::Direct => b'd',
+        ExchangeKind::Fanout => b'f',
+        ExchangeKind::Topic => b't',
+        ExchangeKind::Headers => b'h',
+    }
+}
+
+fn kind_from_byte(b: u8) -> Option<ExchangeKind> {
+    Some(match b {
+        b'd' => ExchangeKind::Direct,
+        b'f' => ExchangeKind::Fanout,
+        b't' => ExchangeKind::Topic,
+        b'h' => ExchangeKind::Headers,
+        _ => return None,
+    })
+}
+
+pub struct QueueDef {
+    pub vhost: String,
+    pub name: String,
+    pub qid: u64,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+pub fn queue_key(vhost: &str, name: &str) -> Vec<u8> {
+    named_key(QUEUE, &[vhost, name])
+}
+
+pub fn encode_queue(qid: u64, auto_delete: bool, args: &FieldTable) -> Vec<u8> {
+    let mut v = qid.to_be_bytes().to_vec();
+    v.push(auto_delete as u8);
+    push_table(&mut v, args);
+    v
+}
+
+pub fn decode_queue(k: &[u8], v: &[u8]) -> Result<QueueDef, RecordError> {
+    let what = "queue";
+    let mut kr = Reader {
+        b: k.get(1..).ok_or(bad(what))?,
+        what,
+    };
+    let (vhost, name) = (kr.name()?, kr.name()?);
+    let mut r = Reader { b: v, what };
+    Ok(QueueDef {
+        vhost,
+        name,
+        qid: r.u64()?,
+        auto_delete: r.byte()? & 1 != 0,
+        arguments: r.table()?,
+    })
+}
+
+/// Where a stored binding leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestKind {
+    Queue,
+    Exchange,
+}
+
+pub struct BindingDef {
+    pub vhost: String,
+    pub source: String,
+    pub dest_kind: DestKind,
+    pub dest: String,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+/// The key prefix of every binding from `source`.
+pub fn bindings_from_prefix(vhost: &str, source: &str) -> Vec<u8> {
+    named_key(BINDING, &[vhost, source])
+}
+
+pub fn binding_key(
+    vhost: &str,
+    source: &str,
+    dest_kind: DestKind,
+    dest: &str,
+    key: &str,
+    args: &FieldTable,
+) -> Vec<u8> {
+    let mut k = bindings_from_prefix(vhost, source);
+    k.push(match dest_kind {
+        DestKind::Queue => b'q',
+        DestKind::Exchange => b'x',
+    });
+    push_name(&mut k, dest);
+    push_name(&mut k, key);
+    push_table(&mut k, args);
+    k
+}
+
+pub fn decode_binding(k: &[u8]) -> Result<BindingDef, RecordError> {
+    let what = "binding";
+    let mut r = Reader {
+        b: k.get(1..).ok_or(bad(what))?,
+        what,
+    };
+    let vhost = r.name()?;
+    let source = r.name()?;
+    let dest_kind = match r.byte()? {
+        b'q' => DestKind::Queue,
+        b'x' => DestKind::Exchange,
+        _ => return Err(bad(what)),
+    };
+    Ok(BindingDef {
+        vhost,
+        source,
+        dest_kind,
+        dest: r.name()?,
+        routing_key: r.name()?,
+        arguments: r.table()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_keys_sort_by_queue_then_seq() {
+        assert!(message_key(1, 300) < message_key(2, 0));
+        assert!(message_key(1, 255) < message_key(1, 256));
+        assert_eq!(parse_message_key(&message_key(7, 9)), Some((7, 9)));
+        assert!(message_key(7, 0).starts_with(&queue_messages_prefix(7)));
+    }
+
+    #[test]
+    fn definitions_round_trip() {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-max-length".into(),
+            amq_protocol::types::AMQPValue::LongInt(5),
+        );
+        let k = queue_key("/", "orders");
+        let q = decode_queue(&k, &encode_queue(42, true, &args)).unwrap();
+        assert_eq!(
+            (q.vhost.as_str(), q.name.as_str(), q.qid, q.auto_delete),
+            ("/", "orders", 42, true)
+        );
+        assert!(crate::args::tables_equivalent(&q.arguments, &args));
+
+        let k = exchange_key("v", "logs");
+        let x = decode_exchange(
+            &k,
+            &encode_exchange(ExchangeKind::Topic, false, true, &args),
+        )
+        .unwrap();
+        assert_eq!(
+            (x.name.as_str(), x.kind, x.auto_delete, x.internal),
+            ("logs", ExchangeKind::Topic, false, true)
+        );
+
+        let k = binding_key("/", "logs", DestKind::Queue, "q1", "a.#", &args);
+        assert!(k.starts_with(&bindings_from_prefix("/", "logs")));
+        let b = decode_binding(&k).unwrap();
+        assert_eq!(
+            (
+                b.source.as_str(),
+                b.dest_kind,
+                b.dest.as_str(),
+                b.routing_key.as_str()
+            ),
+            ("logs", DestKind::Queue, "q1", "a.#")
+        );
+    }
+
+    #[test]
+    fn truncated_records_are_errors_not_panics() {
+        let v = encode_queue(1, false, &FieldTable::default());
+        let k = queue_key("/", "q");
+        for n in 0..v.len() {
+            assert!(decode_queue(&k, &v[..n]).is_err());
+        }
+        for n in 0..k.len() {
+            let _ = decode_queue(&k[..n], &v);
+        }
+        for n in 0..20 {
+            assert!(decode_message(&[1, 2, b'e'][..n.min(3)]).is_err());
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Reading the store back at start: definitions, then every queue's messages in order.
+//!
+//! Transient records (bodies paged out of RAM) and messages of queues that no longer exist
+//! are deleted on the way. A damaged definition stops the start with an error naming the
+//! file and the key; a damaged message record is logged and dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tracing::{error, info};
+
+use super::records::{self, BindingDef, ExchangeDef, QueueDef};
+use super::{Op, Store, StoreError};
+use crate::message::Message;
+use crate::queue::ready::{QueuedMessage, Tail};
+
+/// A durable queue as found on disk.
+pub struct RecoveredQueue {
+    pub def: QueueDef,
+    /// The oldest messages, up to the RAM budget, in order.
+    pub head: Vec<QueuedMessage>,
+    /// The rest, left on disk.
+    pub tail: Tail,
+    /// Seqs up to this were delivered before (they come back redelivered).
+    pub delivered: Option<u64>,
+    pub next_seq: u64,
+}
+
+pub struct Recovered {
+    pub vhosts: Vec<String>,
+    pub exchanges: Vec<ExchangeDef>,
+    pub queues: Vec<RecoveredQueue>,
+    pub bindings: Vec<BindingDef>,
+    pub messages: usize,
+}
+
+impl Store {
+    /// Everything durable, with each queue's head filled up to `budget` bytes of RAM.
+    pub fn recover(&self, budget: usize) -> Result<Recovered, StoreError> {
+        let started = std::time::Instant::now();
+        let mut vhosts = Vec::new();
+        for (k, _) in self.scan(&[records::VHOST])? {
+            vhosts.push(String::from_utf8_lossy(k.get(2..).unwrap_or_default()).into_owned());
+        }
+        let mut exchanges = Vec::new();
+        for (k, v) in self.scan(&[records::EXCHANGE])? {
+            exchanges.push(records::decode_exchange(&k, &v).map_err(|e| self.damaged(&k, e))?);
+        }
+        let mut bindings = Vec::new();
+        for (k, _) in self.scan(&[records::BINDING])? {
+            bindings.push(records::decode_binding(&k).map_err(|e| self.damaged(&k, e))?);
+        }
+        let mut delivered = HashMap::new();
+        for (k, v) in self.scan(&[records::DELIVERED])? {
+            let qid = k
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            let seq = v
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes);
+            if let (Some(qid), Some(seq)) = (qid, seq) {
+                delivered.insert(qid, seq);
+            }
+        }
+        let mut queues: Vec<RecoveredQueue> = Vec::new();
+        let mut by_qid = HashMap::new();
+        for (k, v) in self.scan(&[records::QUEUE])? {
+            let def = records::decode_queue(&k, &v).map_err(|e| self.damaged(&k, e))?;
+            by_qid.insert(def.qid, queues.len());
+            queues.push(RecoveredQueue {
+                delivered: delivered.get(&def.qid).copied(),
+                def,
+                head: Vec::new(),
+                tail: Tail::default(),
+                next_seq: 0,
+            });
+        }
+        let (mut messages, mut dropped) = (0, 0);
+        let mut head_cost: HashMap<u64, usize> = HashMap::new();
+        for item in self.db.scan_prefix([records::MESSAGE]) {
+            let (k, v) = item.map_err(|source| self.read_error(source))?;
+            let Some((qid, seq)) = records::parse_message_key(&k) else {
+                continue;
+            };
+            let Some(&i) = by_qid.get(&qid) else {
+                // A queue that is gone (or was never durable): its records go too.
+                self.send(Op::DeleteMessage(records::message_key(qid, seq)));
+                dropped += 1;
+                continue;
+            };
+            let (flags, message) = match records::decode_message(&v) {
+                Ok(x) => x,
+                Err(e) => {
+                    error!(path = %self.path.display(), qid, seq, "{e}: dropped");
+                    self.send(Op::DeleteMessage(records::message_key(qid, seq)));
+                    continue;
+                }
+            };
+            if flags & records::PERSISTENT == 0 {
+                self.send(Op::DeleteMessage(records::message_key(qid, seq)));
+                dropped += 1;
+                continue;
+            }
+            messages += 1;
+            let q = &mut queues[i];
+            q.next_seq = seq + 1;
+            let cost = head_cost.entry(qid).or_default();
+            if q.tail.count == 0 && *cost + message.ram_cost() <= budget {
+                *cost += message.ram_cost();
+                q.head.push(queued(seq, message, q.delivered));
+            } else {
+                if q.tail.count == 0 {
+                    q.tail.from = seq;
+                }
+                q.tail.count += 1;
+                q.tail.bytes += message.size();
+                q.tail.to = seq + 1;
+            }
+        }
+        info!(
+            messages,
+            dropped,
+            queues = queues.len(),
+            exchanges = exchanges.len(),
+            bindings = bindings.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "recovered from {}",
+            self.path.display()
+        );
+        Ok(Recovered {
+            vhosts,
+            exchanges,
+            queues,
+            bindings,
+            messages,
+        })
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        self.db
+            .scan_prefix(prefix)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| self.read_error(source))
+    }
+
+    fn read_error(&self, source: sled::Error) -> StoreError {
+        StoreError::Read {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn damaged(&self, key: &[u8], source: records::RecordError) -> StoreError {
+        StoreError::Record {
+            path: self.path.clone(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            source,
+        }
+    }
+}
+
+fn queued(seq: u64, message: Message, delivered: Option<u64>) -> QueuedMessage {
+    QueuedMessage {
+        seq,
+        message: Arc::new(message),
+        redelivered: delivered.is_some_and(|d| seq <= d),
+        on_disk: true,
+    }
+}

@@ -1,0 +1,257 @@
+//! The group-commit writer: one thread that owns every write to sled.
+//!
+//! It blocks for the first op, then takes everything else already waiting (no timer: an idle
+//! broker commits one op at once; a busy one commits thousands per sync, because ops pile up
+//! while the previous sync runs). One commit = one `apply_batch` + one sync, then the
+//! connections waiting on it are told. An op that must see the database as it is (a range
+//! or prefix delete) first applies what came before it, so order is kept.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, error};
+
+use super::records::{self, DestKind, MessageKey};
+use super::Op;
+use crate::connection::ConnEvent;
+
+/// Ops taken per commit at most (bounds a commit's memory and latency).
+const MAX_OPS: usize = 64 * 1024;
+
+pub(super) fn run(db: sled::Db, rx: Receiver<Op>) {
+    let mut w = Writer {
+        db,
+        batch: sled::Batch::default(),
+        dirty: false,
+        written: Vec::new(),
+        notify: Vec::new(),
+        barriers: Vec::new(),
+        delivered: HashMap::new(),
+        ok: true,
+        unsynced: false,
+        value: Vec::new(),
+    };
+    let mut ops = Vec::with_capacity(1024);
+    loop {
+        let Ok(first) = rx.recv() else { break };
+        ops.push(first);
+        while ops.len() < MAX_OPS {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let stop = w.commit(&mut ops);
+        if stop {
+            break;
+        }
+    }
+    let _ = w.db.flush();
+    debug!("store writer stopped");
+}
+
+struct Writer {
+    db: sled::Db,
+    batch: sled::Batch,
+    /// `batch` holds something.
+    dirty: bool,
+    /// Queues' marks to raise once the current batch is applied, and the seq written.
+    written: Vec<(Arc<AtomicU64>, u64)>,
+    notify: Vec<(u64, UnboundedSender<ConnEvent>)>,
+    barriers: Vec<Sender<bool>>,
+    delivered: HashMap<u64, u64>,
+    /// Every apply in this commit succeeded.
+    ok: bool,
+    /// Something was applied since the last sync.
+    unsynced: bool,
+    value: Vec<u8>,
+}
+
+impl Writer {
+    /// Commits `ops` (drained); true if a stop was asked for.
+    fn commit(&mut self, ops: &mut Vec<Op>) -> bool {
+        let started = Instant::now();
+        let n = ops.len();
+        // A message written and deleted (acked) within one commit never touches the disk.
+        let cancelled = cancelled_pairs(ops);
+        let mut stop = false;
+        for op in ops.drain(..) {
+            match op {
+                Op::PutMessage {
+                    key,
+                    message,
+                    persistent,
+                    written,
+                } => {
+                    if cancelled.contains(&key) {
+                        continue;
+                    }
+                    self.value.clear();
+                    let flags = if persistent { records::PERSISTENT } else { 0 };
+                    records::encode_message(&message, flags, &mut self.value);
+                    self.batch.insert(&key[..], &self.value[..]);
+                    self.dirty = true;
+                    if let Some((_, seq)) = records::parse_message_key(&key) {
+                        self.written.push((written, seq));
+                    }
+                }
+                Op::DeleteMessage(key) => {
+                    if !cancelled.contains(&key) {
+                        self.batch.remove(&key[..]);
+                        self.dirty = true;
+                    }
+                }
+                Op::DeleteMessages { qid, from, to } => {
+                    self.apply();
+                    let range = records::message_key(qid, from)..records::message_key(qid, to);
+                    self.delete_keys(self.db.range(range).keys());
+                }
+                Op::Delivered { qid, seq } => {
+                    let e = self.delivered.entry(qid).or_insert(seq);
+                    *e = (*e).max(seq);
+                }
+                Op::Put { key, value } => {
+                    self.batch.insert(key, value);
+                    self.dirty = true;
+                }
+                Op::Delete(key) => {
+                    // A queue deleted later in this commit must not get its watermark back.
+                    if let Some(qid) = delivered_qid(&key) {
+                        self.delivered.remove(&qid);
+                    }
+                    self.batch.remove(key);
+                    self.dirty = true;
+                }
+                Op::DeletePrefix(prefix) => {
+                    self.apply();
+                    self.delete_keys(self.db.scan_prefix(&prefix).keys());
+                }
+                Op::DeleteBindingsTo { vhost, kind, dest } => {
+                    self.apply();
+                    self.delete_bindings_to(&vhost, kind, &dest);
+                }
+                Op::Notify { token, to } => self.notify.push((token, to)),
+                Op::Barrier(tx) => self.barriers.push(tx),
+                Op::Stop => {
+                    stop = true;
+                    break;
+                }
+            }
+        }
+        for (qid, seq) in std::mem::take(&mut self.delivered) {
+            self.batch
+                .insert(&records::delivered_key(qid)[..], &seq.to_be_bytes()[..]);
+            self.dirty = true;
+        }
+        self.apply();
+        let synced = !std::mem::take(&mut self.unsynced) || self.sync();
+        let ok = std::mem::replace(&mut self.ok, true) && synced;
+        for (token, to) in self.notify.drain(..) {
+            let _ = to.send(ConnEvent::Durable { token, ok });
+        }
+        for b in self.barriers.drain(..) {
+            let _ = b.send(ok);
+        }
+        metrics::histogram!(crate::metrics::STORE_FLUSH_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(crate::metrics::STORE_OPS).increment(n as u64);
+        stop
+    }
+
+    /// Applies the pending batch; returns false if it failed (logged; `ok` is cleared).
+    fn apply(&mut self) -> bool {
+        if !self.dirty {
+            return true;
+        }
+        self.dirty = false;
+        let batch = std::mem::take(&mut self.batch);
+        match self.db.apply_batch(batch) {
+            Ok(()) => {
+                self.unsynced = true;
+                for (mark, seq) in self.written.drain(..) {
+                    mark.fetch_max(seq + 1, Ordering::AcqRel);
+                }
+                true
+            }
+            Err(e) => {
+                error!("store write failed: {e}");
+                self.written.clear();
+                self.ok = false;
+                false
+            }
+        }
+    }
+
+    fn sync(&mut self) -> bool {
+        match self.db.flush() {
+            Ok(_) => true,
+            Err(e) => {
+                error!("store sync failed: {e}");
+                false
+            }
+        }
+    }
+
+    fn delete_keys(&mut self, keys: impl Iterator<Item = sled::Result<sled::IVec>>) {
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            match k {
+                Ok(k) => batch.remove(k),
+                Err(e) => {
+                    error!("store scan failed: {e}");
+                    self.ok = false;
+                    break;
+                }
+            }
+        }
+        match self.db.apply_batch(batch) {
+            Ok(()) => self.unsynced = true,
+            Err(e) => {
+                error!("store delete failed: {e}");
+                self.ok = false;
+            }
+        }
+    }
+
+    fn delete_bindings_to(&mut self, vhost: &str, kind: DestKind, dest: &str) {
+        let prefix = records::named_key(records::BINDING, &[vhost]);
+        let keys = self.db.scan_prefix(prefix).keys().filter(|k| match k {
+            Ok(k) => records::decode_binding(k)
+                .map(|b| b.dest_kind == kind && b.dest == dest)
+                .unwrap_or(false),
+            Err(_) => true,
+        });
+        let keys: Vec<_> = keys.collect();
+        self.delete_keys(keys.into_iter());
+    }
+}
+
+/// Message keys both written and deleted among `ops`.
+fn cancelled_pairs(ops: &[Op]) -> HashSet<MessageKey> {
+    let mut puts = HashSet::new();
+    let mut both = HashSet::new();
+    for op in ops {
+        match op {
+            Op::PutMessage { key, .. } => {
+                puts.insert(*key);
+            }
+            Op::DeleteMessage(key) if puts.contains(key) => {
+                both.insert(*key);
+            }
+            _ => {}
+        }
+    }
+    both
+}
+
+fn delivered_qid(key: &[u8]) -> Option<u64> {
+    if key.len() == 9 && key[0] == records::DELIVERED {
+        Some(u64::from_be_bytes(key[1..].try_into().ok()?))
+    } else {
+        None
+    }
+}
