@@ -86,6 +86,7 @@ impl Connection {
         vhost.route(&ex, message.routing_key(), &headers, &mut scratch);
         let queues = &scratch.queues;
         self.published += 1;
+        self.published_total += 1;
         let mut refused = false;
         let mut written = false;
         for q in queues {

@@ -109,6 +109,10 @@ pub struct Connection {
     sync_token: u64,
     /// Messages published in this batch (metrics are bumped once per batch).
     published: u64,
+    /// ... and in all.
+    published_total: u64,
+    /// Not reading: the store's writer is behind (see `store::BACKLOG_HIGH`).
+    flow_paused: bool,
     delivered: u64,
     /// We answered the client's connection.close: don't hang up first (see [`linger`]).
     linger: bool,
@@ -173,6 +177,8 @@ async fn run(
         sync_token: 0,
         route_scratch: Default::default(),
         published: 0,
+        published_total: 0,
+        flow_paused: false,
         delivered: 0,
         linger: false,
     };
@@ -240,7 +246,10 @@ impl Connection {
                 close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
             }
             let want_events = self.phase == Phase::Open && self.out.len() < OUTPUT_HIGH_WATER;
-            let want_read = !eof && self.phase != Phase::Closed;
+            if self.flow_paused && self.broker.store.backlog() < crate::store::BACKLOG_LOW {
+                self.flow_paused = false;
+            }
+            let want_read = !eof && self.phase != Phase::Closed && !self.flow_paused;
             tokio::select! {
                 r = wr.write(&self.out), if !self.out.is_empty() => {
                     let n = r?;
@@ -261,7 +270,14 @@ impl Connection {
                         continue;
                     }
                     last_read = Instant::now();
+                    let published = self.published_total;
                     self.process_input(&mut inbuf);
+                    // Flow control: a publisher waits while the store's writer is far behind.
+                    if self.published_total != published
+                        && self.broker.store.backlog() > crate::store::BACKLOG_HIGH
+                    {
+                        self.flow_paused = true;
+                    }
                     // A read that filled the buffer means more is coming: grow to READ_CHUNK.
                     if inbuf.capacity() - inbuf.len() < 1024 {
                         inbuf.reserve(READ_CHUNK.max(inbuf.len()));
@@ -275,6 +291,10 @@ impl Connection {
                         self.handle_event(e);
                     }
                     self.end_batch();
+                }
+                _ = tokio::time::sleep(Duration::from_millis(1)), if self.flow_paused => {
+                    // Paused by us, not silent: don't count it against the client's heartbeat.
+                    last_read = Instant::now();
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();

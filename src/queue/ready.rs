@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::message::Message;
 use crate::store::Store;
@@ -55,6 +55,11 @@ pub struct Tail {
     pub bytes: usize,
 }
 
+struct Unwritten {
+    seq: u64,
+    message: Weak<Message>,
+}
+
 pub struct Ready {
     disk: Disk,
     /// RAM the head may take (see [`Message::ram_cost`]).
@@ -63,8 +68,9 @@ pub struct Ready {
     head_cost: usize,
     head_bytes: usize,
     tail: Tail,
-    /// The newest tail messages, until the writer has applied their records.
-    unwritten: VecDeque<QueuedMessage>,
+    /// The newest tail messages, until the writer has applied their records. Weak: the
+    /// writer holds the message until then, and its memory goes as soon as it is written.
+    unwritten: VecDeque<Unwritten>,
     /// Recovered messages with a seq up to this were delivered before the restart.
     delivered_before: Option<u64>,
 }
@@ -120,7 +126,10 @@ impl Ready {
         self.tail.count += 1;
         self.tail.bytes += m.message.size();
         self.tail.to = m.seq + 1;
-        self.unwritten.push_back(m);
+        self.unwritten.push_back(Unwritten {
+            seq: m.seq,
+            message: Arc::downgrade(&m.message),
+        });
         self.forget_written();
     }
 
@@ -143,57 +152,81 @@ impl Ready {
         Some(m)
     }
 
-    /// Moves the next chunk of the tail into the head.
+    /// Moves the next chunk of the tail into the head: records from disk, or messages the
+    /// writer has not reached yet from RAM.
     fn page_in(&mut self) {
         const CHUNK: usize = 4 << 20;
         let chunk = (self.budget / 4).clamp(1, CHUNK);
-        self.forget_written();
-        let end = self.unwritten.front().map_or(self.tail.to, |m| m.seq);
-        if self.tail.from < end {
-            let (qid, from) = (self.disk.qid, self.tail.from);
-            let read = match self.disk.store.read_messages(qid, from, end, chunk) {
-                Ok(r) => r,
-                Err(e) => {
-                    // The messages stay where they are; the next pop tries again.
-                    tracing::error!(qid, "{e}");
-                    return;
-                }
-            };
-            if read.is_empty() {
-                self.tail.from = end;
-            }
-            for (seq, message) in read {
-                self.tail.from = seq + 1;
-                self.tail.count = self.tail.count.saturating_sub(1);
-                self.tail.bytes = self.tail.bytes.saturating_sub(message.size());
-                let redelivered = self.delivered_before.is_some_and(|d| seq <= d);
-                self.add_to_head_back(QueuedMessage {
-                    seq,
-                    message: Arc::new(message),
-                    redelivered,
-                    on_disk: true,
-                });
-            }
-        }
-        if self.head.is_empty() {
-            // Everything on disk below the unwritten ones was read: take those from RAM.
-            let mut cost = 0;
-            while cost < chunk {
-                let Some(m) = self.unwritten.pop_front() else {
-                    break;
+        let mut cost = 0;
+        while cost < chunk && self.tail.count > 0 {
+            self.forget_written();
+            let end = self.unwritten.front().map_or(self.tail.to, |m| m.seq);
+            if self.tail.from < end {
+                let (qid, from) = (self.disk.qid, self.tail.from);
+                let read = match self.disk.store.read_messages(qid, from, end, chunk - cost) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The messages stay where they are; the next pop tries again.
+                        tracing::error!(qid, "{e}");
+                        return;
+                    }
                 };
-                cost += m.message.ram_cost();
-                self.tail.from = m.seq + 1;
-                self.tail.count = self.tail.count.saturating_sub(1);
-                self.tail.bytes = self.tail.bytes.saturating_sub(m.message.size());
-                self.add_to_head_back(m);
+                if read.is_empty() {
+                    self.tail.from = end;
+                }
+                for (seq, message) in read {
+                    cost += message.ram_cost();
+                    let redelivered = self.delivered_before.is_some_and(|d| seq <= d);
+                    self.take_from_tail(QueuedMessage {
+                        seq,
+                        message: Arc::new(message),
+                        redelivered,
+                        on_disk: true,
+                    });
+                }
+                continue;
+            }
+            let Some(front) = self.unwritten.front() else {
+                // Records that vanished (damaged ones are dropped) leave no phantom count.
+                self.tail.count = 0;
+                self.tail.bytes = 0;
+                break;
+            };
+            let seq = front.seq;
+            match front.message.upgrade() {
+                Some(message) => {
+                    self.unwritten.pop_front();
+                    cost += message.ram_cost();
+                    self.take_from_tail(QueuedMessage {
+                        seq,
+                        message,
+                        redelivered: false,
+                        on_disk: true,
+                    });
+                }
+                None if self.disk.written.load(Ordering::Acquire) > seq => {
+                    // Written in the meantime: read it from disk on the next turn.
+                }
+                None => {
+                    // The writer let go of it without writing it: the store failed (logged).
+                    tracing::error!(
+                        qid = self.disk.qid,
+                        seq,
+                        "a paged message was lost by the store"
+                    );
+                    self.unwritten.pop_front();
+                    self.tail.from = seq + 1;
+                    self.tail.count = self.tail.count.saturating_sub(1);
+                }
             }
         }
-        if self.unwritten.is_empty() && self.tail.from >= self.tail.to {
-            // Records that vanished (damaged ones are dropped) must not leave a phantom count.
-            self.tail.count = 0;
-            self.tail.bytes = 0;
-        }
+    }
+
+    fn take_from_tail(&mut self, m: QueuedMessage) {
+        self.tail.from = m.seq + 1;
+        self.tail.count = self.tail.count.saturating_sub(1);
+        self.tail.bytes = self.tail.bytes.saturating_sub(m.message.size());
+        self.add_to_head_back(m);
     }
 
     /// Gives a delivered message back, in its original place (by `seq`), which is in the

@@ -15,7 +15,7 @@ pub mod recovery;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -96,7 +96,15 @@ pub struct Store {
     /// bounded by their window; see ARCHITECTURE.md for the rest.
     tx: mpsc::Sender<Op>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Message bytes sent to the writer and not yet applied: publishers pause above
+    /// [`BACKLOG_HIGH`] so RAM holds no more than that waiting for the disk.
+    backlog: Arc<AtomicUsize>,
 }
+
+/// Publishing connections stop reading while this many message bytes wait for the writer...
+pub const BACKLOG_HIGH: usize = 64 << 20;
+/// ... and resume below this.
+pub const BACKLOG_LOW: usize = 32 << 20;
 
 /// Settings for [`Store::open`].
 pub struct StoreConfig {
@@ -120,9 +128,11 @@ impl Store {
             })?;
         let (tx, rx) = mpsc::channel();
         let wdb = db.clone();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let wbacklog = backlog.clone();
         let writer = std::thread::Builder::new()
             .name("warren-store".into())
-            .spawn(move || writer::run(wdb, rx))
+            .spawn(move || writer::run(wdb, rx, wbacklog))
             .map_err(|e| StoreError::Open {
                 path: path.clone(),
                 source: sled::Error::Io(e),
@@ -132,6 +142,7 @@ impl Store {
             path,
             tx,
             writer: Mutex::new(Some(writer)),
+            backlog,
         }))
     }
 
@@ -167,6 +178,8 @@ impl Store {
         persistent: bool,
         written: Arc<AtomicU64>,
     ) {
+        self.backlog
+            .fetch_add(message.ram_cost(), Ordering::Relaxed);
         self.send(Op::PutMessage {
             key: records::message_key(qid, seq),
             message,
@@ -335,6 +348,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Message bytes waiting for the writer.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Bytes sled occupies on disk.

@@ -79,14 +79,19 @@ impl Store {
         }
         let (mut messages, mut dropped) = (0, 0);
         let mut head_cost: HashMap<u64, usize> = HashMap::new();
+        let mut gone = std::collections::HashSet::new();
         for item in self.db.scan_prefix([records::MESSAGE]) {
             let (k, v) = item.map_err(|source| self.read_error(source))?;
             let Some((qid, seq)) = records::parse_message_key(&k) else {
                 continue;
             };
             let Some(&i) = by_qid.get(&qid) else {
-                // A queue that is gone (or was never durable): its records go too.
-                self.send(Op::DeleteMessage(records::message_key(qid, seq)));
+                // A queue that is gone (or was never durable): its records go too, at once.
+                if gone.insert(qid) {
+                    self.send(Op::DeletePrefix(
+                        records::queue_messages_prefix(qid).to_vec(),
+                    ));
+                }
                 dropped += 1;
                 continue;
             };

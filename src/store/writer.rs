@@ -7,7 +7,7 @@
 //! or prefix delete) first applies what came before it, so order is kept.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,13 +18,16 @@ use tracing::{debug, error};
 use super::records::{self, DestKind, MessageKey};
 use super::Op;
 use crate::connection::ConnEvent;
+use crate::message::Message;
 
 /// Ops taken per commit at most (bounds a commit's memory and latency).
 const MAX_OPS: usize = 64 * 1024;
 
-pub(super) fn run(db: sled::Db, rx: Receiver<Op>) {
+pub(super) fn run(db: sled::Db, rx: Receiver<Op>, backlog: Arc<AtomicUsize>) {
     let mut w = Writer {
         db,
+        backlog,
+        taken: 0,
         batch: sled::Batch::default(),
         dirty: false,
         written: Vec::new(),
@@ -56,11 +59,16 @@ pub(super) fn run(db: sled::Db, rx: Receiver<Op>) {
 
 struct Writer {
     db: sled::Db,
+    /// The store's count of message bytes not yet applied (see `Store::backlog`).
+    backlog: Arc<AtomicUsize>,
+    /// Message bytes taken off the channel in this commit.
+    taken: usize,
     batch: sled::Batch,
     /// `batch` holds something.
     dirty: bool,
-    /// Queues' marks to raise once the current batch is applied, and the seq written.
-    written: Vec<(Arc<AtomicU64>, u64)>,
+    /// Queues' marks to raise once the current batch is applied, the seq written, and the
+    /// message (dropped only after its mark is raised).
+    written: Vec<(Arc<AtomicU64>, u64, Arc<Message>)>,
     notify: Vec<(u64, UnboundedSender<ConnEvent>)>,
     barriers: Vec<Sender<bool>>,
     delivered: HashMap<u64, u64>,
@@ -87,6 +95,7 @@ impl Writer {
                     persistent,
                     written,
                 } => {
+                    self.taken += message.ram_cost();
                     if cancelled.contains(&key) {
                         continue;
                     }
@@ -96,7 +105,9 @@ impl Writer {
                     self.batch.insert(&key[..], &self.value[..]);
                     self.dirty = true;
                     if let Some((_, seq)) = records::parse_message_key(&key) {
-                        self.written.push((written, seq));
+                        // Kept until applied: a queue reads a message it still needs from
+                        // RAM while this lives, from disk after.
+                        self.written.push((written, seq, message));
                     }
                 }
                 Op::DeleteMessage(key) => {
@@ -148,6 +159,8 @@ impl Writer {
             self.dirty = true;
         }
         self.apply();
+        self.backlog
+            .fetch_sub(std::mem::take(&mut self.taken), Ordering::Relaxed);
         let synced = !std::mem::take(&mut self.unsynced) || self.sync();
         let ok = std::mem::replace(&mut self.ok, true) && synced;
         for (token, to) in self.notify.drain(..) {
@@ -172,8 +185,9 @@ impl Writer {
         match self.db.apply_batch(batch) {
             Ok(()) => {
                 self.unsynced = true;
-                for (mark, seq) in self.written.drain(..) {
+                for (mark, seq, message) in self.written.drain(..) {
                     mark.fetch_max(seq + 1, Ordering::AcqRel);
+                    drop(message);
                 }
                 true
             }

@@ -14,6 +14,7 @@ pub struct TestBroker {
     pub handle: ServerHandle,
     pub addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
+    config: Config,
 }
 
 impl TestBroker {
@@ -31,13 +32,30 @@ impl TestBroker {
             ..Config::default()
         };
         tweak(&mut config);
-        let handle = start(config).await.expect("server starts");
+        Self::start_in(data_dir, config).await
+    }
+
+    async fn start_in(data_dir: tempfile::TempDir, config: Config) -> TestBroker {
+        let handle = start(config.clone()).await.expect("server starts");
         let addr = handle.addrs[0];
         TestBroker {
             handle,
             addr,
             data_dir,
+            config,
         }
+    }
+
+    /// A graceful restart on the same data directory (a new port).
+    pub async fn restart(self) -> TestBroker {
+        let TestBroker {
+            handle,
+            data_dir,
+            config,
+            ..
+        } = self;
+        handle.shutdown().await;
+        Self::start_in(data_dir, config).await
     }
 
     pub fn uri(&self) -> String {
