@@ -34,13 +34,13 @@ impl Broker {
     /// Vhosts and users come from the config (the source of truth for who may log in); a
     /// vhost found on disk but no longer configured keeps its records untouched, unserved.
     pub fn open(config: Config, shutdown: watch::Receiver<bool>) -> Result<Arc<Self>, StoreError> {
-        let store = Store::open(
+        let (store, recovered) = Store::open(
             &config.data_dir,
             &StoreConfig {
                 cache_bytes: config.store_cache_bytes,
             },
+            config.queue_ram_bytes,
         )?;
-        let recovered = store.recover(config.queue_ram_bytes)?;
         let vhosts = DashMap::new();
         for name in &config.vhosts {
             store.put_vhost(name);

@@ -241,7 +241,9 @@ impl Ready {
     /// A delivered message was settled for good (acked, or rejected without requeue).
     pub fn settle(&self, m: &QueuedMessage) {
         if m.on_disk {
-            self.disk.store.delete_message(self.disk.qid, m.seq);
+            self.disk
+                .store
+                .delete_message(self.disk.qid, m.seq, m.message.size());
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod records;
 pub mod recovery;
+pub mod segments;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -53,7 +54,11 @@ pub(crate) enum Op {
         /// The queue's "applied below" mark, raised past this seq once applied.
         written: Arc<AtomicU64>,
     },
-    DeleteMessage(MessageKey),
+    /// `external`: its body may be in a segment (the writer looks the record up first).
+    DeleteMessage {
+        key: MessageKey,
+        external: bool,
+    },
     /// Messages `from..to` of a queue (a purged tail).
     DeleteMessages {
         qid: u64,
@@ -92,6 +97,8 @@ pub(crate) enum Op {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    /// Segment files of large bodies.
+    bodies: PathBuf,
     /// Unbounded: a sender never blocks a connection's thread. Publishers with confirms are
     /// bounded by their window; see ARCHITECTURE.md for the rest.
     tx: mpsc::Sender<Op>,
@@ -112,13 +119,17 @@ pub struct StoreConfig {
 }
 
 impl Store {
-    /// Opens (or creates) the database under `dir` and starts its writer.
-    pub fn open(dir: &Path, config: &StoreConfig) -> Result<Arc<Store>, StoreError> {
+    /// Opens (or creates) the database under `dir`, reads back what it holds (each queue's
+    /// head up to `queue_budget` bytes of RAM), and starts the writer.
+    pub fn open(
+        dir: &Path,
+        config: &StoreConfig,
+        queue_budget: usize,
+    ) -> Result<(Arc<Store>, recovery::Recovered), StoreError> {
         let path = dir.join("sled");
         let db = sled::Config::new()
             .path(&path)
             .cache_capacity(config.cache_bytes)
-            .mode(sled::Mode::HighThroughput)
             // The writer syncs when a batch needs it; no background flusher.
             .flush_every_ms(None)
             .open()
@@ -127,23 +138,52 @@ impl Store {
                 source,
             })?;
         let (tx, rx) = mpsc::channel();
-        let wdb = db.clone();
-        let backlog = Arc::new(AtomicUsize::new(0));
-        let wbacklog = backlog.clone();
-        let writer = std::thread::Builder::new()
-            .name("warren-store".into())
-            .spawn(move || writer::run(wdb, rx, wbacklog))
-            .map_err(|e| StoreError::Open {
-                path: path.clone(),
-                source: sled::Error::Io(e),
-            })?;
-        Ok(Arc::new(Store {
+        let store = Arc::new(Store {
             db,
             path,
+            bodies: dir.join("bodies"),
             tx,
-            writer: Mutex::new(Some(writer)),
-            backlog,
-        }))
+            writer: Mutex::new(None),
+            backlog: Arc::new(AtomicUsize::new(0)),
+        });
+        // Recovery queues its deletes on the channel; the writer applies them once started.
+        let (recovered, live) = store.recover(queue_budget)?;
+        let segments =
+            segments::Segments::open(store.bodies.clone(), live).map_err(|e| StoreError::Open {
+                path: store.bodies.clone(),
+                source: sled::Error::Io(e),
+            })?;
+        let wdb = store.db.clone();
+        let backlog = store.backlog.clone();
+        let writer = std::thread::Builder::new()
+            .name("warren-store".into())
+            .spawn(move || writer::run(wdb, rx, backlog, segments))
+            .map_err(|e| StoreError::Open {
+                path: store.path.clone(),
+                source: sled::Error::Io(e),
+            })?;
+        *store.writer.lock() = Some(writer);
+        Ok((store, recovered))
+    }
+
+    /// A message record back as a message (reading its body from its segment if need be).
+    pub fn load_message(
+        &self,
+        v: &[u8],
+        file: &mut Option<(u64, std::fs::File)>,
+    ) -> Result<(u8, Message), String> {
+        let m = records::decode_message(v).map_err(|e| e.to_string())?;
+        let external;
+        let body = match m.body {
+            records::Body::Inline(b) => b,
+            records::Body::External(r) => {
+                external = segments::read_body(&self.bodies, r, file).map_err(|e| e.to_string())?;
+                &external[..]
+            }
+        };
+        let msg = Message::from_parts(&m.exchange, &m.routing_key, m.properties, body)
+            .ok_or_else(|| "malformed message properties".to_string())?;
+        Ok((m.flags, msg))
     }
 
     pub fn path(&self) -> &Path {
@@ -188,8 +228,12 @@ impl Store {
         });
     }
 
-    pub fn delete_message(&self, qid: u64, seq: u64) {
-        self.send(Op::DeleteMessage(records::message_key(qid, seq)));
+    /// `body_len`: the message's body size (large bodies live in segments).
+    pub fn delete_message(&self, qid: u64, seq: u64, body_len: usize) {
+        self.send(Op::DeleteMessage {
+            key: records::message_key(qid, seq),
+            external: body_len >= segments::EXTERNAL_BODY_MIN,
+        });
     }
 
     pub fn delete_messages(&self, qid: u64, from: u64, to: u64) {
@@ -319,6 +363,7 @@ impl Store {
     ) -> Result<Vec<(u64, Message)>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0;
+        let mut file = None;
         let range = records::message_key(qid, from)..records::message_key(qid, to);
         for item in self.db.range(range) {
             let (k, v) = match item {
@@ -333,14 +378,17 @@ impl Store {
             let Some((_, seq)) = records::parse_message_key(&k) else {
                 continue;
             };
-            match records::decode_message(&v) {
+            match self.load_message(&v, &mut file) {
                 Ok((_, m)) => {
                     bytes += m.ram_cost();
                     out.push((seq, m));
                 }
                 Err(e) => {
-                    error!(path = %self.path.display(), qid, seq, "{e}: dropped");
-                    self.send(Op::DeleteMessage(records::message_key(qid, seq)));
+                    error!(path = %self.path.display(), qid, seq, "damaged message record ({e}): dropped");
+                    self.send(Op::DeleteMessage {
+                        key: records::message_key(qid, seq),
+                        external: true,
+                    });
                 }
             }
             if bytes >= max_bytes {
@@ -355,9 +403,9 @@ impl Store {
         self.backlog.load(Ordering::Relaxed)
     }
 
-    /// Bytes sled occupies on disk.
+    /// Bytes on disk: sled's files and the body segments.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + segments::Segments::size_on_disk(&self.bodies)
     }
 
     /// Syncs and stops the writer, waiting for it, so the database is closed (and its lock

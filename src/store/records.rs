@@ -16,6 +16,7 @@
 use amq_protocol::types::FieldTable;
 use thiserror::Error;
 
+use super::segments::BodyRef;
 use crate::exchange::ExchangeKind;
 use crate::message::Message;
 
@@ -29,6 +30,8 @@ pub const BINDING: u8 = b'b';
 /// Message flag: written for durability (a persistent message in a durable queue). Without
 /// it the record is a transient body paged out of RAM, dropped at the next start.
 pub const PERSISTENT: u8 = 1;
+/// Message flag: the body is in a segment file (see `segments`).
+pub const EXTERNAL: u8 = 2;
 
 #[derive(Debug, Error)]
 #[error("malformed {what} record")]
@@ -143,21 +146,43 @@ fn push_table(out: &mut Vec<u8>, t: &FieldTable) {
 
 // ---- messages -------------------------------------------------------------------------
 
-/// `flags | exchange | routing key | properties (u32 length) | body`.
-pub fn encode_message(m: &Message, flags: u8, out: &mut Vec<u8>) {
+/// `flags | exchange | routing key | properties (u32 length) | body`, or, with the
+/// [`EXTERNAL`] flag, the body's place in a segment instead of the body.
+pub fn encode_message(m: &Message, flags: u8, external: Option<BodyRef>, out: &mut Vec<u8>) {
     let props = m.properties_raw();
     let body = m.body();
     out.reserve(1 + 2 + m.exchange().len() + m.routing_key().len() + 4 + props.len() + body.len());
-    out.push(flags);
+    out.push(flags | if external.is_some() { EXTERNAL } else { 0 });
     push_name(out, m.exchange());
     push_name(out, m.routing_key());
     out.extend_from_slice(&(props.len() as u32).to_be_bytes());
     out.extend_from_slice(props);
-    out.extend_from_slice(body);
+    match external {
+        Some(r) => {
+            out.extend_from_slice(&r.segment.to_be_bytes());
+            out.extend_from_slice(&r.offset.to_be_bytes());
+            out.extend_from_slice(&r.len.to_be_bytes());
+            out.extend_from_slice(&r.crc.to_be_bytes());
+        }
+        None => out.extend_from_slice(body),
+    }
 }
 
-/// The flags byte and the message of a record.
-pub fn decode_message(v: &[u8]) -> Result<(u8, Message), RecordError> {
+/// A message record, decoded but for the body.
+pub struct StoredMessage<'a> {
+    pub flags: u8,
+    pub exchange: String,
+    pub routing_key: String,
+    pub properties: &'a [u8],
+    pub body: Body<'a>,
+}
+
+pub enum Body<'a> {
+    Inline(&'a [u8]),
+    External(BodyRef),
+}
+
+pub fn decode_message(v: &[u8]) -> Result<StoredMessage<'_>, RecordError> {
     let mut r = Reader {
         b: v,
         what: "message",
@@ -166,9 +191,36 @@ pub fn decode_message(v: &[u8]) -> Result<(u8, Message), RecordError> {
     let exchange = r.name()?;
     let routing_key = r.name()?;
     let plen = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| bad("message"))?);
-    let props = r.take(plen as usize)?;
-    let m = Message::from_parts(&exchange, &routing_key, props, r.b).ok_or(bad("message"))?;
-    Ok((flags, m))
+    let properties = r.take(plen as usize)?;
+    let body = if flags & EXTERNAL != 0 {
+        let segment = r.u64()?;
+        let offset = r.u64()?;
+        let len = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| bad("message"))?);
+        let crc = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| bad("message"))?);
+        Body::External(BodyRef {
+            segment,
+            offset,
+            len,
+            crc,
+        })
+    } else {
+        Body::Inline(r.b)
+    };
+    Ok(StoredMessage {
+        flags,
+        exchange,
+        routing_key,
+        properties,
+        body,
+    })
+}
+
+/// The segment a message record's body is in, if it is external.
+pub fn external_segment(v: &[u8]) -> Option<u64> {
+    match decode_message(v).ok()?.body {
+        Body::External(r) => Some(r.segment),
+        Body::Inline(_) => None,
+    }
 }
 
 // ---- definitions ----------------------------------------------------------------------
@@ -399,6 +451,13 @@ mod tests {
         }
         for n in 0..20 {
             assert!(decode_message(&[1, 2, b'e'][..n.min(3)]).is_err());
+        }
+        // An external body's place, cut anywhere, is an error too.
+        let mut v = vec![EXTERNAL, 0, 0, 0, 0, 0, 0];
+        v.extend_from_slice(&[0u8; 24]);
+        assert!(decode_message(&v).is_ok());
+        for n in 0..v.len() {
+            assert!(decode_message(&v[..n]).is_err());
         }
     }
 }

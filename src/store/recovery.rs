@@ -36,7 +36,11 @@ pub struct Recovered {
 
 impl Store {
     /// Everything durable, with each queue's head filled up to `budget` bytes of RAM.
-    pub fn recover(&self, budget: usize) -> Result<Recovered, StoreError> {
+    /// Also returns the live bodies per segment file, for the writer.
+    pub(super) fn recover(
+        &self,
+        budget: usize,
+    ) -> Result<(Recovered, HashMap<u64, u64>), StoreError> {
         let started = std::time::Instant::now();
         let mut vhosts = Vec::new();
         for (k, _) in self.scan(&[records::VHOST])? {
@@ -80,6 +84,8 @@ impl Store {
         let (mut messages, mut dropped) = (0, 0);
         let mut head_cost: HashMap<u64, usize> = HashMap::new();
         let mut gone = std::collections::HashSet::new();
+        let mut live: HashMap<u64, u64> = HashMap::new();
+        let mut file = None;
         for item in self.db.scan_prefix([records::MESSAGE]) {
             let (k, v) = item.map_err(|source| self.read_error(source))?;
             let Some((qid, seq)) = records::parse_message_key(&k) else {
@@ -95,33 +101,57 @@ impl Store {
                 dropped += 1;
                 continue;
             };
-            let (flags, message) = match records::decode_message(&v) {
-                Ok(x) => x,
+            let delete = || {
+                self.send(Op::DeleteMessage {
+                    key: records::message_key(qid, seq),
+                    external: false,
+                })
+            };
+            let flags = match records::decode_message(&v) {
+                Ok(m) => m.flags,
                 Err(e) => {
                     error!(path = %self.path.display(), qid, seq, "{e}: dropped");
-                    self.send(Op::DeleteMessage(records::message_key(qid, seq)));
+                    delete();
                     continue;
                 }
             };
             if flags & records::PERSISTENT == 0 {
-                self.send(Op::DeleteMessage(records::message_key(qid, seq)));
+                delete();
                 dropped += 1;
                 continue;
             }
-            messages += 1;
             let q = &mut queues[i];
-            q.next_seq = seq + 1;
-            let cost = head_cost.entry(qid).or_default();
-            if q.tail.count == 0 && *cost + message.ram_cost() <= budget {
-                *cost += message.ram_cost();
-                q.head.push(queued(seq, message, q.delivered));
-            } else {
-                if q.tail.count == 0 {
-                    q.tail.from = seq;
+            let into_head = q.tail.count == 0 && head_cost.get(&qid).copied().unwrap_or(0) < budget;
+            let message = if into_head {
+                match self.load_message(&v, &mut file) {
+                    Ok((_, m)) => Some(m),
+                    Err(e) => {
+                        error!(path = %self.path.display(), qid, seq, "damaged message record ({e}): dropped");
+                        delete();
+                        continue;
+                    }
                 }
-                q.tail.count += 1;
-                q.tail.bytes += message.size();
-                q.tail.to = seq + 1;
+            } else {
+                None
+            };
+            if let Some(segment) = records::external_segment(&v) {
+                *live.entry(segment).or_default() += 1;
+            }
+            messages += 1;
+            q.next_seq = seq + 1;
+            match message {
+                Some(m) => {
+                    *head_cost.entry(qid).or_default() += m.ram_cost();
+                    q.head.push(queued(seq, m, q.delivered));
+                }
+                None => {
+                    if q.tail.count == 0 {
+                        q.tail.from = seq;
+                    }
+                    q.tail.count += 1;
+                    q.tail.bytes += stored_body_len(&v);
+                    q.tail.to = seq + 1;
+                }
             }
         }
         info!(
@@ -134,13 +164,16 @@ impl Store {
             "recovered from {}",
             self.path.display()
         );
-        Ok(Recovered {
-            vhosts,
-            exchanges,
-            queues,
-            bindings,
-            messages,
-        })
+        Ok((
+            Recovered {
+                vhosts,
+                exchanges,
+                queues,
+                bindings,
+                messages,
+            },
+            live,
+        ))
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
@@ -163,6 +196,15 @@ impl Store {
             key: String::from_utf8_lossy(key).into_owned(),
             source,
         }
+    }
+}
+
+/// A record's body size, without reading an external body.
+fn stored_body_len(v: &[u8]) -> usize {
+    match records::decode_message(v).map(|m| m.body) {
+        Ok(records::Body::Inline(b)) => b.len(),
+        Ok(records::Body::External(r)) => r.len as usize,
+        Err(_) => 0,
     }
 }
 

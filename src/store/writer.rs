@@ -16,6 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error};
 
 use super::records::{self, DestKind, MessageKey};
+use super::segments::{Segments, EXTERNAL_BODY_MIN};
 use super::Op;
 use crate::connection::ConnEvent;
 use crate::message::Message;
@@ -23,9 +24,11 @@ use crate::message::Message;
 /// Ops taken per commit at most (bounds a commit's memory and latency).
 const MAX_OPS: usize = 64 * 1024;
 
-pub(super) fn run(db: sled::Db, rx: Receiver<Op>, backlog: Arc<AtomicUsize>) {
+pub(super) fn run(db: sled::Db, rx: Receiver<Op>, backlog: Arc<AtomicUsize>, segments: Segments) {
     let mut w = Writer {
         db,
+        segments,
+        releases: Vec::new(),
         backlog,
         taken: 0,
         batch: sled::Batch::default(),
@@ -59,6 +62,9 @@ pub(super) fn run(db: sled::Db, rx: Receiver<Op>, backlog: Arc<AtomicUsize>) {
 
 struct Writer {
     db: sled::Db,
+    segments: Segments,
+    /// Segments that lost a body in this commit (released once it is synced).
+    releases: Vec<u64>,
     /// The store's count of message bytes not yet applied (see `Store::backlog`).
     backlog: Arc<AtomicUsize>,
     /// Message bytes taken off the channel in this commit.
@@ -101,7 +107,19 @@ impl Writer {
                     }
                     self.value.clear();
                     let flags = if persistent { records::PERSISTENT } else { 0 };
-                    records::encode_message(&message, flags, &mut self.value);
+                    let external = if message.body().len() >= EXTERNAL_BODY_MIN {
+                        match self.segments.append(message.body()) {
+                            Ok(r) => Some(r),
+                            Err(e) => {
+                                error!("cannot append to a body segment: {e}");
+                                self.ok = false;
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    records::encode_message(&message, flags, external, &mut self.value);
                     self.batch.insert(&key[..], &self.value[..]);
                     self.dirty = true;
                     if let Some((_, seq)) = records::parse_message_key(&key) {
@@ -110,8 +128,11 @@ impl Writer {
                         self.written.push((written, seq, message));
                     }
                 }
-                Op::DeleteMessage(key) => {
+                Op::DeleteMessage { key, external } => {
                     if !cancelled.contains(&key) {
+                        if external {
+                            self.note_release(&key);
+                        }
                         self.batch.remove(&key[..]);
                         self.dirty = true;
                     }
@@ -119,7 +140,7 @@ impl Writer {
                 Op::DeleteMessages { qid, from, to } => {
                     self.apply();
                     let range = records::message_key(qid, from)..records::message_key(qid, to);
-                    self.delete_keys(self.db.range(range).keys());
+                    self.delete_records(self.db.range(range));
                 }
                 Op::Delivered { qid, seq } => {
                     let e = self.delivered.entry(qid).or_insert(seq);
@@ -139,7 +160,7 @@ impl Writer {
                 }
                 Op::DeletePrefix(prefix) => {
                     self.apply();
-                    self.delete_keys(self.db.scan_prefix(&prefix).keys());
+                    self.delete_records(self.db.scan_prefix(&prefix));
                 }
                 Op::DeleteBindingsTo { vhost, kind, dest } => {
                     self.apply();
@@ -163,6 +184,11 @@ impl Writer {
             .fetch_sub(std::mem::take(&mut self.taken), Ordering::Relaxed);
         let synced = !std::mem::take(&mut self.unsynced) || self.sync();
         let ok = std::mem::replace(&mut self.ok, true) && synced;
+        if synced {
+            for segment in self.releases.drain(..) {
+                self.segments.release(segment);
+            }
+        }
         for (token, to) in self.notify.drain(..) {
             let _ = to.send(ConnEvent::Durable { token, ok });
         }
@@ -182,6 +208,13 @@ impl Writer {
         }
         self.dirty = false;
         let batch = std::mem::take(&mut self.batch);
+        // Bodies first: a record must never be readable before the bytes it points at.
+        if let Err(e) = self.segments.write_pending() {
+            error!("cannot write a body segment: {e}");
+            self.written.clear();
+            self.ok = false;
+            return false;
+        }
         match self.db.apply_batch(batch) {
             Ok(()) => {
                 self.unsynced = true;
@@ -201,6 +234,10 @@ impl Writer {
     }
 
     fn sync(&mut self) -> bool {
+        if let Err(e) = self.segments.sync() {
+            error!("body segment sync failed: {e}");
+            return false;
+        }
         match self.db.flush() {
             Ok(_) => true,
             Err(e) => {
@@ -210,11 +247,31 @@ impl Writer {
         }
     }
 
-    fn delete_keys(&mut self, keys: impl Iterator<Item = sled::Result<sled::IVec>>) {
+    /// A message record about to be deleted: its body's segment loses a live body.
+    fn note_release(&mut self, key: &[u8]) {
+        if let Ok(Some(v)) = self.db.get(key) {
+            if let Some(segment) = records::external_segment(&v) {
+                self.releases.push(segment);
+            }
+        }
+    }
+
+    /// Deletes the records `items` yields (releasing segment bodies of message records).
+    fn delete_records(
+        &mut self,
+        items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) {
         let mut batch = sled::Batch::default();
-        for k in keys {
-            match k {
-                Ok(k) => batch.remove(k),
+        for item in items {
+            match item {
+                Ok((k, v)) => {
+                    if k.first() == Some(&records::MESSAGE) {
+                        if let Some(segment) = records::external_segment(&v) {
+                            self.releases.push(segment);
+                        }
+                    }
+                    batch.remove(k);
+                }
                 Err(e) => {
                     error!("store scan failed: {e}");
                     self.ok = false;
@@ -233,14 +290,17 @@ impl Writer {
 
     fn delete_bindings_to(&mut self, vhost: &str, kind: DestKind, dest: &str) {
         let prefix = records::named_key(records::BINDING, &[vhost]);
-        let keys = self.db.scan_prefix(prefix).keys().filter(|k| match k {
-            Ok(k) => records::decode_binding(k)
-                .map(|b| b.dest_kind == kind && b.dest == dest)
-                .unwrap_or(false),
-            Err(_) => true,
-        });
-        let keys: Vec<_> = keys.collect();
-        self.delete_keys(keys.into_iter());
+        let doomed: Vec<_> = self
+            .db
+            .scan_prefix(prefix)
+            .filter(|item| match item {
+                Ok((k, _)) => records::decode_binding(k)
+                    .map(|b| b.dest_kind == kind && b.dest == dest)
+                    .unwrap_or(false),
+                Err(_) => true,
+            })
+            .collect();
+        self.delete_records(doomed.into_iter());
     }
 }
 
@@ -253,7 +313,7 @@ fn cancelled_pairs(ops: &[Op]) -> HashSet<MessageKey> {
             Op::PutMessage { key, .. } => {
                 puts.insert(*key);
             }
-            Op::DeleteMessage(key) if puts.contains(key) => {
+            Op::DeleteMessage { key, .. } if puts.contains(key) => {
                 both.insert(*key);
             }
             _ => {}
