@@ -14,6 +14,10 @@
 #   f1  broker RSS holding 1,000 idle connections (one channel each)
 #   f2  broker RSS holding 1,000,000 queued 16 B messages
 #   g   10,000 queues declared and bound to amq.direct: time and RSS
+#   p1  16 B persistent (durable queue, delivery-mode 2), 1p/1c, confirm window 1000,
+#       prefetch 1000, multiple ack every 100: every confirm waits for its fsync
+#   p2  1 KiB, as p1
+#   p3  16 B persistent, confirm window 1000, no consumer (every message is written)
 #   ("f" selects f1 and f2.)
 #
 # Environment: DURATION (seconds per throughput run, default 15), WARREN_PORT (5742),
@@ -31,7 +35,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
 WARREN_PORT=${WARREN_PORT:-5742}
 RABBIT_PORT=${RABBIT_PORT:-5752}
-SCENARIOS=" ${SCENARIOS:-a b c d e f1 f2 g} "
+SCENARIOS=" ${SCENARIOS:-a b c d e f1 f2 g p1 p2 p3} "
 SCENARIOS=${SCENARIOS// f / f1 f2 }
 OUT=${OUT:-$(mktemp -d /tmp/warren-bench.XXXXXX)}
 REF=${RABBITMQ_REF:-/work/shared/bin/rabbitmq-ref}
@@ -252,6 +256,25 @@ if want g; then
   record "g. 10,000 queues declared + bound" "time" "s" \
     "$(jget "$OUT/g-warren.json" '["secs"]')" "$(jget "$OUT/g-rabbitmq.json" '["secs"]')"
   rss_row g "g. 10,000 queues declared + bound" "RSS holding them" rss
+fi
+
+if want p1; then
+  restart_brokers
+  both p1 0 run_load --size 16 --persistent --confirm 1000 --prefetch 1000 --ack-every 100
+  rate_row p1 "p1. 16 B persistent, confirms 1000, prefetch 1000, ack/100" "confirmed" confirm_rate
+  rate_row p1 "p1. 16 B persistent, confirms 1000, prefetch 1000, ack/100" "delivered" deliver_rate
+  latency_row p1 "p1. 16 B persistent, confirms 1000, prefetch 1000, ack/100" "latency p99" p99
+fi
+if want p2; then
+  restart_brokers
+  both p2 1 run_load --size 1024 --persistent --confirm 1000 --prefetch 1000 --ack-every 100
+  rate_row p2 "p2. 1 KiB persistent, as p1" "confirmed" confirm_rate
+  rate_row p2 "p2. 1 KiB persistent, as p1" "delivered" deliver_rate
+fi
+if want p3; then
+  restart_brokers
+  both p3 0 run_load --size 16 --persistent --confirm 1000 --consumers 0
+  rate_row p3 "p3. 16 B persistent, confirms 1000, no consumer" "confirmed" confirm_rate
 fi
 
 # ---------------------------------------------------------------------------------------

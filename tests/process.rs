@@ -213,3 +213,24 @@ fn bad_listen_address_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad listen address"), "{err}");
 }
+
+#[test]
+fn a_damaged_data_directory_is_a_clear_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = dir.path().join("sled");
+    std::fs::create_dir_all(&sled).unwrap();
+    std::fs::write(sled.join("conf"), b"\xff\xfe not a sled config \x00\x01").unwrap();
+    std::fs::write(sled.join("db"), vec![0xA5u8; 4096]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(["--metrics-listen", "off"])
+        .env("WARREN_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open the data directory"), "{err}");
+    assert!(err.contains(&sled.display().to_string()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
