@@ -39,6 +39,8 @@ pub(super) fn run(db: sled::Db, rx: Receiver<Op>, backlog: Arc<AtomicUsize>, seg
         delivered: HashMap::new(),
         ok: true,
         unsynced: false,
+        failures: 0,
+        last_logged: None,
         value: Vec::new(),
     };
     let mut ops = Vec::with_capacity(1024);
@@ -82,6 +84,9 @@ struct Writer {
     ok: bool,
     /// Something was applied since the last sync.
     unsynced: bool,
+    /// Failures since the last one logged, and when that was.
+    failures: u64,
+    last_logged: Option<Instant>,
     value: Vec<u8>,
 }
 
@@ -111,8 +116,7 @@ impl Writer {
                         match self.segments.append(message.body()) {
                             Ok(r) => Some(r),
                             Err(e) => {
-                                error!("cannot append to a body segment: {e}");
-                                self.ok = false;
+                                self.fail(format_args!("cannot append to a body segment: {e}"));
                                 continue;
                             }
                         }
@@ -201,6 +205,22 @@ impl Writer {
         stop
     }
 
+    /// Logs a store failure, at most once a second (a full disk fails every write), and
+    /// marks the commit failed.
+    fn fail(&mut self, what: std::fmt::Arguments<'_>) {
+        self.ok = false;
+        self.failures += 1;
+        let now = Instant::now();
+        if self
+            .last_logged
+            .map_or(true, |t| now.duration_since(t).as_secs() >= 1)
+        {
+            error!(failures = self.failures, "{what}");
+            self.last_logged = Some(now);
+            self.failures = 0;
+        }
+    }
+
     /// Applies the pending batch; returns false if it failed (logged; `ok` is cleared).
     fn apply(&mut self) -> bool {
         if !self.dirty {
@@ -210,9 +230,8 @@ impl Writer {
         let batch = std::mem::take(&mut self.batch);
         // Bodies first: a record must never be readable before the bytes it points at.
         if let Err(e) = self.segments.write_pending() {
-            error!("cannot write a body segment: {e}");
+            self.fail(format_args!("cannot write a body segment: {e}"));
             self.written.clear();
-            self.ok = false;
             return false;
         }
         match self.db.apply_batch(batch) {
@@ -225,9 +244,8 @@ impl Writer {
                 true
             }
             Err(e) => {
-                error!("store write failed: {e}");
+                self.fail(format_args!("store write failed: {e}"));
                 self.written.clear();
-                self.ok = false;
                 false
             }
         }
@@ -235,13 +253,13 @@ impl Writer {
 
     fn sync(&mut self) -> bool {
         if let Err(e) = self.segments.sync() {
-            error!("body segment sync failed: {e}");
+            self.fail(format_args!("body segment sync failed: {e}"));
             return false;
         }
         match self.db.flush() {
             Ok(_) => true,
             Err(e) => {
-                error!("store sync failed: {e}");
+                self.fail(format_args!("store sync failed: {e}"));
                 false
             }
         }
@@ -273,8 +291,7 @@ impl Writer {
                     batch.remove(k);
                 }
                 Err(e) => {
-                    error!("store scan failed: {e}");
-                    self.ok = false;
+                    self.fail(format_args!("store scan failed: {e}"));
                     break;
                 }
             }
@@ -282,8 +299,7 @@ impl Writer {
         match self.db.apply_batch(batch) {
             Ok(()) => self.unsynced = true,
             Err(e) => {
-                error!("store delete failed: {e}");
-                self.ok = false;
+                self.fail(format_args!("store delete failed: {e}"));
             }
         }
     }
