@@ -1,8 +1,10 @@
 //! A virtual host owns its exchanges, queues and bindings, and routes messages.
 //! Lookups go through sharded maps (no global lock); bindings live in each exchange.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
@@ -10,7 +12,9 @@ use tracing::warn;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteInput};
+use crate::queue::arguments::QueueArgs;
 use crate::queue::consumer::Consumer;
+use crate::queue::dead_letter::{self, DeadLetter};
 use crate::queue::ready::Disk;
 use crate::queue::Queue;
 use crate::store::records::{BindingDef, DestKind, ExchangeDef};
@@ -38,6 +42,17 @@ pub struct VHost {
     store: Arc<Store>,
     /// RAM each queue may use for ready messages before it pages to disk.
     queue_ram_budget: usize,
+    /// Itself, for the queues it creates (they dead-letter through it).
+    me: Weak<VHost>,
+}
+
+/// Dead letters waiting to be republished, each with the vhost it dies in.
+type DeadLetterQueue = VecDeque<(Arc<VHost>, DeadLetter)>;
+
+thread_local! {
+    /// Dead letters waiting on this thread: republishing one can make its target queues
+    /// dead-letter more (a length limit); those wait here instead of recursing.
+    static DEAD_LETTERS: RefCell<Option<DeadLetterQueue>> = const { RefCell::new(None) };
 }
 
 /// Buffers for [`VHost::route`], kept by each connection, and the last route computed: a
@@ -69,6 +84,10 @@ pub struct DeletedQueue {
 
 impl VHost {
     pub fn new(name: &str, store: Arc<Store>, queue_ram_budget: usize) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self::build(name, store, queue_ram_budget, me.clone()))
+    }
+
+    fn build(name: &str, store: Arc<Store>, queue_ram_budget: usize, me: Weak<VHost>) -> Self {
         let v = VHost {
             name: name.to_string(),
             generation: AtomicU64::new(0),
@@ -76,6 +95,7 @@ impl VHost {
             queues: DashMap::new(),
             store,
             queue_ram_budget,
+            me,
         };
         for (n, kind) in BUILTIN {
             v.exchanges.insert(
@@ -90,7 +110,7 @@ impl VHost {
                 ),
             );
         }
-        Arc::new(v)
+        v
     }
 
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
@@ -161,6 +181,10 @@ impl VHost {
                 arguments.clone(),
             )
         });
+        drop(entry);
+        // A new exchange can be another's alternate: cached routes must be recomputed.
+        self.topology_changed();
+        let entry = self.exchange_or_404(name)?;
         entry
             .equivalent(kind, durable, auto_delete, internal, &arguments)
             .map_err(|t| AmqpError::precondition_failed(format!("{t} in vhost '{}'", self.name)))?;
@@ -234,6 +258,7 @@ impl VHost {
     ) -> AmqpResult<(Arc<Queue>, bool)> {
         if let Some(q) = self.queue(&spec.name) {
             q.check_exclusive(connection)?;
+            q.touch();
             if !passive {
                 q.check_exclusive_strict(spec.exclusive, connection)?;
                 q.equivalent(
@@ -254,6 +279,9 @@ impl VHost {
                 spec.name, self.name
             )));
         }
+        let args = QueueArgs::parse(&spec.arguments).map_err(|e| {
+            AmqpError::precondition_failed(format!("{e} '{}' in vhost '{}'", spec.name, self.name))
+        })?;
         let mut created = false;
         let q = self
             .queues
@@ -279,6 +307,8 @@ impl VHost {
                     spec.exclusive.then_some(connection),
                     spec.auto_delete,
                     spec.arguments.clone(),
+                    args.clone(),
+                    self.me.clone(),
                     self.disk(qid),
                     self.queue_ram_budget,
                 )
@@ -405,28 +435,30 @@ impl VHost {
         let RouteScratch {
             queues, exchanges, ..
         } = scratch;
-        exchanges.push(ex.clone());
-        let mut i = 0;
-        while i < exchanges.len() {
-            let current = exchanges[i].clone();
-            i += 1;
-            current.route(&input, &mut |d| match d {
-                Destination::Queue(q) => {
-                    if !queues.iter().any(|x| Arc::ptr_eq(x, q)) {
-                        queues.push(q.clone());
-                    }
+        route_from(ex, &input, queues, exchanges);
+        let headers_kind = |xs: &[Arc<Exchange>]| {
+            xs.iter()
+                .any(|e| e.kind == crate::exchange::ExchangeKind::Headers)
+        };
+        let mut by_key_only = !headers_kind(exchanges);
+        // Unroutable: try the exchange's alternate, then its alternate's, and so on.
+        if queues.is_empty() {
+            let mut tried = vec![ex.clone()];
+            let mut alternate = ex.alternate_exchange();
+            while queues.is_empty() {
+                let Some(ae) = alternate.and_then(|n| self.exchange(&n)) else {
+                    break;
+                };
+                if tried.iter().any(|t| Arc::ptr_eq(t, &ae)) {
+                    break;
                 }
-                Destination::Exchange(e) => {
-                    if !exchanges.iter().any(|x| Arc::ptr_eq(x, e)) {
-                        exchanges.push(e.clone());
-                    }
-                }
-            });
+                exchanges.clear();
+                route_from(&ae, &input, queues, exchanges);
+                by_key_only &= !headers_kind(exchanges);
+                alternate = ae.alternate_exchange();
+                tried.push(ae);
+            }
         }
-        // A headers exchange routes on more than the key: such routes are not reused.
-        let by_key_only = exchanges
-            .iter()
-            .all(|e| e.kind != crate::exchange::ExchangeKind::Headers);
         exchanges.clear();
         if by_key_only {
             scratch.key = Some((ex.clone(), routing_key.to_string(), generation));
@@ -456,12 +488,18 @@ impl VHost {
 
     /// A durable queue and its messages read back at start.
     pub fn restore_queue(&self, r: RecoveredQueue) {
+        let args = QueueArgs::parse(&r.def.arguments).unwrap_or_else(|e| {
+            warn!(queue = %r.def.name, "stored arguments no longer valid ({e}): ignored");
+            QueueArgs::default()
+        });
         let q = Queue::new(
             r.def.name.clone(),
             true,
             None,
             r.def.auto_delete,
             r.def.arguments.clone(),
+            args,
+            self.me.clone(),
             self.disk(r.def.qid),
             self.queue_ram_budget,
         );
@@ -493,6 +531,55 @@ impl VHost {
         self.topology_changed();
     }
 
+    /// Republishes dead letters to their dead-letter exchanges (see `queue::dead_letter`).
+    /// Dead letters that this causes (a target queue over its length limit) are queued on
+    /// the thread's work list and handled by the outermost call, in order.
+    pub fn dead_letter(&self, dead: Vec<DeadLetter>) {
+        let Some(me) = self.me.upgrade() else { return };
+        let mut dead = Some(dead);
+        let nested = DEAD_LETTERS.with(|d| match d.borrow_mut().as_mut() {
+            Some(waiting) => {
+                waiting.extend(dead.take().into_iter().flatten().map(|x| (me.clone(), x)));
+                true
+            }
+            None => false,
+        });
+        if nested {
+            return;
+        }
+        let first = dead.take().into_iter().flatten().map(|x| (me.clone(), x));
+        DEAD_LETTERS.with(|d| *d.borrow_mut() = Some(first.collect()));
+        let mut scratch = RouteScratch::default();
+        while let Some((vhost, d)) =
+            DEAD_LETTERS.with(|d| d.borrow_mut().as_mut().and_then(VecDeque::pop_front))
+        {
+            vhost.republish(d, &mut scratch);
+        }
+        DEAD_LETTERS.with(|d| *d.borrow_mut() = None);
+    }
+
+    fn republish(&self, d: DeadLetter, scratch: &mut RouteScratch) {
+        // A missing dead-letter exchange drops the message, as in RabbitMQ.
+        let Some(ex) = self.exchange(&d.exchange) else {
+            return;
+        };
+        let now = crate::queue::now_ms() / 1000;
+        let Some(m) = dead_letter::rewrite(&d, now) else {
+            return;
+        };
+        let m = Arc::new(m);
+        let headers = m.headers();
+        let lazy = || headers.clone();
+        self.route(&ex, m.routing_key(), &lazy, scratch);
+        for q in scratch.queues.clone() {
+            if dead_letter::is_cycle(headers.as_ref(), &q.name) {
+                continue;
+            }
+            q.publish(m.clone());
+            q.poke();
+        }
+    }
+
     /// Marks routes computed before now as stale.
     fn topology_changed(&self) {
         self.generation.fetch_add(1, Ordering::Release);
@@ -519,5 +606,33 @@ fn durable_end(ex: &Exchange, dest: &Destination) -> Option<(DestKind, String)> 
         Destination::Queue(q) if q.durable => Some((DestKind::Queue, q.name.clone())),
         Destination::Exchange(e) if e.durable => Some((DestKind::Exchange, e.name.clone())),
         _ => None,
+    }
+}
+
+/// Routes from `ex` through exchange-to-exchange bindings (each exchange once) into `queues`
+/// (each queue once).
+fn route_from(
+    ex: &Arc<Exchange>,
+    input: &RouteInput<'_>,
+    queues: &mut Vec<Arc<Queue>>,
+    exchanges: &mut Vec<Arc<Exchange>>,
+) {
+    exchanges.push(ex.clone());
+    let mut i = 0;
+    while i < exchanges.len() {
+        let current = exchanges[i].clone();
+        i += 1;
+        current.route(input, &mut |d| match d {
+            Destination::Queue(q) => {
+                if !queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+                    queues.push(q.clone());
+                }
+            }
+            Destination::Exchange(e) => {
+                if !exchanges.iter().any(|x| Arc::ptr_eq(x, e)) {
+                    exchanges.push(e.clone());
+                }
+            }
+        });
     }
 }

@@ -34,6 +34,10 @@ impl Connection {
                 )));
             }
         }
+        if let Some(exp) = content.properties.expiration() {
+            crate::queue::arguments::parse_expiration(exp)
+                .map_err(AmqpError::precondition_failed)?;
+        }
         let c = self.channel_mut(ch)?;
         let seq = c.confirms.as_mut().map(|c| c.next());
         if c.tx.is_some() {
@@ -275,6 +279,7 @@ impl Connection {
         let tag = c.next_delivery_tag();
         let msg = m.message.clone();
         let redelivered = m.redelivered;
+        let deliveries = m.deliveries;
         if !no_ack {
             c.unacked.push_back(Unacked {
                 tag,
@@ -292,13 +297,8 @@ impl Connection {
             msg.routing_key().as_bytes(),
             remaining,
         );
-        encode::content(
-            &mut self.out,
-            ch,
-            msg.properties_raw(),
-            msg.body(),
-            self.frame_max,
-        );
+        let props = delivery_properties(&msg, deliveries);
+        encode::content(&mut self.out, ch, &props, msg.body(), self.frame_max);
         self.delivered += 1;
         Ok(())
     }
@@ -330,13 +330,8 @@ impl Connection {
                 m.message.exchange().as_bytes(),
                 m.message.routing_key().as_bytes(),
             );
-            encode::content(
-                &mut self.out,
-                ch,
-                m.message.properties_raw(),
-                m.message.body(),
-                self.frame_max,
-            );
+            let props = delivery_properties(&m.message, m.deliveries);
+            encode::content(&mut self.out, ch, &props, m.message.body(), self.frame_max);
             if !consumer.no_ack {
                 c.unacked.push_back(Unacked {
                     tag,
@@ -470,7 +465,7 @@ impl Connection {
                 metrics::counter!(crate::metrics::MESSAGES_REDELIVERED).increment(ds.len() as u64);
                 q.requeue(ds.into_iter().map(|d| d.message));
             } else {
-                q.settle(ds.iter().map(|d| &d.message));
+                q.reject(ds.into_iter().map(|d| d.message).collect());
             }
         });
     }
@@ -511,6 +506,18 @@ impl Connection {
         for (consumer, q) in consumers {
             self.remove_consumer(&q, &consumer);
         }
+    }
+}
+
+/// The properties a delivery carries: as published, plus `x-delivery-count` once the message
+/// has been given back before (only then are they re-encoded).
+fn delivery_properties(m: &Message, deliveries: u32) -> std::borrow::Cow<'_, [u8]> {
+    if deliveries == 0 {
+        return std::borrow::Cow::Borrowed(m.properties_raw());
+    }
+    match crate::queue::dead_letter::with_delivery_count(m.properties_raw(), deliveries) {
+        Some(p) => std::borrow::Cow::Owned(p),
+        None => std::borrow::Cow::Borrowed(m.properties_raw()),
     }
 }
 

@@ -137,6 +137,12 @@ impl Exchange {
         })
     }
 
+    /// The `alternate-exchange` argument: where unroutable messages go.
+    pub fn alternate_exchange(&self) -> Option<String> {
+        crate::args::get_str(&self.arguments, "alternate-exchange")
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
     }

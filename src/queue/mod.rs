@@ -6,20 +6,39 @@
 //! messages to consumers with credit, round-robin, by sending them to the consumer's
 //! connection task. That task batches them into socket writes.
 
+pub mod arguments;
 pub mod consumer;
+pub mod dead_letter;
 pub mod ready;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use amq_protocol::types::FieldTable;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::connection::ConnEvent;
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
+use crate::vhost::VHost;
+use arguments::{Overflow, QueueArgs};
 use consumer::Consumer;
+use dead_letter::{DeadLetter, Reason};
 use ready::{Disk, QueuedMessage, Ready};
+
+/// A message's own `expiration` in ms (validated at publish; unparsable = none).
+fn message_expiration(m: &Message) -> Option<u64> {
+    let raw = m.properties().expiration(m.properties_raw())?;
+    arguments::parse_expiration(raw).ok()
+}
+
+/// Milliseconds since the Unix epoch (message expiry times; they survive a restart).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Arguments RabbitMQ compares on redeclare (others are ignored, as RabbitMQ does).
 const EQUIVALENCE_ARGS: &[&str] = &[
@@ -45,6 +64,12 @@ struct State {
     had_consumer: bool,
     /// Delivered to ack-mode consumers (or got), not yet settled.
     unacked: usize,
+    /// Messages to dead-letter once the lock is released (see [`Queue::unlock`]).
+    dead: Vec<DeadLetter>,
+    /// When the armed expiry timer fires (ms since the epoch), if one is armed.
+    timer_at: Option<u64>,
+    /// Last consume, get or declare (for `x-expires`).
+    last_used: Instant,
 }
 
 pub struct Queue {
@@ -56,6 +81,10 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// `arguments` parsed (checked at declare).
+    pub args: QueueArgs,
+    /// The vhost, for dead-lettering and `x-expires` (weak: the vhost owns its queues).
+    vhost: Weak<VHost>,
     state: Mutex<State>,
     deleted: AtomicBool,
 }
@@ -78,39 +107,83 @@ pub struct Removed {
 }
 
 impl Queue {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: String,
         durable: bool,
         exclusive_owner: Option<u64>,
         auto_delete: bool,
         arguments: FieldTable,
+        args: QueueArgs,
+        vhost: Weak<VHost>,
         disk: Disk,
         ram_budget: usize,
     ) -> Arc<Self> {
-        Arc::new(Queue {
+        let store = Ready::new(disk, ram_budget, args.max_priority);
+        let q = Arc::new(Queue {
             name,
-            qid: disk.qid,
+            qid: store.disk().qid,
             durable,
             exclusive_owner,
             auto_delete,
             arguments,
+            args,
+            vhost,
             state: Mutex::new(State {
-                store: Ready::new(disk, ram_budget),
+                store,
                 next_seq: 0,
                 consumers: Vec::new(),
                 next_consumer: 0,
                 had_consumer: false,
                 unacked: 0,
+                dead: Vec::new(),
+                timer_at: None,
+                last_used: Instant::now(),
             }),
             deleted: AtomicBool::new(false),
-        })
+        });
+        if let Some(ms) = q.args.expires {
+            q.watch_expires(Duration::from_millis(ms));
+        }
+        q
     }
 
     /// Fills a queue created at start with what the store had for it.
-    pub fn restore(&self, r: crate::store::recovery::RecoveredQueue) {
+    pub fn restore(self: &Arc<Self>, r: crate::store::recovery::RecoveredQueue) {
         let mut st = self.state.lock();
         st.next_seq = r.next_seq;
         st.store.restore(r.head, r.tail, r.delivered);
+        self.arm_expiry(&mut st);
+        self.unlock(st);
+    }
+
+    /// Releases the lock, then dead-letters what was collected under it.
+    fn unlock(&self, mut st: MutexGuard<'_, State>) {
+        let dead = std::mem::take(&mut st.dead);
+        drop(st);
+        if !dead.is_empty() {
+            if let Some(v) = self.vhost.upgrade() {
+                v.dead_letter(dead);
+            }
+        }
+    }
+
+    /// Queues `m` for dead-lettering (or drops it: no dead-letter exchange).
+    fn dead_letter(&self, st: &mut State, message: Arc<Message>, reason: Reason) {
+        if let Some(exchange) = &self.args.dead_letter_exchange {
+            st.dead.push(DeadLetter {
+                message,
+                reason,
+                queue: self.name.clone(),
+                exchange: exchange.clone(),
+                routing_key: self.args.dead_letter_routing_key.clone(),
+            });
+        }
+    }
+
+    /// A consume, get or redeclare: the queue is in use (`x-expires`).
+    pub fn touch(&self) {
+        self.state.lock().last_used = Instant::now();
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -201,22 +274,47 @@ impl Queue {
     /// of input is handled, so a burst of publishes reaches each consumer as one event.
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
         let persist = self.durable && message.is_persistent();
+        let ttl = match (self.args.message_ttl, message_expiration(&message)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mut st = self.state.lock();
         // Checked under the lock: a deleted queue's records are gone; none may follow.
         if self.is_deleted() {
             return Enqueued::Refused;
         }
+        if self.args.overflow != Overflow::DropHead && self.would_overflow(&st, &message) {
+            if self.args.overflow == Overflow::RejectPublishDlx {
+                self.dead_letter(&mut st, message, Reason::Maxlen);
+            }
+            self.unlock(st);
+            return Enqueued::Refused;
+        }
         let seq = st.next_seq;
         st.next_seq += 1;
+        let expires_at = ttl.map_or(0, |t| now_ms().saturating_add(t).max(1));
         if persist {
-            st.store.disk().put(seq, message.clone(), true);
+            st.store.disk().put(seq, message.clone(), true, expires_at);
         }
         st.store.push(QueuedMessage {
             seq,
             message,
             redelivered: false,
             on_disk: persist,
+            expires_at,
+            deliveries: 0,
         });
+        if self.args.overflow == Overflow::DropHead {
+            while self.over_limit(&st) {
+                let Some(m) = st.store.pop() else { break };
+                st.store.settle(&m);
+                self.dead_letter(&mut st, m.message, Reason::Maxlen);
+            }
+        }
+        if expires_at != 0 {
+            self.arm_expiry(&mut st);
+        }
+        self.unlock(st);
         if persist {
             Enqueued::Written
         } else {
@@ -224,19 +322,128 @@ impl Queue {
         }
     }
 
+    fn over_limit(&self, st: &State) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|n| st.store.len() as u64 > n)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|n| st.store.bytes() as u64 > n)
+    }
+
+    fn would_overflow(&self, st: &State, m: &Message) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|n| st.store.len() as u64 >= n)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|n| (st.store.bytes() + m.size()) as u64 > n)
+    }
+
+    /// The next live message: expired ones met on the way are dead-lettered.
+    fn pop_live(&self, st: &mut State, now: u64) -> Option<QueuedMessage> {
+        loop {
+            let m = st.store.pop()?;
+            if m.expires_at != 0 && m.expires_at < now {
+                st.store.settle(&m);
+                self.dead_letter(st, m.message, Reason::Expired);
+                continue;
+            }
+            return Some(m);
+        }
+    }
+
+    /// Makes sure a timer fires when the message at the head expires.
+    fn arm_expiry(self: &Arc<Self>, st: &mut State) {
+        let Some(at) = st.store.front_expiry() else {
+            return;
+        };
+        if st.timer_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        st.timer_at = Some(at);
+        let q = Arc::downgrade(self);
+        rt.spawn(async move {
+            let wait = at.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            if let Some(q) = q.upgrade() {
+                q.expire_due(at);
+            }
+        });
+    }
+
+    /// A timer fired: expire what is due at the head, re-arm for what comes next.
+    fn expire_due(self: &Arc<Self>, at: u64) {
+        let mut st = self.state.lock();
+        if st.timer_at == Some(at) {
+            st.timer_at = None;
+        }
+        let now = now_ms();
+        while st.store.front_expiry().is_some_and(|e| e <= now) {
+            let Some(m) = st.store.pop() else { break };
+            st.store.settle(&m);
+            self.dead_letter(&mut st, m.message, Reason::Expired);
+        }
+        self.arm_expiry(&mut st);
+        self.unlock(st);
+    }
+
+    /// Deletes the queue once it has been unused (no consumers, no get, no redeclare) for
+    /// `expires`, as `x-expires` asks.
+    fn watch_expires(self: &Arc<Self>, expires: Duration) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let q = Arc::downgrade(self);
+        rt.spawn(async move {
+            let mut wait = expires;
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(q) = q.upgrade() else { return };
+                if q.is_deleted() {
+                    return;
+                }
+                let idle = {
+                    let st = q.state.lock();
+                    st.consumers.is_empty().then(|| st.last_used.elapsed())
+                };
+                match idle {
+                    Some(idle) if idle >= expires => {
+                        if let Some(v) = q.vhost.upgrade() {
+                            v.delete_queue(&q);
+                        }
+                        return;
+                    }
+                    Some(idle) => wait = expires - idle,
+                    None => wait = expires,
+                }
+            }
+        });
+    }
+
     /// basic.get: the next ready message and how many remain. `ack` = the client will settle it.
     pub fn get(&self, ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
-        let m = st.store.pop()?;
-        if ack {
-            st.unacked += 1;
-            if self.durable && m.on_disk {
-                st.store.disk().store.delivered(self.qid, m.seq);
+        st.last_used = Instant::now();
+        let got = self.pop_live(&mut st, now_ms());
+        if let Some(m) = &got {
+            if ack {
+                st.unacked += 1;
+                if self.durable && m.on_disk {
+                    st.store.disk().store.delivered(self.qid, m.seq);
+                }
+            } else {
+                st.store.settle(m);
             }
-        } else {
-            st.store.settle(&m);
         }
-        Some((m, st.store.len() as u32))
+        let remaining = st.store.len() as u32;
+        self.unlock(st);
+        got.map(|m| (m, remaining))
     }
 
     /// Settles delivered messages for good (ack, or reject/nack without requeue).
@@ -249,9 +456,23 @@ impl Queue {
         }
         st.unacked = st.unacked.saturating_sub(n);
         self.dispatch(&mut st);
+        self.unlock(st);
     }
 
-    /// Gives delivered messages back in their original places, marked redelivered.
+    /// Rejected without requeue: settled, and dead-lettered (reason `rejected`).
+    pub fn reject(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
+        let mut st = self.state.lock();
+        st.unacked = st.unacked.saturating_sub(messages.len());
+        for m in messages {
+            st.store.settle(&m);
+            self.dead_letter(&mut st, m.message, Reason::Rejected);
+        }
+        self.dispatch(&mut st);
+        self.unlock(st);
+    }
+
+    /// Gives delivered messages back in their original places, marked redelivered; a
+    /// message past the queue's `x-delivery-limit` is dead-lettered instead.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
         if self.is_deleted() {
             return;
@@ -259,10 +480,21 @@ impl Queue {
         let mut st = self.state.lock();
         for mut m in messages {
             m.redelivered = true;
+            m.deliveries = m.deliveries.saturating_add(1);
             st.unacked = st.unacked.saturating_sub(1);
+            if self
+                .args
+                .delivery_limit
+                .is_some_and(|l| m.deliveries as u64 > l)
+            {
+                st.store.settle(&m);
+                self.dead_letter(&mut st, m.message, Reason::DeliveryLimit);
+                continue;
+            }
             st.store.requeue(m);
         }
         self.dispatch(&mut st);
+        self.unlock(st);
     }
 
     /// Deliveries that never reached their client (the channel or consumer was gone): put
@@ -280,12 +512,14 @@ impl Queue {
             st.store.requeue(m);
         }
         self.dispatch(&mut st);
+        self.unlock(st);
     }
 
     /// Runs dispatch (after credit was freed elsewhere, e.g. a channel-wide qos change).
     pub fn poke(self: &Arc<Self>) {
         let mut st = self.state.lock();
         self.dispatch(&mut st);
+        self.unlock(st);
     }
 
     pub fn add_consumer(self: &Arc<Self>, c: Arc<Consumer>) -> AmqpResult<()> {
@@ -304,7 +538,9 @@ impl Queue {
         }
         st.consumers.push(c);
         st.had_consumer = true;
+        st.last_used = Instant::now();
         self.dispatch(&mut st);
+        self.unlock(st);
         Ok(())
     }
 
@@ -318,6 +554,7 @@ impl Queue {
         if st.next_consumer > i {
             st.next_consumer -= 1;
         }
+        st.last_used = Instant::now();
         Some(Removed {
             consumer,
             now_unused: self.auto_delete && st.had_consumer && st.consumers.is_empty(),
@@ -350,10 +587,16 @@ impl Queue {
     /// Hands ready messages to consumers with credit, one each in turn, then sends each
     /// consumer's share to its connection as one event.
     fn dispatch(self: &Arc<Self>, st: &mut State) {
-        let n = st.consumers.len();
+        // Single active consumer: only the first registered one gets messages.
+        let n = if self.args.single_active_consumer {
+            st.consumers.len().min(1)
+        } else {
+            st.consumers.len()
+        };
         if n == 0 || st.store.is_empty() {
             return;
         }
+        let now = now_ms();
         // One slot per consumer that gets something (usually one).
         let mut batches: Vec<(usize, Vec<QueuedMessage>)> = Vec::new();
         let mut refused = 0;
@@ -366,7 +609,11 @@ impl Queue {
                 continue;
             }
             refused = 0;
-            let Some(m) = st.store.pop() else { break };
+            let Some(m) = self.pop_live(st, now) else {
+                // Credit was taken for a message that turned out expired: give it back.
+                st.consumers[i].release(1);
+                break;
+            };
             if st.consumers[i].no_ack {
                 st.store.settle(&m);
             } else {

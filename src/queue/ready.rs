@@ -26,6 +26,10 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// A record of it is (or is on its way to being) in the store: settling it deletes that.
     pub on_disk: bool,
+    /// When it expires (ms since the epoch); 0: never.
+    pub expires_at: u64,
+    /// Times it was delivered and given back (`x-delivery-count`).
+    pub deliveries: u32,
 }
 
 /// The disk side of a queue: where its records go and how far the writer has applied them.
@@ -38,9 +42,15 @@ pub struct Disk {
 }
 
 impl Disk {
-    pub fn put(&self, seq: u64, message: Arc<Message>, persistent: bool) {
-        self.store
-            .put_message(self.qid, seq, message, persistent, self.written.clone());
+    pub fn put(&self, seq: u64, message: Arc<Message>, persistent: bool, expires_at: u64) {
+        self.store.put_message(
+            self.qid,
+            seq,
+            message,
+            persistent,
+            expires_at,
+            self.written.clone(),
+        );
     }
 }
 
@@ -58,6 +68,7 @@ pub struct Tail {
 struct Unwritten {
     seq: u64,
     message: Weak<Message>,
+    expires_at: u64,
 }
 
 pub struct Ready {
@@ -73,11 +84,34 @@ pub struct Ready {
     unwritten: VecDeque<Unwritten>,
     /// Recovered messages with a seq up to this were delivered before the restart.
     delivered_before: Option<u64>,
+    /// A priority queue (`x-max-priority`): one FIFO per priority, highest first, all in
+    /// RAM (it does not page), instead of `head` and the tail.
+    levels: Option<Levels>,
+}
+
+struct Levels {
+    by_priority: Vec<VecDeque<QueuedMessage>>,
+    len: usize,
+}
+
+impl Levels {
+    fn level(&self, m: &QueuedMessage) -> usize {
+        let max = self.by_priority.len() - 1;
+        (m.message.properties().priority().unwrap_or(0) as usize).min(max)
+    }
+
+    fn front(&self) -> Option<&QueuedMessage> {
+        self.by_priority.iter().rev().find_map(|q| q.front())
+    }
 }
 
 impl Ready {
-    pub fn new(disk: Disk, budget: usize) -> Self {
+    pub fn new(disk: Disk, budget: usize, max_priority: Option<u8>) -> Self {
         Ready {
+            levels: max_priority.map(|p| Levels {
+                by_priority: (0..=p).map(|_| VecDeque::new()).collect(),
+                len: 0,
+            }),
             disk,
             budget,
             head: VecDeque::new(),
@@ -105,19 +139,36 @@ impl Ready {
     fn add_to_head_back(&mut self, m: QueuedMessage) {
         self.head_cost += m.message.ram_cost();
         self.head_bytes += m.message.size();
+        if let Some(l) = &mut self.levels {
+            let i = l.level(&m);
+            l.by_priority[i].push_back(m);
+            l.len += 1;
+            return;
+        }
         self.head.push_back(m);
+    }
+
+    /// When the message that would be delivered next expires (0 = never → `None`).
+    pub fn front_expiry(&mut self) -> Option<u64> {
+        if let Some(l) = &self.levels {
+            return l.front().map(|m| m.expires_at).filter(|&e| e != 0);
+        }
+        if self.head.is_empty() && self.tail.count > 0 {
+            self.page_in();
+        }
+        self.head.front().map(|m| m.expires_at).filter(|&e| e != 0)
     }
 
     /// Appends a new message (its `seq` is higher than any stored). Past the budget it goes
     /// to the tail: written to disk if it isn't already.
     pub fn push(&mut self, mut m: QueuedMessage) {
         let cost = m.message.ram_cost();
-        if self.tail.count == 0 && self.head_cost + cost <= self.budget {
+        if self.levels.is_some() || (self.tail.count == 0 && self.head_cost + cost <= self.budget) {
             self.add_to_head_back(m);
             return;
         }
         if !m.on_disk {
-            self.disk.put(m.seq, m.message.clone(), false);
+            self.disk.put(m.seq, m.message.clone(), false, m.expires_at);
             m.on_disk = true;
         }
         if self.tail.count == 0 {
@@ -129,6 +180,7 @@ impl Ready {
         self.unwritten.push_back(Unwritten {
             seq: m.seq,
             message: Arc::downgrade(&m.message),
+            expires_at: m.expires_at,
         });
         self.forget_written();
     }
@@ -143,10 +195,16 @@ impl Ready {
 
     /// Takes the next message to deliver.
     pub fn pop(&mut self) -> Option<QueuedMessage> {
-        if self.head.is_empty() && self.tail.count > 0 {
-            self.page_in();
-        }
-        let m = self.head.pop_front()?;
+        let m = if let Some(l) = &mut self.levels {
+            let m = l.by_priority.iter_mut().rev().find_map(|q| q.pop_front())?;
+            l.len -= 1;
+            m
+        } else {
+            if self.head.is_empty() && self.tail.count > 0 {
+                self.page_in();
+            }
+            self.head.pop_front()?
+        };
         self.head_cost -= m.message.ram_cost();
         self.head_bytes -= m.message.size();
         Some(m)
@@ -174,7 +232,7 @@ impl Ready {
                 if read.is_empty() {
                     self.tail.from = end;
                 }
-                for (seq, message) in read {
+                for (seq, message, expires_at) in read {
                     cost += message.ram_cost();
                     let redelivered = self.delivered_before.is_some_and(|d| seq <= d);
                     self.take_from_tail(QueuedMessage {
@@ -182,6 +240,8 @@ impl Ready {
                         message: Arc::new(message),
                         redelivered,
                         on_disk: true,
+                        expires_at,
+                        deliveries: 0,
                     });
                 }
                 continue;
@@ -192,7 +252,7 @@ impl Ready {
                 self.tail.bytes = 0;
                 break;
             };
-            let seq = front.seq;
+            let (seq, expires_at) = (front.seq, front.expires_at);
             match front.message.upgrade() {
                 Some(message) => {
                     self.unwritten.pop_front();
@@ -202,6 +262,8 @@ impl Ready {
                         message,
                         redelivered: false,
                         on_disk: true,
+                        expires_at,
+                        deliveries: 0,
                     });
                 }
                 None if self.disk.written.load(Ordering::Acquire) > seq => {
@@ -234,8 +296,16 @@ impl Ready {
     pub fn requeue(&mut self, m: QueuedMessage) {
         self.head_cost += m.message.ram_cost();
         self.head_bytes += m.message.size();
-        let at = self.head.partition_point(|x| x.seq < m.seq);
-        self.head.insert(at, m);
+        let head = match &mut self.levels {
+            Some(l) => {
+                l.len += 1;
+                let i = l.level(&m);
+                &mut l.by_priority[i]
+            }
+            None => &mut self.head,
+        };
+        let at = head.partition_point(|x| x.seq < m.seq);
+        head.insert(at, m);
     }
 
     /// A delivered message was settled for good (acked, or rejected without requeue).
@@ -252,6 +322,11 @@ impl Ready {
         for m in &self.head {
             self.settle(m);
         }
+        if let Some(l) = &self.levels {
+            for m in l.by_priority.iter().flatten() {
+                self.settle(m);
+            }
+        }
         self.disk
             .store
             .delete_messages(self.disk.qid, self.tail.from, self.tail.to);
@@ -262,6 +337,10 @@ impl Ready {
     pub fn discard(&mut self) -> usize {
         let n = self.len();
         self.head.clear();
+        if let Some(l) = &mut self.levels {
+            l.by_priority.iter_mut().for_each(VecDeque::clear);
+            l.len = 0;
+        }
         self.unwritten.clear();
         self.head_cost = 0;
         self.head_bytes = 0;
@@ -270,7 +349,7 @@ impl Ready {
     }
 
     pub fn len(&self) -> usize {
-        self.head.len() + self.tail.count
+        self.head.len() + self.tail.count + self.levels.as_ref().map_or(0, |l| l.len)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -51,6 +51,8 @@ pub(crate) enum Op {
         key: MessageKey,
         message: Arc<Message>,
         persistent: bool,
+        /// ms since the epoch, 0 = never.
+        expires_at: u64,
         /// The queue's "applied below" mark, raised past this seq once applied.
         written: Arc<AtomicU64>,
     },
@@ -113,6 +115,13 @@ pub const BACKLOG_HIGH: usize = 64 << 20;
 /// ... and resume below this.
 pub const BACKLOG_LOW: usize = 32 << 20;
 
+/// A message read back from a record.
+pub struct Loaded {
+    pub message: Message,
+    /// ms since the epoch, 0 = never.
+    pub expires_at: u64,
+}
+
 /// Settings for [`Store::open`].
 pub struct StoreConfig {
     pub cache_bytes: u64,
@@ -171,7 +180,7 @@ impl Store {
         &self,
         v: &[u8],
         file: &mut Option<(u64, std::fs::File)>,
-    ) -> Result<(u8, Message), String> {
+    ) -> Result<Loaded, String> {
         let m = records::decode_message(v).map_err(|e| e.to_string())?;
         let external;
         let body = match m.body {
@@ -181,9 +190,12 @@ impl Store {
                 &external[..]
             }
         };
-        let msg = Message::from_parts(&m.exchange, &m.routing_key, m.properties, body)
+        let message = Message::from_parts(&m.exchange, &m.routing_key, m.properties, body)
             .ok_or_else(|| "malformed message properties".to_string())?;
-        Ok((m.flags, msg))
+        Ok(Loaded {
+            message,
+            expires_at: m.expires_at,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -216,6 +228,7 @@ impl Store {
         seq: u64,
         message: Arc<Message>,
         persistent: bool,
+        expires_at: u64,
         written: Arc<AtomicU64>,
     ) {
         self.backlog
@@ -224,6 +237,7 @@ impl Store {
             key: records::message_key(qid, seq),
             message,
             persistent,
+            expires_at,
             written,
         });
     }
@@ -360,7 +374,7 @@ impl Store {
         from: u64,
         to: u64,
         max_bytes: usize,
-    ) -> Result<Vec<(u64, Message)>, StoreError> {
+    ) -> Result<Vec<(u64, Message, u64)>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut file = None;
@@ -379,9 +393,9 @@ impl Store {
                 continue;
             };
             match self.load_message(&v, &mut file) {
-                Ok((_, m)) => {
-                    bytes += m.ram_cost();
-                    out.push((seq, m));
+                Ok(l) => {
+                    bytes += l.message.ram_cost();
+                    out.push((seq, l.message, l.expires_at));
                 }
                 Err(e) => {
                     error!(path = %self.path.display(), qid, seq, "damaged message record ({e}): dropped");

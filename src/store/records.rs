@@ -32,6 +32,8 @@ pub const BINDING: u8 = b'b';
 pub const PERSISTENT: u8 = 1;
 /// Message flag: the body is in a segment file (see `segments`).
 pub const EXTERNAL: u8 = 2;
+/// Message flag: an expiry time (u64 ms since the epoch) follows the flags.
+pub const EXPIRES: u8 = 4;
 
 #[derive(Debug, Error)]
 #[error("malformed {what} record")]
@@ -148,11 +150,21 @@ fn push_table(out: &mut Vec<u8>, t: &FieldTable) {
 
 /// `flags | exchange | routing key | properties (u32 length) | body`, or, with the
 /// [`EXTERNAL`] flag, the body's place in a segment instead of the body.
-pub fn encode_message(m: &Message, flags: u8, external: Option<BodyRef>, out: &mut Vec<u8>) {
+pub fn encode_message(
+    m: &Message,
+    flags: u8,
+    expires_at: u64,
+    external: Option<BodyRef>,
+    out: &mut Vec<u8>,
+) {
     let props = m.properties_raw();
     let body = m.body();
     out.reserve(1 + 2 + m.exchange().len() + m.routing_key().len() + 4 + props.len() + body.len());
-    out.push(flags | if external.is_some() { EXTERNAL } else { 0 });
+    let expires = if expires_at != 0 { EXPIRES } else { 0 };
+    out.push(flags | expires | if external.is_some() { EXTERNAL } else { 0 });
+    if expires_at != 0 {
+        out.extend_from_slice(&expires_at.to_be_bytes());
+    }
     push_name(out, m.exchange());
     push_name(out, m.routing_key());
     out.extend_from_slice(&(props.len() as u32).to_be_bytes());
@@ -171,6 +183,8 @@ pub fn encode_message(m: &Message, flags: u8, external: Option<BodyRef>, out: &m
 /// A message record, decoded but for the body.
 pub struct StoredMessage<'a> {
     pub flags: u8,
+    /// ms since the epoch, 0 = never.
+    pub expires_at: u64,
     pub exchange: String,
     pub routing_key: String,
     pub properties: &'a [u8],
@@ -188,6 +202,7 @@ pub fn decode_message(v: &[u8]) -> Result<StoredMessage<'_>, RecordError> {
         what: "message",
     };
     let flags = r.byte()?;
+    let expires_at = if flags & EXPIRES != 0 { r.u64()? } else { 0 };
     let exchange = r.name()?;
     let routing_key = r.name()?;
     let plen = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| bad("message"))?);
@@ -208,6 +223,7 @@ pub fn decode_message(v: &[u8]) -> Result<StoredMessage<'_>, RecordError> {
     };
     Ok(StoredMessage {
         flags,
+        expires_at,
         exchange,
         routing_key,
         properties,

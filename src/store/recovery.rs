@@ -24,6 +24,8 @@ pub struct RecoveredQueue {
     /// Seqs up to this were delivered before (they come back redelivered).
     pub delivered: Option<u64>,
     pub next_seq: u64,
+    /// A priority queue (all its messages are loaded).
+    pub priority: bool,
 }
 
 pub struct Recovered {
@@ -73,7 +75,10 @@ impl Store {
         for (k, v) in self.scan(&[records::QUEUE])? {
             let def = records::decode_queue(&k, &v).map_err(|e| self.damaged(&k, e))?;
             by_qid.insert(def.qid, queues.len());
+            let priority = crate::queue::arguments::QueueArgs::parse(&def.arguments)
+                .is_ok_and(|a| a.max_priority.is_some());
             queues.push(RecoveredQueue {
+                priority,
                 delivered: delivered.get(&def.qid).copied(),
                 def,
                 head: Vec::new(),
@@ -107,8 +112,8 @@ impl Store {
                     external: false,
                 })
             };
-            let flags = match records::decode_message(&v) {
-                Ok(m) => m.flags,
+            let (flags, expires_at) = match records::decode_message(&v) {
+                Ok(m) => (m.flags, m.expires_at),
                 Err(e) => {
                     error!(path = %self.path.display(), qid, seq, "{e}: dropped");
                     delete();
@@ -121,10 +126,12 @@ impl Store {
                 continue;
             }
             let q = &mut queues[i];
+            // A priority queue keeps everything in RAM (it does not page).
+            let budget = if q.priority { usize::MAX } else { budget };
             let into_head = q.tail.count == 0 && head_cost.get(&qid).copied().unwrap_or(0) < budget;
             let message = if into_head {
                 match self.load_message(&v, &mut file) {
-                    Ok((_, m)) => Some(m),
+                    Ok(l) => Some(l.message),
                     Err(e) => {
                         error!(path = %self.path.display(), qid, seq, "damaged message record ({e}): dropped");
                         delete();
@@ -142,7 +149,7 @@ impl Store {
             match message {
                 Some(m) => {
                     *head_cost.entry(qid).or_default() += m.ram_cost();
-                    q.head.push(queued(seq, m, q.delivered));
+                    q.head.push(queued(seq, m, q.delivered, expires_at));
                 }
                 None => {
                     if q.tail.count == 0 {
@@ -208,11 +215,13 @@ fn stored_body_len(v: &[u8]) -> usize {
     }
 }
 
-fn queued(seq: u64, message: Message, delivered: Option<u64>) -> QueuedMessage {
+fn queued(seq: u64, message: Message, delivered: Option<u64>, expires_at: u64) -> QueuedMessage {
     QueuedMessage {
         seq,
         message: Arc::new(message),
         redelivered: delivered.is_some_and(|d| seq <= d),
         on_disk: true,
+        expires_at,
+        deliveries: 0,
     }
 }

@@ -104,6 +104,7 @@ impl Writer {
                     key,
                     message,
                     persistent,
+                    expires_at,
                     written,
                 } => {
                     self.taken += message.ram_cost();
@@ -123,7 +124,7 @@ impl Writer {
                     } else {
                         None
                     };
-                    records::encode_message(&message, flags, external, &mut self.value);
+                    records::encode_message(&message, flags, expires_at, external, &mut self.value);
                     self.batch.insert(&key[..], &self.value[..]);
                     self.dirty = true;
                     if let Some((_, seq)) = records::parse_message_key(&key) {
