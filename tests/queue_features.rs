@@ -717,3 +717,55 @@ async fn priorities_and_expiry_times_survive_a_restart() {
         "the expiry time survived the restart"
     );
 }
+
+/// Consumer priorities (`x-priority` on basic.consume): the higher one gets messages while
+/// it has credit, the lower one only the overflow.
+#[tokio::test]
+async fn a_higher_priority_consumer_is_served_first() {
+    let env = Env::start().await;
+    let (_c, ch) = env.open().await;
+    let q = uniq("cprio");
+    declare(&ch, &q, FieldTable::default()).await;
+    let high_ch = env.connect().await.create_channel().await.unwrap();
+    high_ch
+        .basic_qos(2, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let low_ch = env.connect().await.create_channel().await.unwrap();
+    let mut low = low_ch
+        .basic_consume(
+            q.as_str().into(),
+            "low".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut high = high_ch
+        .basic_consume(
+            q.as_str().into(),
+            "high".into(),
+            BasicConsumeOptions::default(),
+            args(&[("x-priority", n(10))]),
+        )
+        .await
+        .unwrap();
+    for i in 0..5 {
+        publish(&ch, "", &q, &format!("m{i}"), BasicProperties::default()).await;
+    }
+    let h: Vec<_> = [
+        next_delivery(&mut high).await,
+        next_delivery(&mut high).await,
+    ]
+    .iter()
+    .map(|d| String::from_utf8_lossy(&d.data).into_owned())
+    .collect();
+    assert_eq!(h, ["m0", "m1"]);
+    for i in 2..5 {
+        assert_eq!(
+            next_delivery(&mut low).await.data,
+            format!("m{i}").as_bytes()
+        );
+    }
+    support::assert_no_delivery(&mut high, 100).await;
+}

@@ -184,6 +184,12 @@ impl Connection {
         };
         let connection_id = self.id;
         let events = self.events_tx.clone();
+        let priority = match crate::args::get(&m.arguments, "x-priority") {
+            None => 0,
+            Some(v) => crate::args::as_i64(v).ok_or_else(|| {
+                AmqpError::precondition_failed(format!("invalid arg 'x-priority': {v:?}"))
+            })?,
+        };
         let c = self.channel_mut(ch)?;
         if c.consumers.contains_key(&tag) {
             return Err(AmqpError::not_allowed(format!(
@@ -197,6 +203,7 @@ impl Connection {
             m.no_ack,
             m.exclusive,
             c.consumer_prefetch,
+            priority,
             c.credit.clone(),
             events,
         );

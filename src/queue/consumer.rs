@@ -52,6 +52,9 @@ pub struct Consumer {
     pub exclusive: bool,
     /// Per-consumer limit (0 = unlimited), fixed when the consumer starts, as in RabbitMQ.
     pub prefetch: u32,
+    /// `x-priority` of basic.consume: higher gets messages first (RabbitMQ's consumer
+    /// priorities).
+    pub priority: i64,
     pub channel_credit: Arc<ChannelCredit>,
     pub events: UnboundedSender<ConnEvent>,
     outstanding: AtomicU32,
@@ -67,6 +70,7 @@ impl Consumer {
         no_ack: bool,
         exclusive: bool,
         prefetch: u32,
+        priority: i64,
         channel_credit: Arc<ChannelCredit>,
         events: UnboundedSender<ConnEvent>,
     ) -> Arc<Self> {
@@ -77,6 +81,7 @@ impl Consumer {
             no_ack,
             exclusive,
             prefetch,
+            priority,
             channel_credit,
             events,
             outstanding: AtomicU32::new(0),

@@ -536,7 +536,9 @@ impl Queue {
                 self.name
             )));
         }
-        st.consumers.push(c);
+        // Highest priority first; among equals, in order of arrival.
+        let at = st.consumers.partition_point(|x| x.priority >= c.priority);
+        st.consumers.insert(at, c);
         st.had_consumer = true;
         st.last_used = Instant::now();
         self.dispatch(&mut st);
@@ -599,16 +601,11 @@ impl Queue {
         let now = now_ms();
         // One slot per consumer that gets something (usually one).
         let mut batches: Vec<(usize, Vec<QueuedMessage>)> = Vec::new();
-        let mut refused = 0;
         let mut delivered_up_to = None;
-        while refused < n && !st.store.is_empty() {
-            let i = st.next_consumer % n;
-            st.next_consumer = (i + 1) % n;
-            if !st.consumers[i].try_acquire() {
-                refused += 1;
-                continue;
-            }
-            refused = 0;
+        while !st.store.is_empty() {
+            let Some(i) = pick_consumer(st, n) else {
+                break;
+            };
             let Some(m) = self.pop_live(st, now) else {
                 // Credit was taken for a message that turned out expired: give it back.
                 st.consumers[i].release(1);
@@ -652,4 +649,27 @@ impl Queue {
             }
         }
     }
+}
+
+/// The consumer the next message goes to, its credit taken: round-robin among the highest
+/// priority consumers that have credit (consumers are kept sorted by priority), lower ones
+/// only when every higher one is full. `None` if nobody has credit.
+fn pick_consumer(st: &mut State, n: usize) -> Option<usize> {
+    let mut start = 0;
+    while start < n {
+        let p = st.consumers[start].priority;
+        let end = (start..n)
+            .find(|&i| st.consumers[i].priority != p)
+            .unwrap_or(n);
+        let len = end - start;
+        for k in 0..len {
+            let i = start + (st.next_consumer + k) % len;
+            if st.consumers[i].try_acquire() {
+                st.next_consumer = st.next_consumer.wrapping_add(k + 1);
+                return Some(i);
+            }
+        }
+        start = end;
+    }
+    None
 }
