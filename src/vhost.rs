@@ -44,6 +44,8 @@ pub struct VHost {
     queue_ram_budget: usize,
     /// Itself, for the queues it creates (they dead-letter through it).
     me: Weak<VHost>,
+    /// Direct reply-to consumers by token.
+    pub replies: DashMap<String, crate::connection::ReplyTarget>,
 }
 
 /// Dead letters waiting to be republished, each with the vhost it dies in.
@@ -96,6 +98,7 @@ impl VHost {
             store,
             queue_ram_budget,
             me,
+            replies: DashMap::new(),
         };
         for (n, kind) in BUILTIN {
             v.exchanges.insert(

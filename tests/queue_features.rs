@@ -769,3 +769,89 @@ async fn a_higher_priority_consumer_is_served_first() {
     }
     support::assert_no_delivery(&mut high, 100).await;
 }
+
+/// Direct reply-to: the RPC client consumes `amq.rabbitmq.reply-to` (no-ack), its request's
+/// `reply_to` is rewritten to a private name, and the reply goes straight to it.
+#[tokio::test]
+async fn direct_reply_to_carries_an_rpc_reply_without_a_queue() {
+    let env = Env::start().await;
+    let (_c, client) = env.open().await;
+    let requests = uniq("rpc");
+    declare(&client, &requests, FieldTable::default()).await;
+    let mut replies = client
+        .basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "replies".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    publish(
+        &client,
+        "",
+        &requests,
+        "ping",
+        BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
+    )
+    .await;
+    let (_s, server) = env.open().await;
+    let req = wait_get(&server, &requests).await;
+    let reply_to = req
+        .delivery
+        .properties
+        .reply_to()
+        .clone()
+        .expect("reply_to")
+        .to_string();
+    assert!(
+        reply_to.starts_with("amq.rabbitmq.reply-to.") && reply_to.len() > 22,
+        "{reply_to}"
+    );
+    publish(&server, "", &reply_to, "pong", BasicProperties::default()).await;
+    let d = next_delivery(&mut replies).await;
+    assert_eq!(d.data, b"pong");
+    assert_eq!(d.routing_key.as_str(), reply_to);
+
+    // Without a reply consumer on the channel, naming the pseudo-queue is 406.
+    let (_o, other) = env.open().await;
+    let _ = other
+        .basic_publish(
+            "".into(),
+            requests.as_str().into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
+        )
+        .await;
+    assert_channel_error(
+        other
+            .basic_consume(
+                "amq.rabbitmq.reply-to".into(),
+                "late".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await,
+        406,
+    );
+    // A reply consumer must be no-ack.
+    let (_a, acking) = env.open().await;
+    assert_channel_error(
+        acking
+            .basic_consume(
+                "amq.rabbitmq.reply-to".into(),
+                "acking".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await,
+        406,
+    );
+}

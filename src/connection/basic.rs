@@ -25,7 +25,8 @@ impl Connection {
     }
 
     /// A complete message from the wire.
-    pub(super) fn publish_content(&mut self, ch: u16, content: Content) -> AmqpResult<()> {
+    pub(super) fn publish_content(&mut self, ch: u16, mut content: Content) -> AmqpResult<()> {
+        self.rewrite_reply_to(ch, &mut content)?;
         if let Some(user_id) = content.properties.user_id() {
             if user_id != self.user {
                 return Err(AmqpError::precondition_failed(format!(
@@ -84,27 +85,60 @@ impl Connection {
             )));
         }
         let mandatory = content.publish.mandatory;
+        let default_exchange = name.is_empty();
         let message = Arc::new(Message::from_content(content));
+        if default_exchange {
+            if let Some(token) = message.routing_key().strip_prefix(super::reply_to::PREFIX) {
+                let outcome = Routed {
+                    unrouted: !self.send_reply(token, &message),
+                    mandatory,
+                    ..Routed::default()
+                };
+                return self.after_route(ch, &message, outcome, seq);
+            }
+        }
         let mut scratch = std::mem::take(&mut self.route_scratch);
         let headers = || message.headers();
         vhost.route(&ex, message.routing_key(), &headers, &mut scratch);
         let queues = &scratch.queues;
-        self.published += 1;
-        self.published_total += 1;
-        let mut refused = false;
-        let mut written = false;
+        let mut outcome = Routed {
+            unrouted: queues.is_empty(),
+            mandatory,
+            ..Routed::default()
+        };
         for q in queues {
             match q.publish(message.clone()) {
-                Enqueued::Refused => refused = true,
-                Enqueued::Written => written = true,
+                Enqueued::Refused => outcome.refused = true,
+                Enqueued::Written => outcome.written = true,
                 Enqueued::InMemory => {}
             }
             self.poke_later(q.clone());
         }
+        self.route_scratch = scratch;
+        self.after_route(ch, &message, outcome, seq)
+    }
+
+    /// What follows routing: counters, a basic.return for a mandatory message that went
+    /// nowhere, and the publish's confirm (waiting for a sync if it was written).
+    fn after_route(
+        &mut self,
+        ch: u16,
+        message: &Message,
+        outcome: Routed,
+        seq: Option<u64>,
+    ) -> AmqpResult<()> {
+        let Routed {
+            unrouted,
+            mandatory,
+            refused,
+            written,
+        } = outcome;
+        self.published += 1;
+        self.published_total += 1;
         if written {
             self.wrote_durably = true;
         }
-        if queues.is_empty() {
+        if unrouted {
             metrics::counter!(crate::metrics::MESSAGES_UNROUTED).increment(1);
             if mandatory {
                 self.flush_confirms(ch);
@@ -125,7 +159,6 @@ impl Connection {
                 );
             }
         }
-        self.route_scratch = scratch;
         if let Some(seq) = seq {
             // A persistent message is confirmed once this batch's sync is done.
             let wait_for = written.then_some(self.sync_token + 1);
@@ -176,6 +209,9 @@ impl Connection {
     }
 
     pub(super) fn on_consume(&mut self, ch: u16, m: basic::Consume) -> AmqpResult<()> {
+        if m.queue.as_str() == super::reply_to::PSEUDO_QUEUE {
+            return self.consume_replies(ch, &m);
+        }
         let q = self.usable_queue(ch, m.queue.as_str())?;
         let tag = if m.consumer_tag.as_str().is_empty() {
             crate::names::consumer_tag()
@@ -228,6 +264,12 @@ impl Connection {
     }
 
     pub(super) fn on_cancel(&mut self, ch: u16, tag: &str, nowait: bool) -> AmqpResult<()> {
+        let c = self.channel_mut(ch)?;
+        if c.reply_to.as_ref().is_some_and(|(_, t)| t == tag) {
+            if let Some((token, _)) = c.reply_to.take() {
+                self.drop_replies(&token);
+            }
+        }
         let c = self.channel_mut(ch)?;
         if let Some((consumer, q)) = c.consumers.remove(tag) {
             self.remove_consumer(&q, &consumer);
@@ -498,6 +540,9 @@ impl Connection {
     /// consumers) and its unacked deliveries go back to their queues, in place.
     pub(super) fn release_channel(&mut self, c: &mut Channel) {
         c.content.reset();
+        if let Some((token, _)) = c.reply_to.take() {
+            self.drop_replies(&token);
+        }
         let consumers: Vec<_> = c.consumers.drain().map(|(_, v)| v).collect();
         // Requeue first, so an auto-deleted queue does not swallow them needlessly.
         let mut pending: Vec<Unacked> = c.unacked.drain(..).collect();
@@ -514,6 +559,18 @@ impl Connection {
             self.remove_consumer(&q, &consumer);
         }
     }
+}
+
+/// What routing a publish came to.
+#[derive(Default)]
+struct Routed {
+    /// No queue (or reply consumer) took it.
+    unrouted: bool,
+    mandatory: bool,
+    /// A queue refused it (length limit with reject-publish, or deleted).
+    refused: bool,
+    /// A queue sent it to the store: the confirm waits for the sync.
+    written: bool,
 }
 
 /// The properties a delivery carries: as published, plus `x-delivery-count` once the message

@@ -138,6 +138,8 @@ pub struct Channel {
     pub commits_waiting: VecDeque<u64>,
     /// The last queue declared on this channel (for methods naming the queue "").
     pub last_queue: Option<String>,
+    /// Direct reply-to: this channel's token and reply consumer tag.
+    pub reply_to: Option<(String, String)>,
     /// The exchange of the last publish, re-used while its name matches and it lives.
     pub exchange_cache: Option<Arc<Exchange>>,
 }
@@ -157,6 +159,7 @@ impl Channel {
             tx: None,
             commits_waiting: VecDeque::new(),
             last_queue: None,
+            reply_to: None,
             exchange_cache: None,
         }
     }

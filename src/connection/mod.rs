@@ -8,7 +8,7 @@
 //! connection's or a channel's state machine, errors to closes), `close` (connection and
 //! channel close, release of consumers and unacked messages, final cleanup), `channel`
 //! (per-channel state), `methods` (channel, exchange, queue, confirm and tx classes), `basic`
-//! (publish, consume, deliveries, acks).
+//! (publish, consume, deliveries, acks), `reply_to` (direct reply-to).
 
 mod basic;
 mod channel;
@@ -16,6 +16,7 @@ mod close;
 mod frames;
 mod handshake;
 mod methods;
+mod reply_to;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use crate::queue::ready::QueuedMessage;
 use crate::queue::Queue;
 use crate::vhost::VHost;
 use channel::Channel;
+pub use reply_to::ReplyTarget;
 
 /// What other tasks tell a connection.
 pub enum ConnEvent {
@@ -49,6 +51,12 @@ pub enum ConnEvent {
     },
     /// The broker cancels a consumer (its queue was deleted).
     Cancel { channel: u16, tag: String },
+    /// A direct reply-to message for one of this connection's reply consumers.
+    Reply {
+        channel: u16,
+        tag: String,
+        message: Arc<crate::message::Message>,
+    },
     /// The store synced everything this connection sent before its sync `token`
     /// (`ok` = false: the write failed, and what waited on it is nacked).
     Durable { token: u64, ok: bool },
@@ -420,6 +428,11 @@ impl Connection {
             } => self.deliver(queue, consumer, messages),
             ConnEvent::Cancel { channel, tag } => self.broker_cancel(channel, &tag),
             ConnEvent::Durable { token, ok } => self.synced(token, ok),
+            ConnEvent::Reply {
+                channel,
+                tag,
+                message,
+            } => self.deliver_reply(channel, &tag, &message),
         }
     }
 }
