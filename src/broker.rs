@@ -19,6 +19,8 @@ pub struct Broker {
     vhosts: DashMap<String, Arc<VHost>>,
     next_connection: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// A resource alarm and its reason: connections that publish are blocked while it is on.
+    alarm: watch::Sender<Option<String>>,
 }
 
 /// Why a login was refused (each maps to RabbitMQ's 403 text).
@@ -76,11 +78,23 @@ impl Broker {
             vhosts,
             next_connection: AtomicU64::new(1),
             shutdown,
+            alarm: watch::channel(None).0,
         }))
     }
 
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Raises (`Some(reason)`) or clears a resource alarm. Clients that advertise the
+    /// `connection.blocked` capability are told; publishing connections stop being read.
+    /// (The memory and disk monitors that will raise it come later; tests use it directly.)
+    pub fn set_alarm(&self, reason: Option<String>) {
+        self.alarm.send_replace(reason);
+    }
+
+    pub fn alarm_signal(&self) -> watch::Receiver<Option<String>> {
+        self.alarm.subscribe()
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

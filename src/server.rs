@@ -52,6 +52,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// A running server, for tests and embedding.
 pub struct ServerHandle {
     pub addrs: Vec<SocketAddr>,
+    broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -60,7 +61,14 @@ impl ServerHandle {
     /// Closes every connection (320) and waits for the accept loops to end.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // The store closes when the last handle on the broker goes.
+        drop(self.broker);
         let _ = self.done.await;
+    }
+
+    /// Raises or clears a resource alarm (see [`Broker::set_alarm`]).
+    pub fn set_alarm(&self, reason: Option<&str>) {
+        self.broker.set_alarm(reason.map(str::to_string));
     }
 }
 
@@ -96,9 +104,10 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     for a in &addrs {
         info!(addr = %a, "listening for AMQP 0-9-1");
     }
-    let done = tokio::spawn(serve(listeners, broker, rx));
+    let done = tokio::spawn(serve(listeners, broker.clone(), rx));
     Ok(ServerHandle {
         addrs,
+        broker,
         shutdown: tx,
         done,
     })

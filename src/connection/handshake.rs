@@ -35,6 +35,9 @@ fn server_properties() -> FieldTable {
         "consumer_cancel_notify",
         "authentication_failure_close",
         "per_consumer_qos",
+        "connection.blocked",
+        "consumer_priorities",
+        "direct_reply_to",
     ] {
         caps.insert(ShortString::from(cap), AMQPValue::Boolean(true));
     }
@@ -106,6 +109,7 @@ impl Connection {
                     .unwrap_or(false),
                 authentication_failure_close: args::get_bool(caps, "authentication_failure_close")
                     .unwrap_or(false),
+                connection_blocked: args::get_bool(caps, "connection.blocked").unwrap_or(false),
             };
         }
         let mechanism = m.mechanism.as_str();

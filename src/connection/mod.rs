@@ -74,6 +74,17 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// until the client hangs up: RabbitMQ's CLOSING_TIMEOUT (or the heartbeat, if shorter).
 const LINGER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A connection's view of the broker's resource alarm.
+#[derive(Debug, Default)]
+struct AlarmState {
+    /// The alarm is raised: a publishing connection stops reading.
+    active: bool,
+    /// We sent connection.blocked (and owe connection.unblocked).
+    told: bool,
+    /// The alarm's state was applied once the connection opened.
+    seen: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     AwaitStartOk,
@@ -91,6 +102,7 @@ enum Phase {
 struct ClientCaps {
     consumer_cancel_notify: bool,
     authentication_failure_close: bool,
+    connection_blocked: bool,
 }
 
 pub struct Connection {
@@ -121,6 +133,8 @@ pub struct Connection {
     published_total: u64,
     /// Not reading: the store's writer is behind (see `store::BACKLOG_HIGH`).
     flow_paused: bool,
+    /// A resource alarm is on (see [`Broker::set_alarm`]); we told the client if it can hear it.
+    alarm: AlarmState,
     delivered: u64,
     /// We answered the client's connection.close: don't hang up first (see [`linger`]).
     linger: bool,
@@ -187,6 +201,7 @@ async fn run(
         published: 0,
         published_total: 0,
         flow_paused: false,
+        alarm: AlarmState::default(),
         delivered: 0,
         linger: false,
     };
@@ -238,6 +253,7 @@ impl Connection {
         let mut inbuf = BytesMut::with_capacity(READ_START);
         let mut events = Vec::with_capacity(256);
         let mut shutdown = self.broker.shutdown_signal();
+        let mut alarm = self.broker.alarm_signal();
         let mut last_read = Instant::now();
         let mut last_write = Instant::now();
         // Until tune-ok sets the real interval, the tick only enforces the handshake deadline.
@@ -257,7 +273,18 @@ impl Connection {
             if self.flow_paused && self.broker.store.backlog() < crate::store::BACKLOG_LOW {
                 self.flow_paused = false;
             }
-            let want_read = !eof && self.phase != Phase::Closed && !self.flow_paused;
+            if self.phase == Phase::Open && !self.alarm.seen {
+                self.alarm.seen = true;
+                let reason = alarm.borrow_and_update().clone();
+                self.on_alarm(reason);
+            }
+            // Like RabbitMQ, an alarm blocks connections that publish; others go on.
+            let blocked = self.alarm.active && self.published_total > 0;
+            let want_read = !eof && self.phase != Phase::Closed && !self.flow_paused && !blocked;
+            if blocked {
+                // Not reading is our doing: the client's heartbeats are not missed.
+                last_read = Instant::now();
+            }
             tokio::select! {
                 r = wr.write(&self.out), if !self.out.is_empty() => {
                     let n = r?;
@@ -299,6 +326,12 @@ impl Connection {
                         self.handle_event(e);
                     }
                     self.end_batch();
+                }
+                r = alarm.changed(), if self.alarm.seen => {
+                    if r.is_ok() {
+                        let reason = alarm.borrow_and_update().clone();
+                        self.on_alarm(reason);
+                    }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(1)), if self.flow_paused => {
                     // Paused by us, not silent: don't count it against the client's heartbeat.
@@ -410,6 +443,34 @@ impl Connection {
         if self.delivered > 0 {
             metrics::counter!(crate::metrics::MESSAGES_DELIVERED).increment(self.delivered);
             self.delivered = 0;
+        }
+    }
+
+    /// The broker's alarm changed: connection.blocked / unblocked to a client that can hear it.
+    fn on_alarm(&mut self, reason: Option<String>) {
+        use amq_protocol::protocol::connection as c;
+        match reason {
+            Some(reason) => {
+                self.alarm.active = true;
+                if self.caps.connection_blocked && !self.alarm.told {
+                    self.alarm.told = true;
+                    self.write_method(
+                        0,
+                        &AMQPClass::Connection(c::AMQPMethod::Blocked(c::Blocked {
+                            reason: reason.as_str().into(),
+                        })),
+                    );
+                }
+            }
+            None => {
+                self.alarm.active = false;
+                if std::mem::take(&mut self.alarm.told) {
+                    self.write_method(
+                        0,
+                        &AMQPClass::Connection(c::AMQPMethod::Unblocked(c::Unblocked {})),
+                    );
+                }
+            }
         }
     }
 
