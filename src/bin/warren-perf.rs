@@ -65,6 +65,12 @@ pub struct Opts {
     /// Durable exchange and queues, persistent messages (delivery-mode 2).
     #[arg(long)]
     persistent: bool,
+    /// Priority queues (x-max-priority N); messages cycle through priorities 0..=N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    max_priority: Option<u8>,
+    /// Queues with x-message-ttl MS (with --consumers 0: an expiry benchmark).
+    #[arg(long, value_name = "MS")]
+    message_ttl: Option<u32>,
     /// Publisher confirms, with at most WINDOW unconfirmed messages per publisher.
     #[arg(long, value_name = "WINDOW", value_parser = clap::value_parser!(u32).range(1..))]
     confirm: Option<u32>,
@@ -184,6 +190,21 @@ async fn run(opts: &Opts) -> Result<Value> {
     }
 }
 
+impl Opts {
+    /// The x-arguments the run's queues are declared with.
+    pub fn queue_arguments(&self) -> amq_protocol::types::FieldTable {
+        use amq_protocol::types::AMQPValue;
+        let mut t = amq_protocol::types::FieldTable::default();
+        if let Some(p) = self.max_priority {
+            t.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(p));
+        }
+        if let Some(ms) = self.message_ttl {
+            t.insert("x-message-ttl".into(), AMQPValue::LongUInt(ms));
+        }
+        t
+    }
+}
+
 /// Declares the run's exchange and queues, runs the load, and deletes them again.
 async fn throughput(opts: &Opts, uri: &Uri) -> Result<Value> {
     let prefix = format!("warren-perf-{}", std::process::id());
@@ -203,7 +224,9 @@ async fn throughput(opts: &Opts, uri: &Uri) -> Result<Value> {
             ExchangeType::Fanout => (String::new(), String::new()),
             ExchangeType::Topic => (format!("perf.{i}.*"), format!("perf.{i}.msg")),
         };
-        declared = setup.declare_queue(&queue, opts.persistent).await;
+        declared = setup
+            .declare_queue(&queue, opts.persistent, &opts.queue_arguments())
+            .await;
         if declared.is_err() {
             break;
         }
@@ -288,9 +311,15 @@ async fn load(
         if opts.confirm.is_some() {
             c.confirm_select().await?;
         }
+        // With --max-priority, each key gets one template per priority, sent in turn.
+        let priorities: Vec<Option<u8>> = match opts.max_priority {
+            Some(max) => (0..=max).map(Some).collect(),
+            None => vec![None],
+        };
         let templates = keys
             .iter()
-            .map(|k| Template::new(exchange, k, opts.size, opts.persistent, c.frame_max))
+            .flat_map(|k| priorities.iter().map(move |p| (k, *p)))
+            .map(|(k, p)| Template::new(exchange, k, opts.size, opts.persistent, p, c.frame_max))
             .collect::<Result<Vec<_>>>()?;
         let cfg = publisher::Config {
             templates,

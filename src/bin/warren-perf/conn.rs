@@ -393,12 +393,18 @@ impl Conn {
         .map(drop)
     }
 
-    pub async fn declare_queue(&mut self, name: &str, durable: bool) -> Result<()> {
+    pub async fn declare_queue(
+        &mut self,
+        name: &str,
+        durable: bool,
+        arguments: &amq_protocol::types::FieldTable,
+    ) -> Result<()> {
         self.rpc(
             CHANNEL,
             AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
                 queue: name.into(),
                 durable,
+                arguments: arguments.clone(),
                 ..Default::default()
             })),
             (50, 11),

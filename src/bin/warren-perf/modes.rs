@@ -68,10 +68,19 @@ pub async fn idle_connections(opts: &Opts, uri: &Uri, n: usize) -> Result<Value>
 /// is given, in which case the queue is deleted after the hold.
 pub async fn fill(opts: &Opts, uri: &Uri, n: u64) -> Result<Value> {
     let mut setup = Conn::open(uri).await?;
-    setup.declare_queue(FILL_QUEUE, opts.persistent).await?;
+    setup
+        .declare_queue(FILL_QUEUE, opts.persistent, &opts.queue_arguments())
+        .await?;
     let mut conn = Conn::open(uri).await?;
     conn.confirm_select().await?;
-    let template = Template::new("", FILL_QUEUE, opts.size, opts.persistent, conn.frame_max)?;
+    let template = Template::new(
+        "",
+        FILL_QUEUE,
+        opts.size,
+        opts.persistent,
+        None,
+        conn.frame_max,
+    )?;
     let cfg = Arc::new(publisher::Config {
         templates: vec![template],
         confirm: Some(opts.confirm.unwrap_or(1000)),
@@ -131,7 +140,8 @@ pub async fn declare_queues(opts: &Opts, uri: &Uri, n: usize) -> Result<Value> {
     let names: Vec<String> = (0..n).map(|i| format!("warren-perf-dq-{i}")).collect();
     let started = Instant::now();
     for name in &names {
-        conn.declare_queue(name, opts.persistent).await?;
+        conn.declare_queue(name, opts.persistent, &Default::default())
+            .await?;
         conn.bind_queue(name, "amq.direct", name).await?;
     }
     let secs = started.elapsed().as_secs_f64();

@@ -38,6 +38,7 @@ impl Template {
         routing_key: &str,
         size: usize,
         persistent: bool,
+        priority: Option<u8>,
         frame_max: u32,
     ) -> Result<Template> {
         if exchange.len() > 255 || routing_key.len() > 255 {
@@ -56,16 +57,24 @@ impl Template {
         b.put_slice(routing_key.as_bytes());
         b.put_u8(0); // mandatory, immediate
         b.put_u8(FRAME_END);
-        // content header: class 60, weight 0, body size, property flags (+ delivery-mode 2)
-        frame_head(&mut b, 2, 14 + usize::from(persistent));
+        // content header: class 60, weight 0, body size, property flags (+ delivery-mode 2,
+        // + priority)
+        frame_head(
+            &mut b,
+            2,
+            14 + usize::from(persistent) + usize::from(priority.is_some()),
+        );
         b.put_u16(60);
         b.put_u16(0);
         b.put_u64(size as u64);
+        let flags =
+            if persistent { 1 << 12 } else { 0 } | if priority.is_some() { 1 << 11 } else { 0 };
+        b.put_u16(flags);
         if persistent {
-            b.put_u16(1 << 12);
             b.put_u8(2);
-        } else {
-            b.put_u16(0);
+        }
+        if let Some(p) = priority {
+            b.put_u8(p);
         }
         b.put_u8(FRAME_END);
         // body frames, none larger than frame_max
@@ -334,7 +343,7 @@ mod tests {
 
     #[test]
     fn template_has_frames_and_timestamp_slot() {
-        let t = Template::new("x", "rk", 20, false, 131_072).unwrap();
+        let t = Template::new("x", "rk", 20, false, None, 131_072).unwrap();
         // method(8+4+2+2+3+1=20) + header(8+14=22) + body(8+20=28)
         assert_eq!(t.bytes.len(), 20 + 22 + 28);
         assert_eq!(t.ts_offset, Some(20 + 22 + 7));
@@ -344,14 +353,14 @@ mod tests {
         }
         assert!(buf.is_empty());
         // a body over frame_max is split; the timestamp sits in the first body frame
-        let t = Template::new("", "q", 10_000, true, 4096).unwrap();
+        let t = Template::new("", "q", 10_000, true, Some(3), 4096).unwrap();
         let mut buf = bytes::BytesMut::from(&t.bytes[..]);
         let mut frames = 0;
         while decode_frame(&mut buf, 4096).unwrap().is_some() {
             frames += 1;
         }
         assert_eq!(frames, 2 + 3);
-        assert!(Template::new("", "q", 4, false, 4096)
+        assert!(Template::new("", "q", 4, false, None, 4096)
             .unwrap()
             .ts_offset
             .is_none());
