@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteInput};
+use crate::message::Message;
 use crate::queue::arguments::QueueArgs;
 use crate::queue::consumer::Consumer;
 use crate::queue::dead_letter::{self, DeadLetter};
@@ -561,6 +562,43 @@ impl VHost {
         DEAD_LETTERS.with(|d| *d.borrow_mut() = None);
     }
 
+    /// Adds the queues the message's `CC`/`BCC` keys reach from `ex` to `scratch.queues`
+    /// (after [`VHost::route`] computed those of its routing key); returns the message to
+    /// enqueue (without `BCC`). Without such headers it does nothing.
+    pub fn route_cc(
+        &self,
+        ex: &Arc<Exchange>,
+        message: Arc<Message>,
+        scratch: &mut RouteScratch,
+    ) -> Arc<Message> {
+        if !message.properties().has_headers() {
+            return message;
+        }
+        let Some(headers) = message.headers() else {
+            return message;
+        };
+        let keys = dead_letter::cc_keys(&headers);
+        if keys.is_empty() {
+            return message;
+        }
+        let mut extra = RouteScratch::default();
+        let lazy = || Some(headers.clone());
+        for k in &keys {
+            self.route(ex, k, &lazy, &mut extra);
+            for q in &extra.queues {
+                if !scratch.queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+                    scratch.queues.push(q.clone());
+                }
+            }
+        }
+        // The route now depends on headers: it must not be reused for the next publish.
+        scratch.key = None;
+        match dead_letter::without_bcc(&message) {
+            Some(m) => Arc::new(m),
+            None => message,
+        }
+    }
+
     fn republish(&self, d: DeadLetter, scratch: &mut RouteScratch) {
         // A missing dead-letter exchange drops the message, as in RabbitMQ.
         let Some(ex) = self.exchange(&d.exchange) else {
@@ -574,6 +612,12 @@ impl VHost {
         let headers = m.headers();
         let lazy = || headers.clone();
         self.route(&ex, m.routing_key(), &lazy, scratch);
+        // With its own routing key (no x-dead-letter-routing-key), its CC keys count too.
+        let m = if d.routing_key.is_none() {
+            self.route_cc(&ex, m, scratch)
+        } else {
+            m
+        };
         for q in scratch.queues.clone() {
             if dead_letter::is_cycle(headers.as_ref(), &q.name) {
                 continue;

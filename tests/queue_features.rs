@@ -855,3 +855,75 @@ async fn direct_reply_to_carries_an_rpc_reply_without_a_queue() {
         406,
     );
 }
+
+/// Sender-selected distribution: `CC` and `BCC` header keys route too; `BCC` is removed
+/// before delivery; a dead-lettered message records its CC keys in `routing-keys`.
+#[tokio::test]
+async fn cc_and_bcc_headers_route_and_bcc_is_hidden() {
+    let env = Env::start().await;
+    let (_c, ch) = env.open().await;
+    let x = uniq("cc");
+    ch.exchange_declare(
+        x.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let (dlx, dlq) = dead_letter_target(&ch).await;
+    let mut queues = Vec::new();
+    for key in ["to", "cc", "bcc"] {
+        let q = uniq(key);
+        declare(&ch, &q, args(&[("x-dead-letter-exchange", s(&dlx))])).await;
+        ch.queue_bind(
+            q.as_str().into(),
+            x.as_str().into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        queues.push(q);
+    }
+    let list = |k: &str| AMQPValue::FieldArray(lapin::types::FieldArray::from(vec![s(k)]));
+    let h = args(&[("CC", list("cc")), ("BCC", list("bcc"))]);
+    publish(
+        &ch,
+        &x,
+        "to",
+        "memo",
+        BasicProperties::default().with_headers(h),
+    )
+    .await;
+    for q in &queues {
+        let m = wait_get(&ch, q).await;
+        assert_eq!(m.delivery.data, b"memo");
+        let h = headers(&m);
+        assert!(h.inner().contains_key("CC"), "{q}: CC stays");
+        assert!(!h.inner().contains_key("BCC"), "{q}: BCC is removed");
+    }
+    // Dead-letter one copy: routing-keys lists the key and the CC key.
+    publish(
+        &ch,
+        &x,
+        "to",
+        "again",
+        BasicProperties::default().with_headers(args(&[("CC", list("cc"))])),
+    )
+    .await;
+    let m = within(ch.basic_get(queues[0].as_str().into(), BasicGetOptions::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    m.delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    let dead = wait_get(&ch, &dlq).await;
+    match header(&deaths(&headers(&dead))[0], "routing-keys") {
+        AMQPValue::FieldArray(a) => assert_eq!(a.as_slice(), &[s("to"), s("cc")]),
+        other => panic!("routing-keys: {other:?}"),
+    }
+}

@@ -100,6 +100,7 @@ impl Connection {
         let mut scratch = std::mem::take(&mut self.route_scratch);
         let headers = || message.headers();
         vhost.route(&ex, message.routing_key(), &headers, &mut scratch);
+        let message = vhost.route_cc(&ex, message, &mut scratch);
         let queues = &scratch.queues;
         let mut outcome = Routed {
             unrouted: queues.is_empty(),
