@@ -1,7 +1,7 @@
 //! The process-wide state: users, vhosts, connection ids, and the shutdown signal.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -18,6 +18,9 @@ pub struct Broker {
     pub store: Arc<Store>,
     vhosts: DashMap<String, Arc<VHost>>,
     next_connection: AtomicU64,
+    /// Open connections and channels (for the metrics; changed on open/close only).
+    connections: AtomicI64,
+    channels: AtomicI64,
     shutdown: watch::Receiver<bool>,
     /// A resource alarm and its reason: connections that publish are blocked while it is on.
     alarm: watch::Sender<Option<String>>,
@@ -77,9 +80,32 @@ impl Broker {
             store,
             vhosts,
             next_connection: AtomicU64::new(1),
+            connections: AtomicI64::new(0),
+            channels: AtomicI64::new(0),
             shutdown,
             alarm: watch::channel(None).0,
         }))
+    }
+
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.iter().map(|v| v.clone()).collect()
+    }
+
+    /// A connection opened (+1) or closed (-1).
+    pub fn count_connection(&self, delta: i64) {
+        self.connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub fn count_channels(&self, delta: i64) {
+        self.channels.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub fn connection_count(&self) -> i64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    pub fn channel_count(&self) -> i64 {
+        self.channels.load(Ordering::Relaxed)
     }
 
     pub fn next_connection_id(&self) -> u64 {

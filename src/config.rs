@@ -23,6 +23,8 @@ pub enum ConfigError {
     },
     #[error("bad listen address {0:?}")]
     Listen(String),
+    #[error("bad log format {0:?} (text or json)")]
+    LogFormat(String),
 }
 
 /// `warren [--config FILE] [--listen ADDR] [--data-dir DIR] [--metrics-listen ADDR]`
@@ -44,6 +46,9 @@ pub struct Cli {
     /// Log filter (tracing-subscriber EnvFilter syntax) [default: info]
     #[arg(long, env = "WARREN_LOG")]
     pub log: Option<String>,
+    /// Log format: "text" or "json" (one JSON object per line) [default: text]
+    #[arg(long, env = "WARREN_LOG_FORMAT")]
+    pub log_format: Option<String>,
     /// RAM each queue may hold in ready messages before paging to disk [default: 64 MiB]
     #[arg(long, env = "WARREN_QUEUE_RAM_BYTES")]
     pub queue_ram_bytes: Option<usize>,
@@ -83,6 +88,7 @@ pub struct FileConfig {
     pub max_message_size: Option<u64>,
     pub queue_ram_bytes: Option<usize>,
     pub store_cache_bytes: Option<u64>,
+    pub log_format: Option<String>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -92,6 +98,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
     pub log: String,
+    /// Logs as JSON lines instead of text.
+    pub log_json: bool,
     pub vhosts: Vec<String>,
     pub users: Vec<UserConfig>,
     pub frame_max: u32,
@@ -116,6 +124,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./warren-data"),
             metrics_listen: Some(SocketAddr::from(([0, 0, 0, 0], 15692))),
             log: "info".into(),
+            log_json: false,
             vhosts: vec!["/".into()],
             // guest/guest on "/", loopback only, as RabbitMQ ships.
             users: vec![UserConfig {
@@ -172,6 +181,11 @@ impl Config {
         }
         if let Some(l) = cli.log.or(file.log) {
             c.log = l;
+        }
+        match cli.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => {}
+            Some("json") => c.log_json = true,
+            Some(other) => return Err(ConfigError::LogFormat(other.to_string())),
         }
         if let Some(v) = file.vhosts {
             c.vhosts = v;

@@ -15,9 +15,20 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    // RUST_LOG, when set, beats the configured filter (as tracing users expect).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.is_empty())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| {
+            EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"))
+        });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

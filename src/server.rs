@@ -92,11 +92,14 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     if listeners.is_empty() {
         return Err(ServerError::NoListener);
     }
-    if let Some(addr) = config.metrics_listen {
-        crate::metrics::install(addr).map_err(ServerError::Metrics)?;
-    }
+    let metrics_listen = config.metrics_listen;
     let (tx, rx) = watch::channel(false);
     let broker = Broker::open(config, rx.clone())?;
+    if let Some(addr) = metrics_listen {
+        crate::metrics::http::serve(addr, Arc::downgrade(&broker))
+            .await
+            .map_err(|e| ServerError::Metrics(format!("{addr}: {e}")))?;
+    }
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -156,31 +159,41 @@ async fn serve(
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), ServerError> {
+    // Handlers first: a SIGTERM that arrives while the store recovers or the listeners bind
+    // must still mean a graceful stop, not the default (instant) death.
+    let signal = shutdown_signal();
     let handle = start(config).await?;
-    wait_for_signal().await;
+    signal.await;
     info!("shutting down: closing connections with 320 CONNECTION_FORCED");
     handle.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// A future that completes on SIGTERM or SIGINT; the handlers are installed at once.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -125,6 +125,10 @@ impl VHost {
         self.queues.get(name).map(|q| q.clone())
     }
 
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|q| q.clone()).collect()
+    }
+
     pub fn queue_count(&self) -> usize {
         self.queues.len()
     }
@@ -330,6 +334,7 @@ impl VHost {
     /// Deletes a queue (all checks done by the caller); returns what it held.
     pub fn delete_queue(&self, q: &Arc<Queue>) -> Option<DeletedQueue> {
         self.queues.remove_if(&q.name, |_, x| Arc::ptr_eq(x, q))?;
+        metrics::counter!(crate::metrics::QUEUES_DELETED).increment(1);
         let (messages, consumers) = q.delete_contents();
         self.store
             .delete_queue(&self.name, &q.name, q.qid, q.durable);
@@ -604,6 +609,7 @@ impl VHost {
         let Some(ex) = self.exchange(&d.exchange) else {
             return;
         };
+        metrics::counter!(crate::metrics::dead_lettered(d.reason.as_str())).increment(1);
         let now = crate::queue::now_ms() / 1000;
         let Some(m) = dead_letter::rewrite(&d, now) else {
             return;

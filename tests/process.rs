@@ -234,3 +234,188 @@ fn a_damaged_data_directory_is_a_clear_error_naming_it() {
     assert!(err.contains(&sled.display().to_string()), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The value of the first sample of `name` (exact name, any labels) in a scrape.
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the scrape:\n{body}"))
+}
+
+/// Publish 100, consume and ack 60, get 10, publish 5 unroutable: the counters and gauges on
+/// /metrics and /metrics/per-object say exactly that (RabbitMQ's names).
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    use lapin::BasicProperties;
+
+    let b = spawn_broker();
+    let uri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", b.port);
+    let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "m".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let publish = |key: &'static str| {
+        ch.basic_publish(
+            "amq.direct".into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+    };
+    ch.queue_bind(
+        "m".into(),
+        "amq.direct".into(),
+        "m".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        assert!(publish("m").await.unwrap().await.unwrap().is_ack());
+    }
+    for _ in 0..5 {
+        assert!(publish("nowhere").await.unwrap().await.unwrap().is_ack());
+    }
+    let cch = conn.create_channel().await.unwrap();
+    cch.basic_qos(60, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = cch
+        .basic_consume(
+            "m".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    use futures_lite::StreamExt;
+    // Prefetch 60 and no ack before all 60 arrived: exactly 60 are delivered.
+    let mut last = None;
+    for _ in 0..60 {
+        last = Some(consumer.next().await.unwrap().unwrap());
+    }
+    cch.basic_cancel("c".into(), BasicCancelOptions::default())
+        .await
+        .unwrap();
+    last.unwrap()
+        .ack(BasicAckOptions { multiple: true })
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        ch.basic_get("m".into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // A round trip on each channel: everything before it was handled (and counted).
+    for c in [&ch, &cch] {
+        c.queue_declare(
+            "m".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let body = http_get(b.metrics_port, "/metrics");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for (name, expected) in [
+        ("rabbitmq_global_messages_received_total", 105.0),
+        ("rabbitmq_global_messages_received_confirm_total", 105.0),
+        ("rabbitmq_global_messages_routed_total", 100.0),
+        ("rabbitmq_global_messages_unroutable_dropped_total", 5.0),
+        ("rabbitmq_global_messages_unroutable_returned_total", 0.0),
+        ("rabbitmq_global_messages_confirmed_total", 105.0),
+        ("rabbitmq_global_messages_delivered_total", 70.0),
+        (
+            "rabbitmq_global_messages_delivered_consume_manual_ack_total",
+            60.0,
+        ),
+        (
+            "rabbitmq_global_messages_delivered_get_auto_ack_total",
+            10.0,
+        ),
+        ("rabbitmq_global_messages_acknowledged_total", 60.0),
+        ("rabbitmq_connections", 1.0),
+        ("rabbitmq_channels", 2.0),
+        ("rabbitmq_queues", 1.0),
+        ("rabbitmq_consumers", 0.0),
+        ("rabbitmq_queue_messages_ready", 30.0),
+        ("rabbitmq_queue_messages_unacked", 0.0),
+        ("rabbitmq_queues_created_total", 1.0),
+        ("rabbitmq_identity_info", 1.0),
+        ("rabbitmq_build_info", 1.0),
+    ] {
+        assert_eq!(metric(&body, name), expected, "{name}");
+    }
+    assert!(metric(&body, "rabbitmq_process_resident_memory_bytes") > 1e6);
+    assert!(metric(&body, "rabbitmq_disk_space_available_bytes") > 0.0);
+    let per = http_get(b.metrics_port, "/metrics/per-object");
+    assert!(
+        per.contains("rabbitmq_queue_messages_ready{vhost=\"/\",queue=\"m\"} 30"),
+        "{per}"
+    );
+    assert!(http_get(b.metrics_port, "/nope").starts_with("HTTP/1.1 404"));
+    // A malformed request gets an answer, not a dead endpoint.
+    let mut s = TcpStream::connect(("127.0.0.1", b.metrics_port)).unwrap();
+    s.write_all(&[0xff; 20_000]).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert!(http_get(b.metrics_port, "/metrics").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--metrics-listen", "off", "--log-format", "json"])
+        .env_remove("RUST_LOG")
+        .env("WARREN_DATA_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{text}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{l}");
+    }
+    assert!(text.contains("listening for AMQP 0-9-1"), "{text}");
+}

@@ -134,14 +134,22 @@ impl Connection {
             refused,
             written,
         } = outcome;
-        self.published += 1;
         self.published_total += 1;
+        self.tally.received += 1;
+        if seq.is_some() {
+            self.tally.received_confirm += 1;
+        }
         if written {
             self.wrote_durably = true;
         }
+        if !unrouted {
+            self.tally.routed += 1;
+        } else if !mandatory {
+            self.tally.unroutable_dropped += 1;
+        }
         if unrouted {
-            metrics::counter!(crate::metrics::MESSAGES_UNROUTED).increment(1);
             if mandatory {
+                self.tally.unroutable_returned += 1;
                 self.flush_confirms(ch);
                 encode::basic_return(
                     &mut self.out,
@@ -349,7 +357,12 @@ impl Connection {
         );
         let props = delivery_properties(&msg, deliveries);
         encode::content(&mut self.out, ch, &props, msg.body(), self.frame_max);
-        self.delivered += 1;
+        if no_ack {
+            self.tally.get_auto_ack += 1;
+        } else {
+            self.tally.get_manual_ack += 1;
+        }
+        self.tally.redelivered += u64::from(redelivered);
         Ok(())
     }
 
@@ -369,7 +382,9 @@ impl Connection {
             }
         };
         let n = messages.len();
+        let mut redelivered = 0;
         for m in messages {
+            redelivered += u64::from(m.redelivered);
             let tag = c.next_delivery_tag();
             encode::deliver(
                 &mut self.out,
@@ -391,7 +406,12 @@ impl Connection {
                 });
             }
         }
-        self.delivered += n as u64;
+        if consumer.no_ack {
+            self.tally.consume_auto_ack += n as u64;
+        } else {
+            self.tally.consume_manual_ack += n as u64;
+        }
+        self.tally.redelivered += redelivered;
         if consumer.no_ack {
             // The in-flight window frees as soon as the deliveries are in the write buffer.
             consumer.release(n as u32);
@@ -401,6 +421,12 @@ impl Connection {
 
     /// The store synced up to `token`: write the confirms and commit-oks that waited on it.
     pub(super) fn synced(&mut self, token: u64, ok: bool) {
+        while self.syncs_waiting.front().is_some_and(|(t, _)| *t <= token) {
+            if let Some((_, asked)) = self.syncs_waiting.pop_front() {
+                metrics::histogram!(crate::metrics::CONFIRM_LATENCY_SECONDS)
+                    .record(asked.elapsed().as_secs_f64());
+            }
+        }
         let mut frames = Vec::new();
         let mut failed_commit = false;
         for c in self.channels.values_mut() {
@@ -500,7 +526,7 @@ impl Connection {
 
     /// Acked deliveries: credit back to consumers, settled in their queues.
     pub(super) fn settle(&mut self, acked: Vec<Unacked>) {
-        metrics::counter!(crate::metrics::MESSAGES_ACKED).increment(acked.len() as u64);
+        self.tally.acknowledged += acked.len() as u64;
         for_each_queue(acked, |q, ds| {
             release_credit(&ds);
             q.settle(ds.iter().map(|d| &d.message));
@@ -512,7 +538,6 @@ impl Connection {
         for_each_queue(deliveries, |q, ds| {
             release_credit(&ds);
             if requeue {
-                metrics::counter!(crate::metrics::MESSAGES_REDELIVERED).increment(ds.len() as u64);
                 q.requeue(ds.into_iter().map(|d| d.message));
             } else {
                 q.reject(ds.into_iter().map(|d| d.message).collect());

@@ -41,6 +41,8 @@ pub struct Confirms {
     pending: Option<(u64, u64)>,
     /// Confirms in publish order behind the first one that waits for a sync.
     waiting: VecDeque<Waiting>,
+    /// Acks decided since the connection last counted them (metrics).
+    pub confirmed: u64,
 }
 
 struct Waiting {
@@ -65,6 +67,7 @@ impl Confirms {
 
     /// Records an ack for `seq` (acks are recorded in order).
     fn ack(&mut self, seq: u64) {
+        self.confirmed += 1;
         self.pending = Some(match self.pending {
             Some((_, n)) => (seq, n + 1),
             None => (seq, 1),
@@ -112,6 +115,7 @@ impl Confirms {
                 }
                 out.push(ConfirmFrame::Nack(seq));
             } else {
+                self.confirmed += 1;
                 run = Some(run.map_or((seq, 1), |(_, n)| (seq, n + 1)));
             }
         }

@@ -124,7 +124,7 @@ impl Connection {
                     .on(class_id, method_id));
                 }
                 self.channels.insert(ch, Channel::new(ch));
-                metrics::counter!(crate::metrics::CHANNELS_OPENED).increment(1);
+                self.tally.channels_opened += 1;
                 self.write_method(
                     ch,
                     &AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),

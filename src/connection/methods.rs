@@ -184,7 +184,8 @@ impl Connection {
                 } else {
                     requested.to_string()
                 };
-                let (q, _created) = vhost.declare_queue(
+                metrics::counter!(crate::metrics::QUEUES_DECLARED).increment(1);
+                let (q, created) = vhost.declare_queue(
                     QueueSpec {
                         name,
                         durable: d.durable,
@@ -195,6 +196,9 @@ impl Connection {
                     d.passive,
                     self.id,
                 )?;
+                if created {
+                    metrics::counter!(crate::metrics::QUEUES_CREATED).increment(1);
+                }
                 if let Some(c) = self.channels.get_mut(&ch) {
                     c.last_queue = Some(q.name.clone());
                 }

@@ -127,17 +127,28 @@ pub struct Connection {
     wrote_durably: bool,
     /// The last sync token asked of the store (confirms of this batch wait for the next).
     sync_token: u64,
-    /// Messages published in this batch (metrics are bumped once per batch).
-    published: u64,
-    /// ... and in all.
+    /// Counts for the metrics, added to the registry once per batch.
+    tally: crate::metrics::Tally,
+    /// Channels open at the last batch's end (the broker's gauge has them).
+    channels_reported: usize,
+    /// When each sync token was asked for (confirm latency).
+    syncs_waiting: std::collections::VecDeque<(u64, Instant)>,
+    /// Messages published on this connection in all.
     published_total: u64,
     /// Not reading: the store's writer is behind (see `store::BACKLOG_HIGH`).
     flow_paused: bool,
     /// A resource alarm is on (see [`Broker::set_alarm`]); we told the client if it can hear it.
     alarm: AlarmState,
-    delivered: u64,
     /// We answered the client's connection.close: don't hang up first (see [`linger`]).
     linger: bool,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.broker.count_channels(-(self.channels_reported as i64));
+        self.tally.channels_closed += self.channels_reported as u64;
+        self.tally.flush();
+    }
 }
 
 /// Serves one accepted socket until it closes.
@@ -146,10 +157,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let span = tracing::info_span!("conn", id, %peer);
     async move {
         metrics::counter!(crate::metrics::CONNECTIONS_OPENED).increment(1);
+        broker.count_connection(1);
+        let b = broker.clone();
         if let Err(e) = run(stream, peer, broker, id).await {
             debug!("connection ended: {e}");
         }
         metrics::counter!(crate::metrics::CONNECTIONS_CLOSED).increment(1);
+        b.count_connection(-1);
     }
     .instrument(span)
     .await
@@ -198,11 +212,12 @@ async fn run(
         wrote_durably: false,
         sync_token: 0,
         route_scratch: Default::default(),
-        published: 0,
+        tally: Default::default(),
+        channels_reported: 0,
+        syncs_waiting: Default::default(),
         published_total: 0,
         flow_paused: false,
         alarm: AlarmState::default(),
-        delivered: 0,
         linger: false,
     };
     c.send_start();
@@ -422,6 +437,8 @@ impl Connection {
         if std::mem::take(&mut self.wrote_durably) {
             // After this batch's writes (sent under the queues' locks), so it covers them.
             self.sync_token += 1;
+            self.syncs_waiting
+                .push_back((self.sync_token, Instant::now()));
             self.broker
                 .store
                 .notify(self.sync_token, self.events_tx.clone());
@@ -436,14 +453,22 @@ impl Connection {
         for q in std::mem::take(&mut self.to_poke) {
             q.poke();
         }
-        if self.published > 0 {
-            metrics::counter!(crate::metrics::MESSAGES_PUBLISHED).increment(self.published);
-            self.published = 0;
+        for ch in self.channels.values_mut() {
+            if let Some(c) = ch.confirms.as_mut() {
+                self.tally.confirmed += std::mem::take(&mut c.confirmed);
+            }
         }
-        if self.delivered > 0 {
-            metrics::counter!(crate::metrics::MESSAGES_DELIVERED).increment(self.delivered);
-            self.delivered = 0;
+        // Channels that closed this batch: those open before, plus those opened, minus those
+        // open now.
+        let open = self.channels.len();
+        self.tally.channels_closed += (self.channels_reported as u64 + self.tally.channels_opened)
+            .saturating_sub(open as u64);
+        if open != self.channels_reported {
+            self.broker
+                .count_channels(open as i64 - self.channels_reported as i64);
+            self.channels_reported = open;
         }
+        self.tally.flush();
     }
 
     /// The broker's alarm changed: connection.blocked / unblocked to a client that can hear it.

@@ -140,6 +140,6 @@ impl Connection {
             m.body(),
             self.frame_max,
         );
-        self.delivered += 1;
+        self.tally.consume_auto_ack += 1;
     }
 }
