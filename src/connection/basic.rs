@@ -147,26 +147,24 @@ impl Connection {
         } else if !mandatory {
             self.tally.unroutable_dropped += 1;
         }
-        if unrouted {
-            if mandatory {
-                self.tally.unroutable_returned += 1;
-                self.flush_confirms(ch);
-                encode::basic_return(
-                    &mut self.out,
-                    ch,
-                    reply::NO_ROUTE,
-                    "NO_ROUTE",
-                    message.exchange().as_bytes(),
-                    message.routing_key().as_bytes(),
-                );
-                encode::content(
-                    &mut self.out,
-                    ch,
-                    message.properties_raw(),
-                    message.body(),
-                    self.frame_max,
-                );
-            }
+        if unrouted && mandatory {
+            self.tally.unroutable_returned += 1;
+            self.flush_confirms(ch);
+            encode::basic_return(
+                &mut self.out,
+                ch,
+                reply::NO_ROUTE,
+                "NO_ROUTE",
+                message.exchange().as_bytes(),
+                message.routing_key().as_bytes(),
+            );
+            encode::content(
+                &mut self.out,
+                ch,
+                message.properties_raw(),
+                message.body(),
+                self.frame_max,
+            );
         }
         if let Some(seq) = seq {
             // A persistent message is confirmed once this batch's sync is done.
