@@ -389,7 +389,7 @@ async fn metrics_count_what_happened() {
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+    let child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .args(["--metrics-listen", "off", "--log-format", "json"])
