@@ -3,7 +3,9 @@
 #   1. cargo test --workspace: codec byte-vector tests, unit tests, and the integration
 #      tests in tests/ (a real broker on a free port, lapin and raw sockets over TCP);
 #   2. compat-tests/: real pika and amqplib programs against a release build of the broker
-#      (compat-tests/run.sh installs pika and amqplib into local folders first).
+#      (compat-tests/run.sh installs pika and amqplib into local folders first);
+#   3. scripts/check-dashboard.sh: every query of the Grafana dashboard through a real
+#      Prometheus (Debian's package, installed if missing) scraping a loaded broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +30,8 @@ AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" bash compat-tests/run.sh || st
 if ! kill -0 $broker 2>/dev/null; then
   echo "the broker died during the compat tests; its log:"; cat "$data/warren.log"; status=1
 fi
+kill $broker 2>/dev/null || true
+echo "== Grafana dashboard queries through a real Prometheus"
+bash scripts/check-dashboard.sh || status=1
 echo "cargo tests: $cargo_summary"
 exit $status
