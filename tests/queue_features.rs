@@ -927,3 +927,72 @@ async fn cc_and_bcc_headers_route_and_bcc_is_hidden() {
         other => panic!("routing-keys: {other:?}"),
     }
 }
+
+/// Queue arguments are part of a durable queue's definition: after a restart a rejection
+/// still dead-letters and the length limit still holds.
+#[tokio::test]
+async fn dead_lettering_and_length_limits_survive_a_restart() {
+    let b = common::TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("dlq".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_declare(
+        "work".into(),
+        durable,
+        args(&[
+            ("x-max-length", n(2)),
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s("dlq")),
+        ]),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let b = b.restart().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    for i in 0..3 {
+        publish(
+            &ch,
+            "",
+            "work",
+            &format!("w{i}"),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+    // w0 was pushed out by the limit; reject w1.
+    let m = within(ch.basic_get("work".into(), BasicGetOptions::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.delivery.data, b"w1");
+    m.delivery
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .unwrap();
+    let first = wait_get(&ch, "dlq").await;
+    let second = wait_get(&ch, "dlq").await;
+    let reasons: Vec<_> = [&first, &second]
+        .iter()
+        .map(|m| {
+            (
+                String::from_utf8_lossy(&m.delivery.data).into_owned(),
+                text(header(&deaths(&headers(m))[0], "reason")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("w0".to_string(), "maxlen".to_string()),
+            ("w1".to_string(), "rejected".to_string())
+        ]
+    );
+}
