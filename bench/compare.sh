@@ -18,6 +18,9 @@
 #       prefetch 1000, multiple ack every 100: every confirm waits for its fsync
 #   p2  1 KiB, as p1
 #   p3  16 B persistent, confirm window 1000, no consumer (every message is written)
+#   q1  priority queue (x-max-priority 10, messages cycling priorities 0..10), as b
+#   q2  TTL expiry: x-message-ttl 1 ms, no consumer, confirm window 1000 (every message
+#       expires; the rate is how fast the broker takes and expires them)
 #   ("f" selects f1 and f2.)
 #
 # Environment: DURATION (seconds per throughput run, default 15), WARREN_PORT (5742),
@@ -35,7 +38,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
 WARREN_PORT=${WARREN_PORT:-5742}
 RABBIT_PORT=${RABBIT_PORT:-5752}
-SCENARIOS=" ${SCENARIOS:-a b c d e f1 f2 g p1 p2 p3} "
+SCENARIOS=" ${SCENARIOS:-a b c d e f1 f2 g p1 p2 p3 q1 q2} "
 SCENARIOS=${SCENARIOS// f / f1 f2 }
 OUT=${OUT:-$(mktemp -d /tmp/warren-bench.XXXXXX)}
 REF=${RABBITMQ_REF:-/work/shared/bin/rabbitmq-ref}
@@ -275,6 +278,15 @@ if want p3; then
   restart_brokers
   both p3 0 run_load --size 16 --persistent --confirm 1000 --consumers 0
   rate_row p3 "p3. 16 B persistent, confirms 1000, no consumer" "confirmed" confirm_rate
+fi
+if want q1; then
+  both q1 0 run_load --size 16 --max-priority 10 --confirm 1000 --prefetch 1000 --ack-every 100
+  rate_row q1 "q1. priority queue (10 levels), as b" "confirmed" confirm_rate
+  rate_row q1 "q1. priority queue (10 levels), as b" "delivered" deliver_rate
+fi
+if want q2; then
+  both q2 1 run_load --size 16 --message-ttl 1 --consumers 0 --confirm 1000
+  rate_row q2 "q2. TTL 1 ms, no consumer (all expire)" "confirmed" confirm_rate
 fi
 
 # ---------------------------------------------------------------------------------------
