@@ -9,6 +9,7 @@
 pub mod arguments;
 pub mod consumer;
 pub mod dead_letter;
+pub mod page_file;
 pub mod ready;
 
 use std::sync::atomic::{AtomicBool, Ordering};

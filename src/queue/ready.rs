@@ -2,18 +2,16 @@
 //!
 //! Messages enter at the back and leave from the front, so a deep queue keeps its oldest
 //! messages in RAM (about to be delivered) and everything after the first message that did
-//! not fit on disk only: the tail is a range of sequence numbers whose records are in sled
-//! (persistent ones were written anyway; transient ones are written as "paged" records,
-//! dropped at the next start). When the head runs dry, the next chunk of the tail is read
-//! back. A tail message costs no RAM at all, only its share of two counters.
-//!
-//! The writer applies a queue's writes in sequence order, and tells the queue how far it got
-//! (`written`); tail messages it has not reached yet stay in `unwritten` until it does.
+//! not fit in its page file ([`super::page_file`]), appended and read back in order: a tail
+//! message costs no RAM. When the head runs dry the next chunk is read back. A queue
+//! recovered at start also has a tail of persistent records in the store (a seq range read
+//! back from sled); it comes before anything paged since.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
+use super::page_file::PageFile;
 use crate::message::Message;
 use crate::store::Store;
 
@@ -65,12 +63,6 @@ pub struct Tail {
     pub bytes: usize,
 }
 
-struct Unwritten {
-    seq: u64,
-    message: Weak<Message>,
-    expires_at: u64,
-}
-
 pub struct Ready {
     disk: Disk,
     /// RAM the head may take (see [`Message::ram_cost`]).
@@ -79,9 +71,8 @@ pub struct Ready {
     head_cost: usize,
     head_bytes: usize,
     tail: Tail,
-    /// The newest tail messages, until the writer has applied their records. Weak: the
-    /// writer holds the message until then, and its memory goes as soon as it is written.
-    unwritten: VecDeque<Unwritten>,
+    /// Messages past the budget, in order, on disk (opened when first needed).
+    pages: Option<PageFile>,
     /// Recovered messages with a seq up to this were delivered before the restart.
     delivered_before: Option<u64>,
     /// A priority queue (`x-max-priority`): one FIFO per priority, highest first, all in
@@ -118,7 +109,7 @@ impl Ready {
             head_cost: 0,
             head_bytes: 0,
             tail: Tail::default(),
-            unwritten: VecDeque::new(),
+            pages: None,
             delivered_before: None,
         }
     }
@@ -153,43 +144,45 @@ impl Ready {
         if let Some(l) = &self.levels {
             return l.front().map(|m| m.expires_at).filter(|&e| e != 0);
         }
-        if self.head.is_empty() && self.tail.count > 0 {
+        if self.head.is_empty() && (self.tail.count > 0 || self.paged() > 0) {
             self.page_in();
         }
         self.head.front().map(|m| m.expires_at).filter(|&e| e != 0)
     }
 
-    /// Appends a new message (its `seq` is higher than any stored). Past the budget it goes
-    /// to the tail: written to disk if it isn't already.
-    pub fn push(&mut self, mut m: QueuedMessage) {
+    fn paged(&self) -> usize {
+        self.pages.as_ref().map_or(0, |p| p.count)
+    }
+
+    /// Appends a new message (its `seq` is higher than any stored). Past the budget, or
+    /// behind messages already on disk, it goes to the page file.
+    pub fn push(&mut self, m: QueuedMessage) {
         let cost = m.message.ram_cost();
-        if self.levels.is_some() || (self.tail.count == 0 && self.head_cost + cost <= self.budget) {
+        let fits =
+            self.tail.count == 0 && self.paged() == 0 && self.head_cost + cost <= self.budget;
+        if self.levels.is_some() || fits {
             self.add_to_head_back(m);
             return;
         }
-        if !m.on_disk {
-            self.disk.put(m.seq, m.message.clone(), false, m.expires_at);
-            m.on_disk = true;
+        if let Err(e) = self.page_out(&m) {
+            // A full or failing disk: keep it in RAM rather than lose it.
+            tracing::error!(qid = self.disk.qid, "cannot page a message out: {e}");
+            self.add_to_head_back(m);
         }
-        if self.tail.count == 0 {
-            self.tail.from = m.seq;
-        }
-        self.tail.count += 1;
-        self.tail.bytes += m.message.size();
-        self.tail.to = m.seq + 1;
-        self.unwritten.push_back(Unwritten {
-            seq: m.seq,
-            message: Arc::downgrade(&m.message),
-            expires_at: m.expires_at,
-        });
-        self.forget_written();
     }
 
-    /// Drops our copies of tail messages the writer has applied.
-    fn forget_written(&mut self) {
-        let written = self.disk.written.load(Ordering::Acquire);
-        while self.unwritten.front().is_some_and(|m| m.seq < written) {
-            self.unwritten.pop_front();
+    fn page_out(&mut self, m: &QueuedMessage) -> std::io::Result<()> {
+        if self.pages.is_none() {
+            let path = self
+                .disk
+                .store
+                .pages_dir()
+                .join(format!("{:016x}.pg", self.disk.qid));
+            self.pages = Some(PageFile::create(path)?);
+        }
+        match &mut self.pages {
+            Some(p) => p.push(m),
+            None => Ok(()),
         }
     }
 
@@ -200,7 +193,7 @@ impl Ready {
             l.len -= 1;
             m
         } else {
-            if self.head.is_empty() && self.tail.count > 0 {
+            if self.head.is_empty() && (self.tail.count > 0 || self.paged() > 0) {
                 self.page_in();
             }
             self.head.pop_front()?
@@ -210,76 +203,55 @@ impl Ready {
         Some(m)
     }
 
-    /// Moves the next chunk of the tail into the head: records from disk, or messages the
-    /// writer has not reached yet from RAM.
+    /// Moves the next chunk of the tail into the head: the store's recovered records first,
+    /// then the page file.
     fn page_in(&mut self) {
         const CHUNK: usize = 4 << 20;
         let chunk = (self.budget / 4).clamp(1, CHUNK);
         let mut cost = 0;
         while cost < chunk && self.tail.count > 0 {
-            self.forget_written();
-            let end = self.unwritten.front().map_or(self.tail.to, |m| m.seq);
-            if self.tail.from < end {
-                let (qid, from) = (self.disk.qid, self.tail.from);
-                let read = match self.disk.store.read_messages(qid, from, end, chunk - cost) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // The messages stay where they are; the next pop tries again.
-                        tracing::error!(qid, "{e}");
-                        return;
-                    }
-                };
-                if read.is_empty() {
-                    self.tail.from = end;
+            let (qid, from, to) = (self.disk.qid, self.tail.from, self.tail.to);
+            let read = match self.disk.store.read_messages(qid, from, to, chunk - cost) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The messages stay where they are; the next pop tries again.
+                    tracing::error!(qid, "{e}");
+                    return;
                 }
-                for (seq, message, expires_at) in read {
-                    cost += message.ram_cost();
-                    let redelivered = self.delivered_before.is_some_and(|d| seq <= d);
-                    self.take_from_tail(QueuedMessage {
-                        seq,
-                        message: Arc::new(message),
-                        redelivered,
-                        on_disk: true,
-                        expires_at,
-                        deliveries: 0,
-                    });
-                }
-                continue;
-            }
-            let Some(front) = self.unwritten.front() else {
-                // Records that vanished (damaged ones are dropped) leave no phantom count.
-                self.tail.count = 0;
-                self.tail.bytes = 0;
-                break;
             };
-            let (seq, expires_at) = (front.seq, front.expires_at);
-            match front.message.upgrade() {
-                Some(message) => {
-                    self.unwritten.pop_front();
-                    cost += message.ram_cost();
-                    self.take_from_tail(QueuedMessage {
-                        seq,
-                        message,
-                        redelivered: false,
-                        on_disk: true,
-                        expires_at,
-                        deliveries: 0,
-                    });
+            if read.is_empty() {
+                // Records that vanished (damaged ones are dropped) leave no phantom count.
+                self.tail = Tail::default();
+                break;
+            }
+            for (seq, message, expires_at) in read {
+                cost += message.ram_cost();
+                let redelivered = self.delivered_before.is_some_and(|d| seq <= d);
+                self.take_from_tail(QueuedMessage {
+                    seq,
+                    message: Arc::new(message),
+                    redelivered,
+                    on_disk: true,
+                    expires_at,
+                    deliveries: 0,
+                });
+            }
+        }
+        if cost > 0 {
+            return;
+        }
+        let Some(pages) = &mut self.pages else { return };
+        match pages.pop_chunk(chunk) {
+            Ok(ms) => {
+                for m in ms {
+                    self.add_to_head_back(m);
                 }
-                None if self.disk.written.load(Ordering::Acquire) > seq => {
-                    // Written in the meantime: read it from disk on the next turn.
-                }
-                None => {
-                    // The writer let go of it without writing it: the store failed (logged).
-                    tracing::error!(
-                        qid = self.disk.qid,
-                        seq,
-                        "a paged message was lost by the store"
-                    );
-                    self.unwritten.pop_front();
-                    self.tail.from = seq + 1;
-                    self.tail.count = self.tail.count.saturating_sub(1);
-                }
+            }
+            Err(e) => {
+                // Unreadable scratch: those messages are lost (persistent ones come back
+                // from the store at the next start). Said loudly; the queue goes on.
+                tracing::error!(qid = self.disk.qid, lost = pages.count, "page file: {e}");
+                let _ = pages.clear();
             }
         }
     }
@@ -327,9 +299,18 @@ impl Ready {
                 self.settle(m);
             }
         }
-        self.disk
-            .store
-            .delete_messages(self.disk.qid, self.tail.from, self.tail.to);
+        // Everything from the first record on disk on is ready (never delivered): its records
+        // go by range.
+        let from = match (&self.pages, self.tail.count) {
+            (_, n) if n > 0 => Some(self.tail.from),
+            (Some(p), _) if p.count > 0 => Some(p.floor),
+            _ => None,
+        };
+        if let Some(from) = from {
+            self.disk
+                .store
+                .delete_messages(self.disk.qid, from, u64::MAX);
+        }
         self.discard()
     }
 
@@ -341,7 +322,9 @@ impl Ready {
             l.by_priority.iter_mut().for_each(VecDeque::clear);
             l.len = 0;
         }
-        self.unwritten.clear();
+        if let Some(p) = &mut self.pages {
+            let _ = p.clear();
+        }
         self.head_cost = 0;
         self.head_bytes = 0;
         self.tail = Tail::default();
@@ -349,7 +332,7 @@ impl Ready {
     }
 
     pub fn len(&self) -> usize {
-        self.head.len() + self.tail.count + self.levels.as_ref().map_or(0, |l| l.len)
+        self.head.len() + self.tail.count + self.paged() + self.levels.as_ref().map_or(0, |l| l.len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -358,7 +341,7 @@ impl Ready {
 
     /// Body bytes of the ready messages.
     pub fn bytes(&self) -> usize {
-        self.head_bytes + self.tail.bytes
+        self.head_bytes + self.tail.bytes + self.pages.as_ref().map_or(0, |p| p.bytes)
     }
 
     /// Body bytes of ready messages held in RAM, and of those only on disk.

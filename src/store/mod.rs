@@ -101,6 +101,8 @@ pub struct Store {
     path: PathBuf,
     /// Segment files of large bodies.
     bodies: PathBuf,
+    /// Deep queues' page files (scratch, emptied at every start).
+    pages: PathBuf,
     /// Unbounded: a sender never blocks a connection's thread. Publishers with confirms are
     /// bounded by their window; see ARCHITECTURE.md for the rest.
     tx: mpsc::Sender<Op>,
@@ -151,10 +153,17 @@ impl Store {
             db,
             path,
             bodies: dir.join("bodies"),
+            pages: dir.join("pages"),
             tx,
             writer: Mutex::new(None),
             backlog: Arc::new(AtomicUsize::new(0)),
         });
+        // Page files only hold what a previous run had in its queues' tails: scratch.
+        let _ = std::fs::remove_dir_all(&store.pages);
+        std::fs::create_dir_all(&store.pages).map_err(|e| StoreError::Open {
+            path: store.pages.clone(),
+            source: sled::Error::Io(e),
+        })?;
         // Recovery queues its deletes on the channel; the writer applies them once started.
         let (recovered, live) = store.recover(queue_budget)?;
         let segments =
@@ -196,6 +205,10 @@ impl Store {
             message,
             expires_at: m.expires_at,
         })
+    }
+
+    pub fn pages_dir(&self) -> &Path {
+        &self.pages
     }
 
     pub fn path(&self) -> &Path {
