@@ -478,7 +478,6 @@ impl VHost {
         Disk {
             store: self.store.clone(),
             qid,
-            written: Arc::new(AtomicU64::new(0)),
         }
     }
 

@@ -8,7 +8,6 @@
 //! back from sled); it comes before anything paged since.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::page_file::PageFile;
@@ -30,25 +29,17 @@ pub struct QueuedMessage {
     pub deliveries: u32,
 }
 
-/// The disk side of a queue: where its records go and how far the writer has applied them.
+/// The disk side of a queue: the store its records go to, under its id.
 #[derive(Clone)]
 pub struct Disk {
     pub store: Arc<Store>,
     pub qid: u64,
-    /// Every record of this queue with a seq below this is applied (readable).
-    pub written: Arc<AtomicU64>,
 }
 
 impl Disk {
     pub fn put(&self, seq: u64, message: Arc<Message>, persistent: bool, expires_at: u64) {
-        self.store.put_message(
-            self.qid,
-            seq,
-            message,
-            persistent,
-            expires_at,
-            self.written.clone(),
-        );
+        self.store
+            .put_message(self.qid, seq, message, persistent, expires_at);
     }
 }
 

@@ -16,7 +16,7 @@ pub mod segments;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -53,8 +53,6 @@ pub(crate) enum Op {
         persistent: bool,
         /// ms since the epoch, 0 = never.
         expires_at: u64,
-        /// The queue's "applied below" mark, raised past this seq once applied.
-        written: Arc<AtomicU64>,
     },
     /// `external`: its body may be in a segment (the writer looks the record up first).
     DeleteMessage {
@@ -242,7 +240,6 @@ impl Store {
         message: Arc<Message>,
         persistent: bool,
         expires_at: u64,
-        written: Arc<AtomicU64>,
     ) {
         self.backlog
             .fetch_add(message.ram_cost(), Ordering::Relaxed);
@@ -251,7 +248,6 @@ impl Store {
             message,
             persistent,
             expires_at,
-            written,
         });
     }
 

@@ -7,7 +7,7 @@
 //! or prefix delete) first applies what came before it, so order is kept.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,7 +19,6 @@ use super::records::{self, DestKind, MessageKey};
 use super::segments::{Segments, EXTERNAL_BODY_MIN};
 use super::Op;
 use crate::connection::ConnEvent;
-use crate::message::Message;
 
 /// Ops taken per commit at most (bounds a commit's memory and latency).
 const MAX_OPS: usize = 64 * 1024;
@@ -33,7 +32,6 @@ pub(super) fn run(db: sled::Db, rx: Receiver<Op>, backlog: Arc<AtomicUsize>, seg
         taken: 0,
         batch: sled::Batch::default(),
         dirty: false,
-        written: Vec::new(),
         notify: Vec::new(),
         barriers: Vec::new(),
         delivered: HashMap::new(),
@@ -74,9 +72,6 @@ struct Writer {
     batch: sled::Batch,
     /// `batch` holds something.
     dirty: bool,
-    /// Queues' marks to raise once the current batch is applied, the seq written, and the
-    /// message (dropped only after its mark is raised).
-    written: Vec<(Arc<AtomicU64>, u64, Arc<Message>)>,
     notify: Vec<(u64, UnboundedSender<ConnEvent>)>,
     barriers: Vec<Sender<bool>>,
     delivered: HashMap<u64, u64>,
@@ -105,7 +100,6 @@ impl Writer {
                     message,
                     persistent,
                     expires_at,
-                    written,
                 } => {
                     self.taken += message.ram_cost();
                     if cancelled.contains(&key) {
@@ -127,11 +121,6 @@ impl Writer {
                     records::encode_message(&message, flags, expires_at, external, &mut self.value);
                     self.batch.insert(&key[..], &self.value[..]);
                     self.dirty = true;
-                    if let Some((_, seq)) = records::parse_message_key(&key) {
-                        // Kept until applied: a queue reads a message it still needs from
-                        // RAM while this lives, from disk after.
-                        self.written.push((written, seq, message));
-                    }
                 }
                 Op::DeleteMessage { key, external } => {
                     if !cancelled.contains(&key) {
@@ -232,21 +221,15 @@ impl Writer {
         // Bodies first: a record must never be readable before the bytes it points at.
         if let Err(e) = self.segments.write_pending() {
             self.fail(format_args!("cannot write a body segment: {e}"));
-            self.written.clear();
             return false;
         }
         match self.db.apply_batch(batch) {
             Ok(()) => {
                 self.unsynced = true;
-                for (mark, seq, message) in self.written.drain(..) {
-                    mark.fetch_max(seq + 1, Ordering::AcqRel);
-                    drop(message);
-                }
                 true
             }
             Err(e) => {
                 self.fail(format_args!("store write failed: {e}"));
-                self.written.clear();
                 false
             }
         }
