@@ -343,11 +343,12 @@ impl Queue {
                 .is_some_and(|n| (st.store.bytes() + m.size()) as u64 > n)
     }
 
-    /// The next live message: expired ones met on the way are dead-lettered.
-    fn pop_live(&self, st: &mut State, now: u64) -> Option<QueuedMessage> {
+    /// The next live message: expired ones met on the way are dead-lettered. The clock is
+    /// read only for messages that can expire (most never do).
+    fn pop_live(&self, st: &mut State) -> Option<QueuedMessage> {
         loop {
             let m = st.store.pop()?;
-            if m.expires_at != 0 && m.expires_at < now {
+            if m.expires_at != 0 && m.expires_at < now_ms() {
                 st.store.settle(&m);
                 self.dead_letter(st, m.message, Reason::Expired);
                 continue;
@@ -431,7 +432,7 @@ impl Queue {
     pub fn get(&self, ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
         st.last_used = Instant::now();
-        let got = self.pop_live(&mut st, now_ms());
+        let got = self.pop_live(&mut st);
         if let Some(m) = &got {
             if ack {
                 st.unacked += 1;
@@ -599,7 +600,6 @@ impl Queue {
         if n == 0 || st.store.is_empty() {
             return;
         }
-        let now = now_ms();
         // One slot per consumer that gets something (usually one).
         let mut batches: Vec<(usize, Vec<QueuedMessage>)> = Vec::new();
         let mut delivered_up_to = None;
@@ -607,7 +607,7 @@ impl Queue {
             let Some(i) = pick_consumer(st, n) else {
                 break;
             };
-            let Some(m) = self.pop_live(st, now) else {
+            let Some(m) = self.pop_live(st) else {
                 // Credit was taken for a message that turned out expired: give it back.
                 st.consumers[i].release(1);
                 break;

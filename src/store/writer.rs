@@ -306,6 +306,10 @@ impl Writer {
 
 /// Message keys both written and deleted among `ops`.
 fn cancelled_pairs(ops: &[Op]) -> HashSet<MessageKey> {
+    // A commit of publishes alone (no consumer yet) cancels nothing: skip hashing every put.
+    if !ops.iter().any(|op| matches!(op, Op::DeleteMessage { .. })) {
+        return HashSet::new();
+    }
     let mut puts = HashSet::new();
     let mut both = HashSet::new();
     for op in ops {
