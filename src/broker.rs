@@ -1,5 +1,6 @@
 //! The process-wide state: users, vhosts, connection ids, and the shutdown signal.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,19 +61,24 @@ impl Broker {
                 warn!(vhost = %name, "vhost on disk is not in the config: its entities are not served");
             }
         }
+        // Grouped by vhost, then each vhost rebuilt in one go.
+        let mut exchanges: HashMap<String, Vec<_>> = HashMap::new();
         for x in recovered.exchanges {
-            if let Some(v) = find(&x.vhost) {
-                v.restore_exchange(x);
-            }
+            exchanges.entry(x.vhost.clone()).or_default().push(x);
         }
+        let mut queues: HashMap<String, Vec<_>> = HashMap::new();
         for q in recovered.queues {
-            if let Some(v) = find(&q.def.vhost) {
-                v.restore_queue(q);
-            }
+            queues.entry(q.def.vhost.clone()).or_default().push(q);
         }
-        for b in recovered.bindings {
-            if let Some(v) = find(&b.vhost) {
-                v.restore_binding(b);
+        let mut by_id = HashMap::new();
+        for name in &config.vhosts {
+            if let Some(v) = find(name) {
+                v.restore(
+                    exchanges.remove(name).unwrap_or_default(),
+                    queues.remove(name).unwrap_or_default(),
+                    &recovered.bindings,
+                    &mut by_id,
+                );
             }
         }
         Ok(Arc::new(Broker {

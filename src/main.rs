@@ -23,7 +23,11 @@ fn main() -> std::process::ExitCode {
         .unwrap_or_else(|| {
             EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"))
         });
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: a log file (or a test's capture) gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if config.log_json {
         logs.json().init();
     } else {

@@ -74,9 +74,12 @@ impl ServerHandle {
 
 /// Binds the listeners and serves in the background.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
-        path: config.data_dir.clone(),
-        source,
+    // Its name synced too: a data directory that vanishes with the power takes everything.
+    crate::store::create_dir_all_synced(&config.data_dir).map_err(|source| {
+        ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        }
     })?;
     let mut listeners = Vec::new();
     for &addr in &config.listen {

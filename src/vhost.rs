@@ -2,7 +2,7 @@
 //! Lookups go through sharded maps (no global lock); bindings live in each exchange.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -105,6 +105,7 @@ impl VHost {
             v.exchanges.insert(
                 n.to_string(),
                 Exchange::new(
+                    v.store.new_id(),
                     n.to_string(),
                     *kind,
                     true,
@@ -176,11 +177,21 @@ impl VHost {
             )));
         }
         let entry = self.exchanges.entry(name.to_string()).or_insert_with(|| {
+            let id = self.store.new_id();
             if durable {
-                self.store
-                    .put_exchange(&self.name, name, kind, auto_delete, internal, &arguments);
+                // Written before the exchange is visible, so it precedes its bindings.
+                self.store.put_exchange(
+                    id,
+                    &self.name,
+                    name,
+                    kind,
+                    auto_delete,
+                    internal,
+                    &arguments,
+                );
             }
             Exchange::new(
+                id,
                 name.to_string(),
                 kind,
                 durable,
@@ -232,9 +243,15 @@ impl VHost {
         {
             return;
         }
-        ex.mark_deleted();
+        // Marked deleted before its bindings go, so no bind can slip in after.
+        ex.unbind_all(|b| {
+            if let Some((kind, dest)) = durable_end(ex, &b.destination) {
+                self.store
+                    .delete_binding(kind, dest, ex.id, &b.routing_key, &b.arguments);
+            }
+        });
         if ex.durable {
-            self.store.delete_exchange(&self.name, &ex.name);
+            self.store.delete_exchange(ex.id);
         }
         // Bindings into this exchange (exchange-to-exchange) go with it.
         self.unbind_everywhere(&Destination::Exchange(ex.clone()));
@@ -298,13 +315,15 @@ impl VHost {
                 created = true;
                 // An exclusive queue is transient whatever it says (RabbitMQ).
                 let durable = spec.durable && !spec.exclusive;
-                let qid = self.store.new_queue_id();
+                let qid = self.store.new_id();
                 if durable {
-                    // Written before the queue is visible, so it precedes its messages.
+                    // Written before the queue is visible, so it precedes its messages and
+                    // bindings; keyed by this incarnation's id, so a delete of an earlier
+                    // queue of the same name that reaches the store later cannot touch it.
                     self.store.put_queue(
+                        qid,
                         &self.name,
                         &spec.name,
-                        qid,
                         spec.auto_delete,
                         &spec.arguments,
                     );
@@ -335,9 +354,10 @@ impl VHost {
     pub fn delete_queue(&self, q: &Arc<Queue>) -> Option<DeletedQueue> {
         self.queues.remove_if(&q.name, |_, x| Arc::ptr_eq(x, q))?;
         metrics::counter!(crate::metrics::QUEUES_DELETED).increment(1);
+        // Marked deleted (under its lock) before its records go, so nothing is written for
+        // it after them: no publish enqueues, no bind binds.
         let (messages, consumers) = q.delete_contents();
-        self.store
-            .delete_queue(&self.name, &q.name, q.qid, q.durable);
+        self.store.delete_queue(q.qid, q.durable);
         self.unbind_everywhere(&Destination::Queue(q.clone()));
         self.topology_changed();
         Some(DeletedQueue {
@@ -364,15 +384,20 @@ impl VHost {
                 .map_err(AmqpError::precondition_failed)?;
         }
         let stored = durable_end(&ex, &dest);
-        if ex.bind(Binding {
-            destination: dest,
-            routing_key: key.to_string(),
-            arguments: arguments.clone(),
-        }) {
-            if let Some((kind, name)) = stored {
-                self.store
-                    .put_binding(&self.name, &ex.name, kind, &name, key, &arguments);
-            }
+        let store = &self.store;
+        let added = ex.bind(
+            Binding {
+                destination: dest,
+                routing_key: key.to_string(),
+                arguments,
+            },
+            |b| {
+                if let Some((kind, dest)) = stored {
+                    store.put_binding(kind, dest, ex.id, &b.routing_key, &b.arguments);
+                }
+            },
+        );
+        if added {
             self.topology_changed();
         }
         Ok(())
@@ -395,15 +420,20 @@ impl VHost {
             return Ok(());
         };
         let stored = durable_end(&ex, &dest);
-        if ex.unbind(&Binding {
-            destination: dest,
-            routing_key: key.to_string(),
-            arguments: arguments.clone(),
-        }) {
-            if let Some((kind, name)) = stored {
-                self.store
-                    .delete_binding(&self.name, &ex.name, kind, &name, key, &arguments);
-            }
+        let store = &self.store;
+        let removed = ex.unbind(
+            &Binding {
+                destination: dest,
+                routing_key: key.to_string(),
+                arguments,
+            },
+            |b| {
+                if let Some((kind, dest)) = stored {
+                    store.delete_binding(kind, dest, ex.id, &b.routing_key, &b.arguments);
+                }
+            },
+        );
+        if removed {
             self.topology_changed();
             self.maybe_auto_delete(&ex);
         }
@@ -481,61 +511,94 @@ impl VHost {
         }
     }
 
-    /// A durable exchange read back at start (not written again).
-    pub fn restore_exchange(&self, d: ExchangeDef) {
-        let ex = Exchange::new(
-            d.name.clone(),
-            d.kind,
-            true,
-            d.auto_delete,
-            d.internal,
-            d.arguments,
-        );
-        self.exchanges.insert(d.name, ex);
-    }
-
-    /// A durable queue and its messages read back at start.
-    pub fn restore_queue(&self, r: RecoveredQueue) {
-        let args = QueueArgs::parse(&r.def.arguments).unwrap_or_else(|e| {
-            warn!(queue = %r.def.name, "stored arguments no longer valid ({e}): ignored");
-            QueueArgs::default()
-        });
-        let q = Queue::new(
-            r.def.name.clone(),
-            true,
-            None,
-            r.def.auto_delete,
-            r.def.arguments.clone(),
-            args,
-            self.me.clone(),
-            self.disk(r.def.qid),
-            self.queue_ram_budget,
-        );
-        q.restore(r);
-        self.queues.insert(q.name.clone(), q);
-    }
-
-    /// A binding between durable ends read back at start.
-    pub fn restore_binding(&self, d: BindingDef) {
-        let (Some(ex), dest) = (
-            self.exchange(&d.source),
-            match d.dest_kind {
-                DestKind::Queue => self.queue(&d.dest).map(Destination::Queue),
-                DestKind::Exchange => self.exchange(&d.dest).map(Destination::Exchange),
-            },
-        ) else {
-            warn!(vhost = %self.name, source = %d.source, "stored binding from a missing exchange: skipped");
-            return;
-        };
-        let Some(dest) = dest else {
-            warn!(vhost = %self.name, dest = %d.dest, "stored binding to a missing destination: skipped");
-            return;
-        };
-        ex.bind(Binding {
-            destination: dest,
-            routing_key: d.routing_key,
-            arguments: d.arguments,
-        });
+    /// Everything recovered for this vhost, rebuilt: durable exchanges (the built-in ones
+    /// keep their stored ids, or get their records written now), durable queues with their
+    /// messages, and the bindings between them (by id).
+    pub fn restore(
+        &self,
+        exchanges: Vec<ExchangeDef>,
+        queues: Vec<RecoveredQueue>,
+        bindings: &[BindingDef],
+        by_id: &mut HashMap<u64, Destination>,
+    ) {
+        let mut builtin_restored = Vec::new();
+        for d in exchanges {
+            let ex = Exchange::new(
+                d.id,
+                d.name.clone(),
+                d.kind,
+                true,
+                d.auto_delete,
+                d.internal,
+                d.arguments,
+            );
+            if BUILTIN.iter().any(|(n, _)| *n == d.name) {
+                builtin_restored.push(d.name.clone());
+            }
+            by_id.insert(d.id, Destination::Exchange(ex.clone()));
+            self.exchanges.insert(d.name, ex);
+        }
+        for (n, kind) in BUILTIN {
+            if n.is_empty() || builtin_restored.iter().any(|r| r == n) {
+                continue;
+            }
+            // A new vhost (or one from before built-ins were stored): their ids must be
+            // stable, since bindings from them are stored by id.
+            if let Some(ex) = self.exchange(n) {
+                self.store.put_exchange(
+                    ex.id,
+                    &self.name,
+                    n,
+                    *kind,
+                    false,
+                    false,
+                    &FieldTable::default(),
+                );
+                by_id.insert(ex.id, Destination::Exchange(ex));
+            }
+        }
+        for r in queues {
+            let args = QueueArgs::parse(&r.def.arguments).unwrap_or_else(|e| {
+                warn!(queue = %r.def.name, "stored arguments no longer valid ({e}): ignored");
+                QueueArgs::default()
+            });
+            let q = Queue::new(
+                r.def.name.clone(),
+                true,
+                None,
+                r.def.auto_delete,
+                r.def.arguments.clone(),
+                args,
+                self.me.clone(),
+                self.disk(r.def.qid),
+                self.queue_ram_budget,
+            );
+            q.restore(r);
+            by_id.insert(q.qid, Destination::Queue(q.clone()));
+            self.queues.insert(q.name.clone(), q);
+        }
+        for d in bindings {
+            let (Some(Destination::Exchange(ex)), Some(dest)) =
+                (by_id.get(&d.source), by_id.get(&d.dest))
+            else {
+                continue;
+            };
+            if !self
+                .exchanges
+                .get(&ex.name)
+                .is_some_and(|e| Arc::ptr_eq(&e, ex))
+            {
+                continue; // another vhost's
+            }
+            ex.bind(
+                Binding {
+                    destination: dest.clone(),
+                    routing_key: d.routing_key.clone(),
+                    arguments: d.arguments.clone(),
+                },
+                |_| {},
+            );
+        }
         self.topology_changed();
     }
 
@@ -649,14 +712,14 @@ impl VHost {
     }
 }
 
-/// The destination's kind and name if a binding from `ex` to it is durable (both ends are).
-fn durable_end(ex: &Exchange, dest: &Destination) -> Option<(DestKind, String)> {
+/// The destination's kind and id if a binding from `ex` to it is durable (both ends are).
+fn durable_end(ex: &Exchange, dest: &Destination) -> Option<(DestKind, u64)> {
     if !ex.durable {
         return None;
     }
     match dest {
-        Destination::Queue(q) if q.durable => Some((DestKind::Queue, q.name.clone())),
-        Destination::Exchange(e) if e.durable => Some((DestKind::Exchange, e.name.clone())),
+        Destination::Queue(q) if q.durable => Some((DestKind::Queue, q.qid)),
+        Destination::Exchange(e) if e.durable => Some((DestKind::Exchange, e.id)),
         _ => None,
     }
 }

@@ -150,6 +150,9 @@ pub struct Connection {
     wrote_durably: bool,
     /// The last sync token asked of the store (confirms of this batch wait for the next).
     sync_token: u64,
+    /// The store's failure epoch when this batch of input began: a store failure after it
+    /// fails the batch's confirms (see `store::writer`).
+    batch_epoch: u64,
     /// Counts for the metrics, added to the registry once per batch.
     tally: crate::metrics::Tally,
     counters: crate::metrics::Counters,
@@ -235,6 +238,7 @@ async fn run(
         to_poke: Vec::new(),
         wrote_durably: false,
         sync_token: 0,
+        batch_epoch: 0,
         route_scratch: Default::default(),
         tally: Default::default(),
         counters: Default::default(),
@@ -429,6 +433,8 @@ impl Connection {
 
     /// Decodes and handles every complete frame in `inbuf`.
     pub(super) fn process_input(&mut self, inbuf: &mut BytesMut) {
+        // Before any write this batch makes.
+        self.batch_epoch = self.broker.store.failure_epoch();
         loop {
             if self.phase == Phase::Closed {
                 inbuf.clear();
@@ -466,7 +472,7 @@ impl Connection {
                 .push_back((self.sync_token, Instant::now()));
             self.broker
                 .store
-                .notify(self.sync_token, self.events_tx.clone());
+                .notify(self.sync_token, self.batch_epoch, self.events_tx.clone());
         }
         for ch in self.channels.values_mut() {
             if let Some(c) = ch.confirms.as_mut() {

@@ -23,6 +23,13 @@ pub enum Destination {
 }
 
 impl Destination {
+    pub fn is_deleted(&self) -> bool {
+        match self {
+            Destination::Queue(q) => q.is_deleted(),
+            Destination::Exchange(e) => e.is_deleted(),
+        }
+    }
+
     pub fn same(&self, other: &Destination) -> bool {
         match (self, other) {
             (Destination::Queue(a), Destination::Queue(b)) => Arc::ptr_eq(a, b),
@@ -77,6 +84,15 @@ impl ExchangeKind {
     }
 }
 
+fn new_router(kind: ExchangeKind) -> Box<dyn Router> {
+    match kind {
+        ExchangeKind::Direct => Box::<direct::DirectRouter>::default(),
+        ExchangeKind::Fanout => Box::<fanout::FanoutRouter>::default(),
+        ExchangeKind::Topic => Box::<topic::TopicRouter>::default(),
+        ExchangeKind::Headers => Box::<headers::HeadersRouter>::default(),
+    }
+}
+
 /// What a router needs to know about a message.
 pub struct RouteInput<'a> {
     pub routing_key: &'a str,
@@ -97,6 +113,8 @@ struct Bindings {
 }
 
 pub struct Exchange {
+    /// Names this incarnation in the store (unique, never reused).
+    pub id: u64,
     pub name: String,
     pub kind: ExchangeKind,
     pub durable: bool,
@@ -109,6 +127,7 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn new(
+        id: u64,
         name: String,
         kind: ExchangeKind,
         durable: bool,
@@ -116,13 +135,9 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Arc<Self> {
-        let router: Box<dyn Router> = match kind {
-            ExchangeKind::Direct => Box::<direct::DirectRouter>::default(),
-            ExchangeKind::Fanout => Box::<fanout::FanoutRouter>::default(),
-            ExchangeKind::Topic => Box::<topic::TopicRouter>::default(),
-            ExchangeKind::Headers => Box::<headers::HeadersRouter>::default(),
-        };
+        let router = new_router(kind);
         Arc::new(Exchange {
+            id,
             name,
             kind,
             durable,
@@ -151,25 +166,33 @@ impl Exchange {
         self.deleted.store(true, Ordering::Release);
     }
 
-    /// Adds a binding; false if it already existed.
-    pub fn bind(&self, b: Binding) -> bool {
+    /// Adds a binding; false if it already existed, or either end is deleted. `record` runs
+    /// under the bindings' lock when the binding was added, so that the store sees the binds
+    /// and unbinds of one binding in the order they took effect.
+    pub fn bind(&self, b: Binding, record: impl FnOnce(&Binding)) -> bool {
         let mut g = self.bindings.write();
+        if self.is_deleted() || b.destination.is_deleted() {
+            return false;
+        }
         if g.all.iter().any(|x| x.same(&b)) {
             return false;
         }
         g.router.bind(&b);
+        record(&b);
         g.all.push(b);
         true
     }
 
-    /// Removes a binding; false if there was none.
-    pub fn unbind(&self, b: &Binding) -> bool {
+    /// Removes a binding; false if there was none. `record` runs under the lock, as in
+    /// [`Exchange::bind`].
+    pub fn unbind(&self, b: &Binding, record: impl FnOnce(&Binding)) -> bool {
         let mut g = self.bindings.write();
         let Some(i) = g.all.iter().position(|x| x.same(b)) else {
             return false;
         };
         let removed = g.all.swap_remove(i);
         g.router.unbind(&removed);
+        record(&removed);
         true
     }
 
@@ -183,6 +206,18 @@ impl Exchange {
             g.router.unbind(b);
         }
         gone.len()
+    }
+
+    /// The exchange is being deleted: every binding from it goes, each passed to `record`
+    /// under the lock (no bind can follow: the exchange is marked deleted first).
+    pub fn unbind_all(&self, mut record: impl FnMut(&Binding)) {
+        self.mark_deleted();
+        let mut g = self.bindings.write();
+        for b in g.all.drain(..) {
+            record(&b);
+        }
+        let kind = self.kind;
+        g.router = new_router(kind);
     }
 
     pub fn has_bindings(&self) -> bool {

@@ -10,18 +10,21 @@
 //!
 //! Reads (recovery at start, paging a deep queue's messages back in) go straight to sled.
 
+mod durable;
 pub mod records;
 pub mod recovery;
 pub mod segments;
 mod writer;
 
+pub use durable::create_dir_all_synced;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::error;
@@ -43,6 +46,34 @@ pub enum StoreError {
         key: String,
         source: records::RecordError,
     },
+    #[error(
+        "{path} was written by another version of Warren (store format {found}, this one \
+         reads format {expected}); start with an empty data directory"
+    )]
+    Format {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+}
+
+/// The sled database, shared by the writer (which replaces it when it reopens sled after
+/// a failure) and the readers (recovery, paging a recovered tail back in).
+pub(crate) type DbSlot = RwLock<Option<sled::Db>>;
+
+/// Opens sled under `dir` with the writer's settings, and makes what the open wrote durable.
+pub(crate) fn open_sled(
+    dir: &Path,
+    cache_bytes: u64,
+) -> Result<(sled::Db, durable::SledFiles), sled::Error> {
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_bytes)
+        // The writer syncs when a batch needs it; no background flusher.
+        .flush_every_ms(None)
+        .open()?;
+    let files = durable::SledFiles::open(dir)?;
+    Ok((db, files))
 }
 
 /// One unit of work for the writer.
@@ -75,17 +106,13 @@ pub(crate) enum Op {
         value: Vec<u8>,
     },
     Delete(Vec<u8>),
-    /// Every key under a prefix (a queue's messages, an exchange's bindings).
+    /// Every key under a prefix (a queue's messages, the bindings to a queue or exchange).
     DeletePrefix(Vec<u8>),
-    /// Every binding of a vhost leading to `dest`.
-    DeleteBindingsTo {
-        vhost: String,
-        kind: DestKind,
-        dest: String,
-    },
-    /// Tell a connection when everything sent before this is durable.
+    /// Tell a connection when everything sent before this is durable. `epoch`: the store's
+    /// failure epoch when the connection began the batch this covers (see `writer`).
     Notify {
         token: u64,
+        epoch: u64,
         to: UnboundedSender<ConnEvent>,
     },
     /// Answer once everything sent before this is durable (shutdown, tests).
@@ -95,7 +122,7 @@ pub(crate) enum Op {
 }
 
 pub struct Store {
-    db: sled::Db,
+    db: Arc<DbSlot>,
     path: PathBuf,
     /// Segment files of large bodies.
     bodies: PathBuf,
@@ -108,6 +135,10 @@ pub struct Store {
     /// Message bytes sent to the writer and not yet applied: publishers pause above
     /// [`BACKLOG_HIGH`] so RAM holds no more than that waiting for the disk.
     backlog: Arc<AtomicUsize>,
+    /// Failed commits so far (see `writer`).
+    epoch: Arc<AtomicU64>,
+    /// Ids of queue and exchange incarnations: never reused (seeded past every id found).
+    next_id: AtomicU64,
 }
 
 /// Publishing connections stop reading while this many message bytes wait for the writer...
@@ -136,50 +167,110 @@ impl Store {
         queue_budget: usize,
     ) -> Result<(Arc<Store>, recovery::Recovered), StoreError> {
         let path = dir.join("sled");
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(config.cache_bytes)
-            // The writer syncs when a batch needs it; no background flusher.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| StoreError::Open {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| StoreError::Open {
+                path,
+                source: sled::Error::Io(e),
+            }
+        };
+        durable::create_dir_all_synced(dir).map_err(io(dir))?;
+        let existed = path.exists();
+        let (db, files) =
+            open_sled(&path, config.cache_bytes).map_err(|source| StoreError::Open {
                 path: path.clone(),
                 source,
             })?;
+        if !existed {
+            durable::sync_dir(dir).map_err(io(dir))?;
+        }
         let (tx, rx) = mpsc::channel();
         let store = Arc::new(Store {
-            db,
+            db: Arc::new(RwLock::new(Some(db))),
             path,
             bodies: dir.join("bodies"),
             pages: dir.join("pages"),
             tx,
             writer: Mutex::new(None),
             backlog: Arc::new(AtomicUsize::new(0)),
+            epoch: Arc::new(AtomicU64::new(0)),
+            next_id: AtomicU64::new(1),
         });
+        store.check_format()?;
         // Page files only hold what a previous run had in its queues' tails: scratch.
         let _ = std::fs::remove_dir_all(&store.pages);
-        std::fs::create_dir_all(&store.pages).map_err(|e| StoreError::Open {
-            path: store.pages.clone(),
-            source: sled::Error::Io(e),
-        })?;
+        std::fs::create_dir_all(&store.pages).map_err(io(&store.pages))?;
         // Recovery queues its deletes on the channel; the writer applies them once started.
         let (recovered, live) = store.recover(queue_budget)?;
+        store.next_id.store(recovered.max_id + 1, Ordering::Relaxed);
         let segments =
-            segments::Segments::open(store.bodies.clone(), live).map_err(|e| StoreError::Open {
-                path: store.bodies.clone(),
-                source: sled::Error::Io(e),
-            })?;
-        let wdb = store.db.clone();
-        let backlog = store.backlog.clone();
+            segments::Segments::open(store.bodies.clone(), live).map_err(io(&store.bodies))?;
+        let setup = writer::Setup {
+            slot: store.db.clone(),
+            files,
+            sled_dir: store.path.clone(),
+            cache_bytes: config.cache_bytes,
+            rx,
+            backlog: store.backlog.clone(),
+            epoch: store.epoch.clone(),
+            segments,
+        };
         let writer = std::thread::Builder::new()
             .name("warren-store".into())
-            .spawn(move || writer::run(wdb, rx, backlog, segments))
-            .map_err(|e| StoreError::Open {
-                path: store.path.clone(),
-                source: sled::Error::Io(e),
-            })?;
+            .spawn(move || writer::run(setup))
+            .map_err(io(&store.path))?;
         *store.writer.lock() = Some(writer);
         Ok((store, recovered))
+    }
+
+    fn read_error(&self, source: sled::Error) -> StoreError {
+        StoreError::Read {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The current sled handle (None while the writer reopens it after a failure).
+    fn db(&self) -> Option<sled::Db> {
+        self.db.read().clone()
+    }
+
+    /// A new store refuses another version's records rather than misread them; a new one
+    /// is stamped with this version's format.
+    fn check_format(&self) -> Result<(), StoreError> {
+        let db = self
+            .db()
+            .ok_or_else(|| self.read_error(sled::Error::ReportableBug("no db".into())))?;
+        let found = db
+            .get(records::format_key())
+            .map_err(|source| self.read_error(source))?;
+        match found {
+            Some(v) => {
+                let found = v
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u32::from_be_bytes);
+                if found != records::FORMAT {
+                    return Err(StoreError::Format {
+                        path: self.path.clone(),
+                        found,
+                        expected: records::FORMAT,
+                    });
+                }
+            }
+            None if db.is_empty() => self.send(Op::Put {
+                key: records::format_key(),
+                value: records::FORMAT.to_be_bytes().to_vec(),
+            }),
+            None => {
+                return Err(StoreError::Format {
+                    path: self.path.clone(),
+                    found: 1,
+                    expected: records::FORMAT,
+                })
+            }
+        }
+        Ok(())
     }
 
     /// A message record back as a message (reading its body from its segment if need be).
@@ -220,17 +311,16 @@ impl Store {
         }
     }
 
-    /// A fresh id for a queue's message keys (never reused, even across restarts).
-    pub fn new_queue_id(&self) -> u64 {
-        match self.db.generate_id() {
-            Ok(id) => id,
-            Err(e) => {
-                // Ids only need to be unique in this run for a transient queue; a durable
-                // queue's definition write will fail and be logged too.
-                error!("cannot generate a queue id: {e}");
-                u64::MAX / 2 + rand::random::<u32>() as u64
-            }
-        }
+    /// A fresh id for a queue or exchange incarnation (never reused, even across restarts:
+    /// recovery starts past every id it finds).
+    pub fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How many commits have failed so far. A connection reads it when a batch begins and
+    /// hands it to [`Store::notify`]: a failure after that point fails the batch's confirms.
+    pub fn failure_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub fn put_message(
@@ -276,8 +366,10 @@ impl Store {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn put_exchange(
         &self,
+        id: u64,
         vhost: &str,
         name: &str,
         kind: ExchangeKind,
@@ -286,47 +378,45 @@ impl Store {
         args: &FieldTable,
     ) {
         self.send(Op::Put {
-            key: records::exchange_key(vhost, name),
-            value: records::encode_exchange(kind, auto_delete, internal, args),
+            key: records::exchange_key(id),
+            value: records::encode_exchange(vhost, name, kind, auto_delete, internal, args),
         });
     }
 
-    /// Removes an exchange and every binding from or to it.
-    pub fn delete_exchange(&self, vhost: &str, name: &str) {
-        self.send(Op::Delete(records::exchange_key(vhost, name)));
-        self.send(Op::DeletePrefix(records::bindings_from_prefix(vhost, name)));
-        self.send(Op::DeleteBindingsTo {
-            vhost: vhost.into(),
-            kind: DestKind::Exchange,
-            dest: name.into(),
-        });
+    /// Removes an exchange and every binding to it (those from it are deleted one by one
+    /// by the caller, who knows them).
+    pub fn delete_exchange(&self, id: u64) {
+        self.send(Op::Delete(records::exchange_key(id)));
+        self.send(Op::DeletePrefix(records::bindings_to_prefix(
+            DestKind::Exchange,
+            id,
+        )));
     }
 
     pub fn put_queue(
         &self,
+        qid: u64,
         vhost: &str,
         name: &str,
-        qid: u64,
         auto_delete: bool,
         args: &FieldTable,
     ) {
         self.send(Op::Put {
-            key: records::queue_key(vhost, name),
-            value: records::encode_queue(qid, auto_delete, args),
+            key: records::queue_key(qid),
+            value: records::encode_queue(vhost, name, auto_delete, args),
         });
     }
 
     /// Removes a queue's messages (durable or paged), and for a durable queue its definition
     /// and the bindings to it.
-    pub fn delete_queue(&self, vhost: &str, name: &str, qid: u64, durable: bool) {
+    pub fn delete_queue(&self, qid: u64, durable: bool) {
         if durable {
-            self.send(Op::Delete(records::queue_key(vhost, name)));
+            self.send(Op::Delete(records::queue_key(qid)));
             self.send(Op::Delete(records::delivered_key(qid).to_vec()));
-            self.send(Op::DeleteBindingsTo {
-                vhost: vhost.into(),
-                kind: DestKind::Queue,
-                dest: name.into(),
-            });
+            self.send(Op::DeletePrefix(records::bindings_to_prefix(
+                DestKind::Queue,
+                qid,
+            )));
         }
         self.send(Op::DeletePrefix(
             records::queue_messages_prefix(qid).to_vec(),
@@ -335,36 +425,35 @@ impl Store {
 
     pub fn put_binding(
         &self,
-        vhost: &str,
-        source: &str,
         kind: DestKind,
-        dest: &str,
+        dest: u64,
+        source: u64,
         key: &str,
         args: &FieldTable,
     ) {
         self.send(Op::Put {
-            key: records::binding_key(vhost, source, kind, dest, key, args),
+            key: records::binding_key(kind, dest, source, key, args),
             value: Vec::new(),
         });
     }
 
     pub fn delete_binding(
         &self,
-        vhost: &str,
-        source: &str,
         kind: DestKind,
-        dest: &str,
+        dest: u64,
+        source: u64,
         key: &str,
         args: &FieldTable,
     ) {
         self.send(Op::Delete(records::binding_key(
-            vhost, source, kind, dest, key, args,
+            kind, dest, source, key, args,
         )));
     }
 
-    /// Asks for `ConnEvent::Durable { token, .. }` once everything sent so far is synced.
-    pub fn notify(&self, token: u64, to: UnboundedSender<ConnEvent>) {
-        self.send(Op::Notify { token, to });
+    /// Asks for `ConnEvent::Durable { token, .. }` once everything sent so far is synced;
+    /// `epoch` is [`Store::failure_epoch`] as read when the batch began.
+    pub fn notify(&self, token: u64, epoch: u64, to: UnboundedSender<ConnEvent>) {
+        self.send(Op::Notify { token, epoch, to });
     }
 
     /// Blocks until everything sent so far is synced; false if the write or sync failed.
@@ -388,7 +477,12 @@ impl Store {
         let mut bytes = 0;
         let mut file = None;
         let range = records::message_key(qid, from)..records::message_key(qid, to);
-        for item in self.db.range(range) {
+        let Some(db) = self.db() else {
+            return Err(self.read_error(sled::Error::Io(std::io::Error::other(
+                "the store is being reopened",
+            ))));
+        };
+        for item in db.range(range) {
             let (k, v) = match item {
                 Ok(kv) => kv,
                 Err(source) => {
@@ -428,7 +522,8 @@ impl Store {
 
     /// Bytes on disk: sled's files and the body segments.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + segments::Segments::size_on_disk(&self.bodies)
+        self.db().and_then(|db| db.size_on_disk().ok()).unwrap_or(0)
+            + segments::Segments::size_on_disk(&self.bodies)
     }
 
     /// Syncs and stops the writer, waiting for it, so the database is closed (and its lock

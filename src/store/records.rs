@@ -1,15 +1,18 @@
 //! The on-disk layout: one sled tree, keys prefixed by a kind byte, values in a small binary
-//! format. Names are length-prefixed (AMQP short strings are at most 255 bytes), so keys sort
-//! by vhost, then name, and a prefix scan finds everything of one vhost or one queue.
+//! format. Names are length-prefixed (AMQP short strings are at most 255 bytes).
 //!
 //! | key                                   | value                                  |
 //! |---------------------------------------|----------------------------------------|
 //! | `m` qid:u64 seq:u64                   | message: flags, exchange, key, props, body |
 //! | `d` qid:u64                           | highest delivered seq (u64)            |
 //! | `v` vhost                             | empty                                  |
-//! | `x` vhost name                        | exchange: kind, flags, arguments       |
-//! | `q` vhost name                        | queue: qid, flags, arguments           |
-//! | `b` vhost source dest-kind dest key args | empty                               |
+//! | `x` eid:u64                           | exchange: vhost, name, kind, flags, args |
+//! | `q` qid:u64                           | queue: vhost, name, flags, arguments   |
+//! | `b` dest-kind dest-id source-id key args | empty                               |
+//! | `F`                                   | the format version (u32)               |
+//!
+//! Exchanges and queues are keyed by the id of their incarnation (see below), bindings by
+//! the ids of their ends, destination first (a queue's bindings go with it by prefix).
 //!
 //! Integers are big-endian so that keys sort numerically.
 
@@ -26,6 +29,7 @@ pub const VHOST: u8 = b'v';
 pub const EXCHANGE: u8 = b'x';
 pub const QUEUE: u8 = b'q';
 pub const BINDING: u8 = b'b';
+pub const FORMAT_KEY: u8 = b'F';
 
 /// Message flag: written for durability (a persistent message in a durable queue). Without
 /// it the record is a transient body paged out of RAM, dropped at the next start.
@@ -240,8 +244,14 @@ pub fn external_segment(v: &[u8]) -> Option<u64> {
 }
 
 // ---- definitions ----------------------------------------------------------------------
+//
+// Exchanges, queues and bindings are keyed by the id of the incarnation they belong to
+// (never reused), not by name: a queue deleted while another connection re-declares it has
+// two incarnations, and the first one's delete can reach the store after the second one's
+// put without touching it. Names live in the values.
 
 pub struct ExchangeDef {
+    pub id: u64,
     pub vhost: String,
     pub name: String,
     pub kind: ExchangeKind,
@@ -250,32 +260,55 @@ pub struct ExchangeDef {
     pub arguments: FieldTable,
 }
 
-pub fn exchange_key(vhost: &str, name: &str) -> Vec<u8> {
-    named_key(EXCHANGE, &[vhost, name])
+fn id_key(kind: u8, id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(kind);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The id of an `x`, `q` or `d` key.
+fn key_id(k: &[u8], what: &'static str) -> Result<u64, RecordError> {
+    let b: [u8; 8] = k
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(bad(what))?;
+    if k.len() != 9 {
+        return Err(bad(what));
+    }
+    Ok(u64::from_be_bytes(b))
+}
+
+pub fn exchange_key(id: u64) -> Vec<u8> {
+    id_key(EXCHANGE, id)
 }
 
 pub fn encode_exchange(
+    vhost: &str,
+    name: &str,
     kind: ExchangeKind,
     auto_delete: bool,
     internal: bool,
     args: &FieldTable,
 ) -> Vec<u8> {
-    let mut v = vec![kind_byte(kind), auto_delete as u8 | (internal as u8) << 1];
+    let mut v = Vec::new();
+    push_name(&mut v, vhost);
+    push_name(&mut v, name);
+    v.push(kind_byte(kind));
+    v.push(auto_delete as u8 | (internal as u8) << 1);
     push_table(&mut v, args);
     v
 }
 
 pub fn decode_exchange(k: &[u8], v: &[u8]) -> Result<ExchangeDef, RecordError> {
     let what = "exchange";
-    let mut kr = Reader {
-        b: k.get(1..).ok_or(bad(what))?,
-        what,
-    };
-    let (vhost, name) = (kr.name()?, kr.name()?);
+    let id = key_id(k, what)?;
     let mut r = Reader { b: v, what };
+    let (vhost, name) = (r.name()?, r.name()?);
     let kind = kind_from_byte(r.byte()?).ok_or(bad(what))?;
     let flags = r.byte()?;
     Ok(ExchangeDef {
+        id,
         vhost,
         name,
         kind,
@@ -312,12 +345,14 @@ pub struct QueueDef {
     pub arguments: FieldTable,
 }
 
-pub fn queue_key(vhost: &str, name: &str) -> Vec<u8> {
-    named_key(QUEUE, &[vhost, name])
+pub fn queue_key(qid: u64) -> Vec<u8> {
+    id_key(QUEUE, qid)
 }
 
-pub fn encode_queue(qid: u64, auto_delete: bool, args: &FieldTable) -> Vec<u8> {
-    let mut v = qid.to_be_bytes().to_vec();
+pub fn encode_queue(vhost: &str, name: &str, auto_delete: bool, args: &FieldTable) -> Vec<u8> {
+    let mut v = Vec::new();
+    push_name(&mut v, vhost);
+    push_name(&mut v, name);
     v.push(auto_delete as u8);
     push_table(&mut v, args);
     v
@@ -325,16 +360,12 @@ pub fn encode_queue(qid: u64, auto_delete: bool, args: &FieldTable) -> Vec<u8> {
 
 pub fn decode_queue(k: &[u8], v: &[u8]) -> Result<QueueDef, RecordError> {
     let what = "queue";
-    let mut kr = Reader {
-        b: k.get(1..).ok_or(bad(what))?,
-        what,
-    };
-    let (vhost, name) = (kr.name()?, kr.name()?);
+    let qid = key_id(k, what)?;
     let mut r = Reader { b: v, what };
     Ok(QueueDef {
-        vhost,
-        name,
-        qid: r.u64()?,
+        qid,
+        vhost: r.name()?,
+        name: r.name()?,
         auto_delete: r.byte()? & 1 != 0,
         arguments: r.table()?,
     })
@@ -347,34 +378,38 @@ pub enum DestKind {
     Exchange,
 }
 
+fn dest_byte(k: DestKind) -> u8 {
+    match k {
+        DestKind::Queue => b'q',
+        DestKind::Exchange => b'x',
+    }
+}
+
+/// A binding, by the ids of its ends: `b` dest-kind dest-id source-id key args.
 pub struct BindingDef {
-    pub vhost: String,
-    pub source: String,
     pub dest_kind: DestKind,
-    pub dest: String,
+    pub dest: u64,
+    pub source: u64,
     pub routing_key: String,
     pub arguments: FieldTable,
 }
 
-/// The key prefix of every binding from `source`.
-pub fn bindings_from_prefix(vhost: &str, source: &str) -> Vec<u8> {
-    named_key(BINDING, &[vhost, source])
+/// The key prefix of every binding to `dest` (deleted with it).
+pub fn bindings_to_prefix(kind: DestKind, dest: u64) -> Vec<u8> {
+    let mut k = vec![BINDING, dest_byte(kind)];
+    k.extend_from_slice(&dest.to_be_bytes());
+    k
 }
 
 pub fn binding_key(
-    vhost: &str,
-    source: &str,
     dest_kind: DestKind,
-    dest: &str,
+    dest: u64,
+    source: u64,
     key: &str,
     args: &FieldTable,
 ) -> Vec<u8> {
-    let mut k = bindings_from_prefix(vhost, source);
-    k.push(match dest_kind {
-        DestKind::Queue => b'q',
-        DestKind::Exchange => b'x',
-    });
-    push_name(&mut k, dest);
+    let mut k = bindings_to_prefix(dest_kind, dest);
+    k.extend_from_slice(&source.to_be_bytes());
     push_name(&mut k, key);
     push_table(&mut k, args);
     k
@@ -386,21 +421,25 @@ pub fn decode_binding(k: &[u8]) -> Result<BindingDef, RecordError> {
         b: k.get(1..).ok_or(bad(what))?,
         what,
     };
-    let vhost = r.name()?;
-    let source = r.name()?;
     let dest_kind = match r.byte()? {
         b'q' => DestKind::Queue,
         b'x' => DestKind::Exchange,
         _ => return Err(bad(what)),
     };
     Ok(BindingDef {
-        vhost,
-        source,
         dest_kind,
-        dest: r.name()?,
+        dest: r.u64()?,
+        source: r.u64()?,
         routing_key: r.name()?,
         arguments: r.table()?,
     })
+}
+
+/// The store's format, in the `F` record: bumped whenever a record changes shape.
+pub const FORMAT: u32 = 2;
+
+pub fn format_key() -> Vec<u8> {
+    vec![FORMAT_KEY]
 }
 
 #[cfg(test)]
@@ -422,43 +461,39 @@ mod tests {
             "x-max-length".into(),
             amq_protocol::types::AMQPValue::LongInt(5),
         );
-        let k = queue_key("/", "orders");
-        let q = decode_queue(&k, &encode_queue(42, true, &args)).unwrap();
+        let k = queue_key(42);
+        let q = decode_queue(&k, &encode_queue("/", "orders", true, &args)).unwrap();
         assert_eq!(
             (q.vhost.as_str(), q.name.as_str(), q.qid, q.auto_delete),
             ("/", "orders", 42, true)
         );
         assert!(crate::args::tables_equivalent(&q.arguments, &args));
 
-        let k = exchange_key("v", "logs");
+        let k = exchange_key(7);
         let x = decode_exchange(
             &k,
-            &encode_exchange(ExchangeKind::Topic, false, true, &args),
+            &encode_exchange("v", "logs", ExchangeKind::Topic, false, true, &args),
         )
         .unwrap();
         assert_eq!(
-            (x.name.as_str(), x.kind, x.auto_delete, x.internal),
-            ("logs", ExchangeKind::Topic, false, true)
+            (x.id, x.name.as_str(), x.kind, x.auto_delete, x.internal),
+            (7, "logs", ExchangeKind::Topic, false, true)
         );
 
-        let k = binding_key("/", "logs", DestKind::Queue, "q1", "a.#", &args);
-        assert!(k.starts_with(&bindings_from_prefix("/", "logs")));
+        let k = binding_key(DestKind::Queue, 42, 7, "a.#", &args);
+        assert!(k.starts_with(&bindings_to_prefix(DestKind::Queue, 42)));
+        assert!(!k.starts_with(&bindings_to_prefix(DestKind::Exchange, 42)));
         let b = decode_binding(&k).unwrap();
         assert_eq!(
-            (
-                b.source.as_str(),
-                b.dest_kind,
-                b.dest.as_str(),
-                b.routing_key.as_str()
-            ),
-            ("logs", DestKind::Queue, "q1", "a.#")
+            (b.dest_kind, b.dest, b.source, b.routing_key.as_str()),
+            (DestKind::Queue, 42, 7, "a.#")
         );
     }
 
     #[test]
     fn truncated_records_are_errors_not_panics() {
-        let v = encode_queue(1, false, &FieldTable::default());
-        let k = queue_key("/", "q");
+        let v = encode_queue("/", "q", false, &FieldTable::default());
+        let k = queue_key(1);
         for n in 0..v.len() {
             assert!(decode_queue(&k, &v[..n]).is_err());
         }

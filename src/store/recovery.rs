@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tracing::{error, info};
 
-use super::records::{self, BindingDef, ExchangeDef, QueueDef};
+use super::records::{self, BindingDef, DestKind, ExchangeDef, QueueDef};
 use super::{Op, Store, StoreError};
 use crate::message::Message;
 use crate::queue::ready::{QueuedMessage, Tail};
@@ -32,8 +32,11 @@ pub struct Recovered {
     pub vhosts: Vec<String>,
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<RecoveredQueue>,
+    /// Bindings whose ends both exist (by id).
     pub bindings: Vec<BindingDef>,
     pub messages: usize,
+    /// The highest queue or exchange id found (new ids start past it).
+    pub max_id: u64,
 }
 
 impl Store {
@@ -44,20 +47,34 @@ impl Store {
         budget: usize,
     ) -> Result<(Recovered, HashMap<u64, u64>), StoreError> {
         let started = std::time::Instant::now();
+        let db = self
+            .db()
+            .ok_or_else(|| self.read_error(sled::Error::ReportableBug("no db".into())))?;
         let mut vhosts = Vec::new();
-        for (k, _) in self.scan(&[records::VHOST])? {
+        for (k, _) in self.scan(&db, &[records::VHOST])? {
             vhosts.push(String::from_utf8_lossy(k.get(2..).unwrap_or_default()).into_owned());
         }
-        let mut exchanges = Vec::new();
-        for (k, v) in self.scan(&[records::EXCHANGE])? {
-            exchanges.push(records::decode_exchange(&k, &v).map_err(|e| self.damaged(&k, e))?);
-        }
-        let mut bindings = Vec::new();
-        for (k, _) in self.scan(&[records::BINDING])? {
-            bindings.push(records::decode_binding(&k).map_err(|e| self.damaged(&k, e))?);
+        let mut max_id = 0;
+        // Two incarnations of one name can both be on disk only if the older one's delete
+        // did not reach the disk before the power went: the newer (higher id) one wins.
+        let mut exchanges: HashMap<(String, String), ExchangeDef> = HashMap::new();
+        let mut stale = 0usize;
+        for (k, v) in self.scan(&db, &[records::EXCHANGE])? {
+            let x = records::decode_exchange(&k, &v).map_err(|e| self.damaged(&k, e))?;
+            max_id = max_id.max(x.id);
+            let name = (x.vhost.clone(), x.name.clone());
+            if let Some(old) = exchanges.get(&name) {
+                let gone = old.id.min(x.id);
+                self.send(Op::Delete(records::exchange_key(gone)));
+                stale += 1;
+                if old.id > x.id {
+                    continue;
+                }
+            }
+            exchanges.insert(name, x);
         }
         let mut delivered = HashMap::new();
-        for (k, v) in self.scan(&[records::DELIVERED])? {
+        for (k, v) in self.scan(&db, &[records::DELIVERED])? {
             let qid = k
                 .get(1..9)
                 .and_then(|b| b.try_into().ok())
@@ -70,10 +87,26 @@ impl Store {
                 delivered.insert(qid, seq);
             }
         }
+        let mut by_name: HashMap<(String, String), QueueDef> = HashMap::new();
+        for (k, v) in self.scan(&db, &[records::QUEUE])? {
+            let def = records::decode_queue(&k, &v).map_err(|e| self.damaged(&k, e))?;
+            max_id = max_id.max(def.qid);
+            let name = (def.vhost.clone(), def.name.clone());
+            if let Some(old) = by_name.get(&name) {
+                let gone = old.qid.min(def.qid);
+                self.send(Op::Delete(records::queue_key(gone)));
+                stale += 1;
+                if old.qid > def.qid {
+                    continue;
+                }
+            }
+            by_name.insert(name, def);
+        }
+        let exchange_ids: std::collections::HashSet<u64> =
+            exchanges.values().map(|x| x.id).collect();
         let mut queues: Vec<RecoveredQueue> = Vec::new();
         let mut by_qid = HashMap::new();
-        for (k, v) in self.scan(&[records::QUEUE])? {
-            let def = records::decode_queue(&k, &v).map_err(|e| self.damaged(&k, e))?;
+        for def in by_name.into_values() {
             by_qid.insert(def.qid, queues.len());
             let priority = crate::queue::arguments::QueueArgs::parse(&def.arguments)
                 .is_ok_and(|a| a.max_priority.is_some());
@@ -86,16 +119,34 @@ impl Store {
                 next_seq: 0,
             });
         }
-        let (mut messages, mut dropped) = (0, 0);
+        let mut bindings = Vec::new();
+        for (k, _) in self.scan(&db, &[records::BINDING])? {
+            let b = records::decode_binding(&k).map_err(|e| self.damaged(&k, e))?;
+            let dest_exists = match b.dest_kind {
+                DestKind::Queue => by_qid.contains_key(&b.dest),
+                DestKind::Exchange => exchange_ids.contains(&b.dest),
+            };
+            if dest_exists && exchange_ids.contains(&b.source) {
+                bindings.push(b);
+            } else {
+                // An end was deleted while this binding was being made: it goes too.
+                self.send(Op::Delete(k.to_vec()));
+                stale += 1;
+            }
+        }
+        let mut exchanges: Vec<ExchangeDef> = exchanges.into_values().collect();
+        exchanges.sort_by_key(|x| x.id);
+        let (mut messages, mut dropped, mut damaged) = (0, 0, 0);
         let mut head_cost: HashMap<u64, usize> = HashMap::new();
         let mut gone = std::collections::HashSet::new();
         let mut live: HashMap<u64, u64> = HashMap::new();
         let mut file = None;
-        for item in self.db.scan_prefix([records::MESSAGE]) {
+        for item in db.scan_prefix([records::MESSAGE]) {
             let (k, v) = item.map_err(|source| self.read_error(source))?;
             let Some((qid, seq)) = records::parse_message_key(&k) else {
                 continue;
             };
+            max_id = max_id.max(qid);
             let Some(&i) = by_qid.get(&qid) else {
                 // A queue that is gone (or was never durable): its records go too, at once.
                 if gone.insert(qid) {
@@ -117,6 +168,7 @@ impl Store {
                 Err(e) => {
                     error!(path = %self.path.display(), qid, seq, "{e}: dropped");
                     delete();
+                    damaged += 1;
                     continue;
                 }
             };
@@ -135,6 +187,7 @@ impl Store {
                     Err(e) => {
                         error!(path = %self.path.display(), qid, seq, "damaged message record ({e}): dropped");
                         delete();
+                        damaged += 1;
                         continue;
                     }
                 }
@@ -161,9 +214,18 @@ impl Store {
                 }
             }
         }
+        if damaged > 0 {
+            error!(
+                damaged,
+                path = %self.path.display(),
+                "recovery dropped damaged message records"
+            );
+        }
         info!(
             messages,
             dropped,
+            damaged,
+            stale,
             queues = queues.len(),
             exchanges = exchanges.len(),
             bindings = bindings.len(),
@@ -178,23 +240,20 @@ impl Store {
                 queues,
                 bindings,
                 messages,
+                max_id,
             },
             live,
         ))
     }
 
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
-        self.db
-            .scan_prefix(prefix)
+    fn scan(
+        &self,
+        db: &sled::Db,
+        prefix: &[u8],
+    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        db.scan_prefix(prefix)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| self.read_error(source))
-    }
-
-    fn read_error(&self, source: sled::Error) -> StoreError {
-        StoreError::Read {
-            path: self.path.clone(),
-            source,
-        }
     }
 
     fn damaged(&self, key: &[u8], source: records::RecordError) -> StoreError {

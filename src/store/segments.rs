@@ -8,11 +8,12 @@
 //! The writer owns the segments: it appends the bodies of a commit with one write, syncs the
 //! file before sled (so a record never points at bytes that are not durable... and if sled's
 //! own log reached the disk first, the checksum catches it at read), and counts the live
-//! bodies of each segment so that a segment whose bodies are all deleted is removed.
+//! bodies of each segment so that a segment whose bodies are all deleted is removed. The
+//! directory is fsynced after a segment is created (before any record naming it is synced)
+//! and after one is removed.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -62,22 +63,41 @@ pub fn read_body(
 
 /// The writer's side: the segment being appended to, bodies of the current commit, and
 /// live-body counts.
+///
+/// Bodies are written with `pwrite` at the offset the segment's recorded length says, never
+/// in append mode: a write that fails part way (a full disk) is cut back to that length, so
+/// every later body still lands exactly where its record says. A commit that fails as a
+/// whole is rolled back with [`Segments::rollback`].
 pub struct Segments {
     dir: PathBuf,
+    /// The segment being appended to: id, file, bytes written to it.
     active: Option<(u64, File, u64)>,
     next_id: u64,
     /// Bodies of the current commit, written at [`Segments::write_pending`].
     pending: Vec<u8>,
     live: HashMap<u64, u64>,
     unsynced: bool,
+    /// A segment file was created or removed: the directory needs an fsync.
+    dir_unsynced: bool,
+    /// Where the active segment stood when the commit began, and the bodies the commit
+    /// appended, per segment (for [`Segments::rollback`]).
+    begun: Option<(u64, u64)>,
+    appended: Vec<(u64, u64)>,
 }
 
 impl Segments {
     /// `live`: bodies per segment still referenced (counted at recovery). Segment files
     /// nobody references are removed.
     pub fn open(dir: PathBuf, live: HashMap<u64, u64>) -> std::io::Result<Segments> {
+        let created = !dir.exists();
         std::fs::create_dir_all(&dir)?;
+        if created {
+            if let Some(parent) = dir.parent() {
+                super::durable::sync_dir(parent)?;
+            }
+        }
         let mut next_id = 0;
+        let mut removed = false;
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             let Some(id) = path
@@ -91,7 +111,11 @@ impl Segments {
             if !live.contains_key(&id) {
                 debug!(segment = id, "removing unreferenced segment");
                 let _ = std::fs::remove_file(&path);
+                removed = true;
             }
+        }
+        if removed {
+            super::durable::sync_dir(&dir)?;
         }
         Ok(Segments {
             dir,
@@ -100,7 +124,16 @@ impl Segments {
             pending: Vec::new(),
             live,
             unsynced: false,
+            dir_unsynced: false,
+            begun: None,
+            appended: Vec::new(),
         })
+    }
+
+    /// A commit begins: remember where the active segment stands.
+    pub fn begin(&mut self) {
+        self.begun = self.active.as_ref().map(|(id, _, len)| (*id, *len));
+        self.appended.clear();
     }
 
     /// Places `body` in the current commit's append; its bytes are written by
@@ -119,10 +152,11 @@ impl Segments {
             let id = self.next_id;
             self.next_id += 1;
             let f = OpenOptions::new()
-                .create(true)
-                .append(true)
+                .create_new(true)
+                .write(true)
                 .open(segment_path(&self.dir, id))?;
             self.active = Some((id, f, 0));
+            self.dir_unsynced = true;
         }
         let (id, _, len) = self
             .active
@@ -136,6 +170,10 @@ impl Segments {
         };
         self.pending.extend_from_slice(body);
         *self.live.entry(r.segment).or_default() += 1;
+        match self.appended.last_mut() {
+            Some((s, n)) if *s == r.segment => *n += 1,
+            _ => self.appended.push((r.segment, 1)),
+        }
         // Written as we go past a few MiB, so the buffer stays small whatever the commit.
         if self.pending.len() >= PENDING_MAX {
             self.write_pending()?;
@@ -144,6 +182,8 @@ impl Segments {
     }
 
     /// Writes the commit's bodies (before the sled records that point at them are applied).
+    /// On failure the segment is cut back to its recorded length (or, if even that fails,
+    /// left for good: the next body starts a new segment).
     pub fn write_pending(&mut self) -> std::io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -151,21 +191,60 @@ impl Segments {
         let Some((_, f, len)) = self.active.as_mut() else {
             return Ok(());
         };
-        f.write_all(&self.pending)?;
+        if let Err(e) = f.write_all_at(&self.pending, *len) {
+            self.pending.clear();
+            if f.set_len(*len).is_err() {
+                self.active = None;
+            }
+            return Err(e);
+        }
         *len += self.pending.len() as u64;
         self.pending.clear();
         self.unsynced = true;
         Ok(())
     }
 
-    /// Syncs the active segment (earlier ones were synced before they were left).
+    /// Syncs the active segment (earlier ones were synced before they were left), then the
+    /// directory if a segment was created or removed since the last sync.
     pub fn sync(&mut self) -> std::io::Result<()> {
-        if std::mem::take(&mut self.unsynced) {
+        if self.unsynced {
             if let Some((_, f, _)) = &self.active {
                 f.sync_data()?;
             }
+            self.unsynced = false;
+        }
+        if self.dir_unsynced {
+            super::durable::sync_dir(&self.dir)?;
+            self.dir_unsynced = false;
         }
         Ok(())
+    }
+
+    /// The commit failed: its records will not be written, so its bodies are forgotten (the
+    /// active segment cut back to where the commit found it) and no longer count as live.
+    pub fn rollback(&mut self) {
+        self.pending.clear();
+        for (segment, n) in std::mem::take(&mut self.appended) {
+            if let Some(live) = self.live.get_mut(&segment) {
+                *live = live.saturating_sub(n);
+            }
+            self.maybe_remove(segment);
+        }
+        let Some((id, f, len)) = self.active.as_mut() else {
+            return;
+        };
+        let back_to = match self.begun {
+            Some((b, at)) if b == *id => at,
+            // The segment was started by this commit.
+            _ => 0,
+        };
+        if *len > back_to {
+            if f.set_len(back_to).is_ok() {
+                *len = back_to;
+            } else {
+                self.active = None;
+            }
+        }
     }
 
     /// A body was deleted; its segment goes when it holds no live body and isn't active.
@@ -174,11 +253,16 @@ impl Segments {
             return;
         };
         *n = n.saturating_sub(1);
+        self.maybe_remove(segment);
+    }
+
+    fn maybe_remove(&mut self, segment: u64) {
         let active = self.active.as_ref().map(|(id, _, _)| *id);
-        if *n == 0 && active != Some(segment) {
+        if self.live.get(&segment).is_some_and(|n| *n == 0) && active != Some(segment) {
             self.live.remove(&segment);
-            if let Err(e) = std::fs::remove_file(segment_path(&self.dir, segment)) {
-                warn!(segment, "cannot remove segment: {e}");
+            match std::fs::remove_file(segment_path(&self.dir, segment)) {
+                Ok(()) => self.dir_unsynced = true,
+                Err(e) => warn!(segment, "cannot remove segment: {e}"),
             }
         }
     }

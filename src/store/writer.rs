@@ -1,42 +1,97 @@
-//! The group-commit writer: one thread that owns every write to sled.
+//! The group-commit writer: one thread that owns every write to sled and the segments.
 //!
 //! It blocks for the first op, then takes everything else already waiting (no timer: an idle
 //! broker commits one op at once; a busy one commits thousands per sync, because ops pile up
-//! while the previous sync runs). One commit = one `apply_batch` + one sync, then the
+//! while the previous sync runs). One commit = one `apply_batch` + one sync (segments
+//! `fdatasync`, sled `flush`, `fdatasync` of `sled/db`: see `durable`), then the
 //! connections waiting on it are told. An op that must see the database as it is (a range
 //! or prefix delete) first applies what came before it, so order is kept.
+//!
+//! A commit that fails (a full disk, an I/O error) loses nothing it should keep:
+//! - the message writes it held are dropped (their bodies cut back out of the segment), and
+//!   every sync wait that could cover them is failed: a failure bumps the store's failure
+//!   epoch, and a wait succeeds only if no failure happened since its connection started the
+//!   batch whose writes it covers (`Op::Notify`'s `epoch`), whichever commit holds the wait;
+//! - everything idempotent it held (definitions, deletes, delivery marks) is replayed, in
+//!   order, at the start of the next commit;
+//! - if sled was touched, sled is reopened before the next commit (sled 0.34 refuses every
+//!   write after an I/O error until it is reopened), at most every [`REOPEN_EVERY`] and only
+//!   once the disk has [`REOPEN_MIN_FREE`] free, so publishing resumes once there is room.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
-use super::records::{self, DestKind, MessageKey};
+use super::durable::SledFiles;
+use super::records::{self, MessageKey};
 use super::segments::{Segments, EXTERNAL_BODY_MIN};
-use super::Op;
+use super::{open_sled, DbSlot, Op};
 use crate::connection::ConnEvent;
 
 /// Ops taken per commit at most (bounds a commit's memory and latency).
 const MAX_OPS: usize = 64 * 1024;
+/// A broken sled is reopened at most this often...
+const REOPEN_EVERY: Duration = Duration::from_millis(250);
+/// ... and only with this much free space on its filesystem.
+const REOPEN_MIN_FREE: u64 = 4 << 20;
+/// Ops kept for replay after failed commits; past this, message deletes are dropped (the
+/// messages may come back after a restart: at-least-once) so a long outage stays bounded.
+const MAX_REPLAY: usize = 1 << 20;
 
-pub(super) fn run(db: sled::Db, rx: Receiver<Op>, backlog: Arc<AtomicUsize>, segments: Segments) {
+/// What the writer thread starts with.
+pub(super) struct Setup {
+    pub slot: Arc<DbSlot>,
+    pub files: SledFiles,
+    pub sled_dir: PathBuf,
+    pub cache_bytes: u64,
+    pub rx: Receiver<Op>,
+    pub backlog: Arc<AtomicUsize>,
+    pub epoch: Arc<AtomicU64>,
+    pub segments: Segments,
+}
+
+pub(super) fn run(setup: Setup) {
+    let Setup {
+        slot,
+        files,
+        sled_dir,
+        cache_bytes,
+        rx,
+        backlog,
+        epoch,
+        segments,
+    } = setup;
+    let db = slot.read().clone();
     let mut w = Writer {
         db,
+        files: Some(files),
+        slot,
+        sled_dir,
+        cache_bytes,
+        broken: false,
+        last_reopen: None,
         segments,
         releases: Vec::new(),
         backlog,
         taken: 0,
         batch: sled::Batch::default(),
         dirty: false,
+        applied: false,
+        kept: Vec::new(),
+        replay: Vec::new(),
         notify: Vec::new(),
         barriers: Vec::new(),
         delivered: HashMap::new(),
         ok: true,
         unsynced: false,
+        epoch: epoch.load(Ordering::Acquire),
+        epoch_shared: epoch,
         failures: 0,
         last_logged: None,
         value: Vec::new(),
@@ -51,17 +106,24 @@ pub(super) fn run(db: sled::Db, rx: Receiver<Op>, backlog: Arc<AtomicUsize>, seg
                 Err(_) => break,
             }
         }
-        let stop = w.commit(&mut ops);
-        if stop {
+        if w.commit(&mut ops) {
             break;
         }
     }
-    let _ = w.db.flush();
     debug!("store writer stopped");
 }
 
 struct Writer {
-    db: sled::Db,
+    /// `None` while sled is being reopened (or could not be).
+    db: Option<sled::Db>,
+    files: Option<SledFiles>,
+    /// The handle readers use; replaced when sled is reopened.
+    slot: Arc<DbSlot>,
+    sled_dir: PathBuf,
+    cache_bytes: u64,
+    /// sled saw an I/O error (or a commit that touched it failed): reopen before writing.
+    broken: bool,
+    last_reopen: Option<Instant>,
     segments: Segments,
     /// Segments that lost a body in this commit (released once it is synced).
     releases: Vec<u64>,
@@ -72,13 +134,22 @@ struct Writer {
     batch: sled::Batch,
     /// `batch` holds something.
     dirty: bool,
-    notify: Vec<(u64, UnboundedSender<ConnEvent>)>,
+    /// Something of this commit reached sled (so a failure leaves sled changed).
+    applied: bool,
+    /// This commit's idempotent ops, replayed if it fails.
+    kept: Vec<Op>,
+    /// Ops of failed commits, replayed first by the next one.
+    replay: Vec<Op>,
+    notify: Vec<(u64, u64, UnboundedSender<ConnEvent>)>,
     barriers: Vec<Sender<bool>>,
     delivered: HashMap<u64, u64>,
-    /// Every apply in this commit succeeded.
+    /// Everything in this commit so far succeeded.
     ok: bool,
     /// Something was applied since the last sync.
     unsynced: bool,
+    /// Failed commits so far (shared: connections read it when a batch starts).
+    epoch: u64,
+    epoch_shared: Arc<AtomicU64>,
     /// Failures since the last one logged, and when that was.
     failures: u64,
     last_logged: Option<Instant>,
@@ -86,105 +157,80 @@ struct Writer {
 }
 
 impl Writer {
-    /// Commits `ops` (drained); true if a stop was asked for.
+    /// Commits `ops` (drained), after whatever failed commits left to replay; true if a
+    /// stop was asked for.
     fn commit(&mut self, ops: &mut Vec<Op>) -> bool {
         let started = Instant::now();
         let n = ops.len();
+        let mut all = std::mem::take(&mut self.replay);
+        all.append(ops);
+        if !self.ensure_open() {
+            self.ok = false;
+        }
         // A message written and deleted (acked) within one commit never touches the disk.
-        let cancelled = cancelled_pairs(ops);
+        let cancelled = cancelled_pairs(&all);
+        self.segments.begin();
         let mut stop = false;
-        for op in ops.drain(..) {
-            match op {
-                Op::PutMessage {
-                    key,
-                    message,
-                    persistent,
-                    expires_at,
-                } => {
-                    self.taken += message.ram_cost();
-                    if cancelled.contains(&key) {
-                        continue;
-                    }
-                    self.value.clear();
-                    let flags = if persistent { records::PERSISTENT } else { 0 };
-                    let external = if message.body().len() >= EXTERNAL_BODY_MIN {
-                        match self.segments.append(message.body()) {
-                            Ok(r) => Some(r),
-                            Err(e) => {
-                                self.fail(format_args!("cannot append to a body segment: {e}"));
-                                continue;
-                            }
-                        }
-                    } else {
-                        None
-                    };
-                    records::encode_message(&message, flags, expires_at, external, &mut self.value);
-                    self.batch.insert(&key[..], &self.value[..]);
-                    self.dirty = true;
-                }
-                Op::DeleteMessage { key, external } => {
-                    if !cancelled.contains(&key) {
-                        if external {
-                            self.note_release(&key);
-                        }
-                        self.batch.remove(&key[..]);
-                        self.dirty = true;
-                    }
-                }
-                Op::DeleteMessages { qid, from, to } => {
-                    self.apply();
-                    let range = records::message_key(qid, from)..records::message_key(qid, to);
-                    self.delete_records(self.db.range(range));
-                }
-                Op::Delivered { qid, seq } => {
-                    let e = self.delivered.entry(qid).or_insert(seq);
-                    *e = (*e).max(seq);
-                }
-                Op::Put { key, value } => {
-                    self.batch.insert(key, value);
-                    self.dirty = true;
-                }
-                Op::Delete(key) => {
-                    // A queue deleted later in this commit must not get its watermark back.
-                    if let Some(qid) = delivered_qid(&key) {
-                        self.delivered.remove(&qid);
-                    }
-                    self.batch.remove(key);
-                    self.dirty = true;
-                }
-                Op::DeletePrefix(prefix) => {
-                    self.apply();
-                    self.delete_records(self.db.scan_prefix(&prefix));
-                }
-                Op::DeleteBindingsTo { vhost, kind, dest } => {
-                    self.apply();
-                    self.delete_bindings_to(&vhost, kind, &dest);
-                }
-                Op::Notify { token, to } => self.notify.push((token, to)),
-                Op::Barrier(tx) => self.barriers.push(tx),
-                Op::Stop => {
-                    stop = true;
-                    break;
-                }
+        for op in all {
+            if self.step(op, &cancelled) {
+                stop = true;
+                break;
             }
         }
-        for (qid, seq) in std::mem::take(&mut self.delivered) {
-            self.batch
-                .insert(&records::delivered_key(qid)[..], &seq.to_be_bytes()[..]);
-            self.dirty = true;
+        if self.ok {
+            for (&qid, &seq) in &self.delivered {
+                self.batch
+                    .insert(&records::delivered_key(qid)[..], &seq.to_be_bytes()[..]);
+                self.dirty = true;
+            }
+            self.apply();
         }
-        self.apply();
+        if self.ok && std::mem::take(&mut self.unsynced) {
+            self.sync();
+        }
         self.backlog
             .fetch_sub(std::mem::take(&mut self.taken), Ordering::Relaxed);
-        let synced = !std::mem::take(&mut self.unsynced) || self.sync();
-        let ok = std::mem::replace(&mut self.ok, true) && synced;
-        if synced {
+        let ok = std::mem::replace(&mut self.ok, true);
+        let touched_sled = std::mem::take(&mut self.applied);
+        if ok {
             for segment in self.releases.drain(..) {
                 self.segments.release(segment);
             }
+            self.delivered.clear();
+            self.kept.clear();
+        } else {
+            self.epoch += 1;
+            self.epoch_shared.store(self.epoch, Ordering::Release);
+            self.segments.rollback();
+            self.releases.clear();
+            self.batch = sled::Batch::default();
+            self.dirty = false;
+            self.unsynced = false;
+            // Unsynced changes in sled's memory must not reach the disk by a later flush
+            // (their bodies were just cut back out): reopen, which forgets them.
+            if touched_sled {
+                self.broken = true;
+            }
+            self.replay = std::mem::take(&mut self.kept);
+            for (qid, seq) in self.delivered.drain() {
+                self.replay.push(Op::Delivered { qid, seq });
+            }
+            if self.replay.len() > MAX_REPLAY {
+                let before = self.replay.len();
+                self.replay
+                    .retain(|op| !matches!(op, Op::DeleteMessage { .. }));
+                error!(
+                    dropped = before - self.replay.len(),
+                    "the store has failed for long: message deletes dropped (those messages \
+                     may be delivered again after a restart)"
+                );
+            }
         }
-        for (token, to) in self.notify.drain(..) {
-            let _ = to.send(ConnEvent::Durable { token, ok });
+        for (token, epoch, to) in self.notify.drain(..) {
+            let _ = to.send(ConnEvent::Durable {
+                token,
+                ok: ok && epoch == self.epoch,
+            });
         }
         for b in self.barriers.drain(..) {
             let _ = b.send(ok);
@@ -193,6 +239,132 @@ impl Writer {
             .record(started.elapsed().as_secs_f64());
         metrics::counter!(crate::metrics::STORE_OPS).increment(n as u64);
         stop
+    }
+
+    /// One op of a commit; true if it asks the writer to stop. Once the commit has failed,
+    /// nothing more is written, but idempotent ops are still kept for the replay.
+    fn step(&mut self, op: Op, cancelled: &HashSet<MessageKey>) -> bool {
+        match op {
+            Op::PutMessage {
+                key,
+                message,
+                persistent,
+                expires_at,
+            } => {
+                self.taken += message.ram_cost();
+                if !self.ok || cancelled.contains(&key) {
+                    return false;
+                }
+                self.value.clear();
+                let flags = if persistent { records::PERSISTENT } else { 0 };
+                let external = if message.body().len() >= EXTERNAL_BODY_MIN {
+                    match self.segments.append(message.body()) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            self.fail(format_args!("cannot append to a body segment: {e}"));
+                            return false;
+                        }
+                    }
+                } else {
+                    None
+                };
+                records::encode_message(&message, flags, expires_at, external, &mut self.value);
+                self.batch.insert(&key[..], &self.value[..]);
+                self.dirty = true;
+            }
+            Op::DeleteMessage { key, external } => {
+                if cancelled.contains(&key) {
+                    return false;
+                }
+                if self.ok {
+                    if external {
+                        self.note_release(&key);
+                    }
+                    self.batch.remove(&key[..]);
+                    self.dirty = true;
+                }
+                self.kept.push(op);
+            }
+            Op::DeleteMessages { qid, from, to } => {
+                if self.apply() {
+                    let range = records::message_key(qid, from)..records::message_key(qid, to);
+                    if let Some(db) = self.db.clone() {
+                        self.delete_records(db.range(range));
+                    }
+                }
+                self.kept.push(op);
+            }
+            Op::DeletePrefix(ref prefix) => {
+                if self.apply() {
+                    if let Some(db) = self.db.clone() {
+                        self.delete_records(db.scan_prefix(prefix));
+                    }
+                }
+                self.kept.push(op);
+            }
+            Op::Delivered { qid, seq } => {
+                let e = self.delivered.entry(qid).or_insert(seq);
+                *e = (*e).max(seq);
+            }
+            Op::Put { ref key, ref value } => {
+                if self.ok {
+                    self.batch.insert(&key[..], &value[..]);
+                    self.dirty = true;
+                }
+                self.kept.push(op);
+            }
+            Op::Delete(ref key) => {
+                // A queue deleted later in this commit must not get its watermark back.
+                if let Some(qid) = delivered_qid(key) {
+                    self.delivered.remove(&qid);
+                }
+                if self.ok {
+                    self.batch.remove(&key[..]);
+                    self.dirty = true;
+                }
+                self.kept.push(op);
+            }
+            Op::Notify { token, epoch, to } => self.notify.push((token, epoch, to)),
+            Op::Barrier(tx) => self.barriers.push(tx),
+            Op::Stop => return true,
+        }
+        false
+    }
+
+    /// Reopens sled if an earlier failure left it refusing writes; false if it is still
+    /// unusable (the commit then fails and is replayed later).
+    fn ensure_open(&mut self) -> bool {
+        if !self.broken {
+            return true;
+        }
+        if self.last_reopen.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+            return false;
+        }
+        self.last_reopen = Some(Instant::now());
+        if fs2::available_space(&self.sled_dir).is_ok_and(|free| free < REOPEN_MIN_FREE) {
+            return false;
+        }
+        // sled holds a lock on its file: every handle must go before it can open again.
+        self.db = None;
+        self.files = None;
+        *self.slot.write() = None;
+        match open_sled(&self.sled_dir, self.cache_bytes) {
+            Ok((db, files)) => {
+                *self.slot.write() = Some(db.clone());
+                self.db = Some(db);
+                self.files = Some(files);
+                self.broken = false;
+                info!(
+                    path = %self.sled_dir.display(),
+                    "store reopened after a failure; writes resume"
+                );
+                true
+            }
+            Err(e) => {
+                self.fail(format_args!("cannot reopen the store: {e}"));
+                false
+            }
+        }
     }
 
     /// Logs a store failure, at most once a second (a full disk fails every write), and
@@ -211,8 +383,17 @@ impl Writer {
         }
     }
 
-    /// Applies the pending batch; returns false if it failed (logged; `ok` is cleared).
+    /// A sled call failed: it refuses writes until reopened.
+    fn sled_failed(&mut self, what: std::fmt::Arguments<'_>) {
+        self.broken = true;
+        self.fail(what);
+    }
+
+    /// Applies the pending batch; returns false if the commit has failed (now or before).
     fn apply(&mut self) -> bool {
+        if !self.ok {
+            return false;
+        }
         if !self.dirty {
             return true;
         }
@@ -223,35 +404,51 @@ impl Writer {
             self.fail(format_args!("cannot write a body segment: {e}"));
             return false;
         }
-        match self.db.apply_batch(batch) {
+        let Some(db) = self.db.as_ref() else {
+            self.ok = false;
+            return false;
+        };
+        self.applied = true;
+        match db.apply_batch(batch) {
             Ok(()) => {
                 self.unsynced = true;
                 true
             }
             Err(e) => {
-                self.fail(format_args!("store write failed: {e}"));
+                self.sled_failed(format_args!("store write failed: {e}"));
                 false
             }
         }
     }
 
-    fn sync(&mut self) -> bool {
+    /// Segments `fdatasync` (and their directory), sled's flush, then `fdatasync` of
+    /// `sled/db`: only then is the commit durable.
+    fn sync(&mut self) {
         if let Err(e) = self.segments.sync() {
             self.fail(format_args!("body segment sync failed: {e}"));
-            return false;
+            return;
         }
-        match self.db.flush() {
-            Ok(_) => true,
-            Err(e) => {
-                self.fail(format_args!("store sync failed: {e}"));
-                false
-            }
+        let Some(db) = self.db.as_ref() else {
+            self.ok = false;
+            return;
+        };
+        if let Err(e) = db.flush() {
+            self.sled_failed(format_args!("store flush failed: {e}"));
+            return;
+        }
+        let synced = match self.files.as_mut() {
+            Some(f) => f.sync(),
+            None => Err(std::io::Error::other("the store's files are not open")),
+        };
+        if let Err(e) = synced {
+            self.sled_failed(format_args!("store sync failed: {e}"));
         }
     }
 
     /// A message record about to be deleted: its body's segment loses a live body.
     fn note_release(&mut self, key: &[u8]) {
-        if let Ok(Some(v)) = self.db.get(key) {
+        let Some(db) = self.db.as_ref() else { return };
+        if let Ok(Some(v)) = db.get(key) {
             if let Some(segment) = records::external_segment(&v) {
                 self.releases.push(segment);
             }
@@ -264,43 +461,32 @@ impl Writer {
         items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
     ) {
         let mut batch = sled::Batch::default();
+        let mut releases = Vec::new();
         for item in items {
             match item {
                 Ok((k, v)) => {
                     if k.first() == Some(&records::MESSAGE) {
                         if let Some(segment) = records::external_segment(&v) {
-                            self.releases.push(segment);
+                            releases.push(segment);
                         }
                     }
                     batch.remove(k);
                 }
                 Err(e) => {
-                    self.fail(format_args!("store scan failed: {e}"));
-                    break;
+                    self.sled_failed(format_args!("store scan failed: {e}"));
+                    return;
                 }
             }
         }
-        match self.db.apply_batch(batch) {
-            Ok(()) => self.unsynced = true,
-            Err(e) => {
-                self.fail(format_args!("store delete failed: {e}"));
+        let Some(db) = self.db.as_ref() else { return };
+        self.applied = true;
+        match db.apply_batch(batch) {
+            Ok(()) => {
+                self.unsynced = true;
+                self.releases.extend(releases);
             }
+            Err(e) => self.sled_failed(format_args!("store delete failed: {e}")),
         }
-    }
-
-    fn delete_bindings_to(&mut self, vhost: &str, kind: DestKind, dest: &str) {
-        let prefix = records::named_key(records::BINDING, &[vhost]);
-        let doomed: Vec<_> = self
-            .db
-            .scan_prefix(prefix)
-            .filter(|item| match item {
-                Ok((k, _)) => records::decode_binding(k)
-                    .map(|b| b.dest_kind == kind && b.dest == dest)
-                    .unwrap_or(false),
-                Err(_) => true,
-            })
-            .collect();
-        self.delete_records(doomed.into_iter());
     }
 }
 

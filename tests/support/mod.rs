@@ -20,6 +20,9 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 
 use crate::common::TestBroker;
 
+pub mod child;
+pub mod lab;
+
 /// How long any single step may take before the test fails instead of hanging.
 pub const STEP: Duration = Duration::from_secs(5);
 
