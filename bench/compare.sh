@@ -25,6 +25,10 @@
 #
 # Environment: DURATION (seconds per throughput run, default 15), WARREN_PORT (5742),
 # RABBIT_PORT (5752), OUT (folder for logs and raw JSON, default a new temporary one).
+# BASELINE_BIN: another warren binary (say, a build of an older commit) run beside the
+# current one in every scenario, on BASE_PORT (5762): the table gains a baseline column and
+# the ratio current/baseline, so a change is measured against a rerun in the same session
+# rather than against numbers from another day on this noisy machine.
 #
 # Each broker starts fresh (Warren with an empty data dir; RabbitMQ with its /tmp node
 # folder wiped) and again before each memory scenario, so that RSS is not what an earlier
@@ -43,6 +47,9 @@ SCENARIOS=${SCENARIOS// f / f1 f2 }
 OUT=${OUT:-$(mktemp -d /tmp/warren-bench.XXXXXX)}
 REF=${RABBITMQ_REF:-/work/shared/bin/rabbitmq-ref}
 PERF=target/release/warren-perf
+BASELINE_BIN=${BASELINE_BIN:-}
+BASE_PORT=${BASE_PORT:-5762}
+BASE_URI="amqp://guest:guest@127.0.0.1:$BASE_PORT/%2F"
 WARREN_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2F"
 RABBIT_URI="amqp://guest:guest@127.0.0.1:$RABBIT_PORT/%2F"
 RESULTS="$OUT/results.tsv"
@@ -60,6 +67,30 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo ""; }
 WARREN_PID=""
 WARREN_DATA=""
 RABBIT_PID=""
+BASE_PID=""
+BASE_DATA=""
+
+start_base() {
+  [ -n "$BASELINE_BIN" ] || return 0
+  if port_open "$BASE_PORT"; then
+    log "port $BASE_PORT is already taken; set BASE_PORT"; return 1
+  fi
+  BASE_DATA=$(mktemp -d /tmp/warren-bench-base.XXXXXX)
+  WARREN_LISTEN="127.0.0.1:$BASE_PORT" WARREN_METRICS_LISTEN=off WARREN_DATA_DIR="$BASE_DATA" \
+    "$BASELINE_BIN" >>"$OUT/base.log" 2>&1 &
+  BASE_PID=$!
+  for _ in $(seq 1 100); do port_open "$BASE_PORT" && return 0; sleep 0.1; done
+  log "the baseline warren did not start; see $OUT/base.log"; return 1
+}
+
+stop_base() {
+  [ -n "$BASE_PID" ] || return 0
+  kill "$BASE_PID" 2>/dev/null
+  wait "$BASE_PID" 2>/dev/null
+  BASE_PID=""
+  [ -n "$BASE_DATA" ] && rm -rf "$BASE_DATA"
+  BASE_DATA=""
+}
 
 start_warren() {
   if port_open "$WARREN_PORT"; then
@@ -113,6 +144,7 @@ stop_rabbit() {
 
 cleanup() {
   stop_warren
+  stop_base
   stop_rabbit
 }
 trap cleanup EXIT
@@ -120,13 +152,15 @@ trap 'exit 130' INT TERM
 
 restart_brokers() {
   stop_warren
+  stop_base
   start_warren || exit 1
+  start_base || exit 1
   start_rabbit || exit 1
   sleep 3 # let RabbitMQ finish booting its plugins and settle its memory
 }
 
-# record SCENARIO METRIC UNIT WARREN RABBITMQ (raw numbers; "" for a failed run)
-record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+# record SCENARIO METRIC UNIT WARREN RABBITMQ [BASELINE] (raw numbers; "" for a failed run)
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${6:-}" >>"$RESULTS"; }
 
 # jget FILE EXPR: a value from the JSON summary in FILE (EXPR indexes it, e.g. ["latency_us"]["p50"])
 jget() {
@@ -142,7 +176,7 @@ except Exception:
 run_load() {
   local name=$1 broker=$2 uri
   shift 2
-  [ "$broker" = warren ] && uri=$WARREN_URI || uri=$RABBIT_URI
+  case $broker in warren) uri=$WARREN_URI ;; base) uri=$BASE_URI ;; *) uri=$RABBIT_URI ;; esac
   log "$name on $broker: warren-perf $*"
   timeout $((DURATION + 90)) "$PERF" --uri "$uri" --json --duration "$DURATION" "$@" \
     >"$OUT/$name-$broker.json" 2>"$OUT/$name-$broker.log" ||
@@ -154,7 +188,11 @@ run_load() {
 run_hold() {
   local name=$1 broker=$2 settle=$3 uri pid tool
   shift 3
-  if [ "$broker" = warren ]; then uri=$WARREN_URI pid=$WARREN_PID; else uri=$RABBIT_URI pid=$RABBIT_PID; fi
+  case $broker in
+    warren) uri=$WARREN_URI pid=$WARREN_PID ;;
+    base) uri=$BASE_URI pid=$BASE_PID ;;
+    *) uri=$RABBIT_URI pid=$RABBIT_PID ;;
+  esac
   log "$name on $broker: warren-perf $*"
   rss_kb "$pid" >"$OUT/$name-$broker.rss0"
   timeout 600 "$PERF" --uri "$uri" --json "$@" >"$OUT/$name-$broker.json" 2>"$OUT/$name-$broker.log" &
@@ -178,29 +216,41 @@ both() {
   shift 3
   if [ "$order" = 0 ]; then
     "$fn" "$name" warren "$@"
+    [ -n "$BASELINE_BIN" ] && "$fn" "$name" base "$@"
     "$fn" "$name" rabbitmq "$@"
   else
     "$fn" "$name" rabbitmq "$@"
+    [ -n "$BASELINE_BIN" ] && "$fn" "$name" base "$@"
     "$fn" "$name" warren "$@"
   fi
 }
 
 # rate NAME SCENARIO METRIC KEY: a rate from both summaries
+# json NAME BROKER EXPR: a value from a summary ("" without a baseline)
+json() {
+  [ "$2" = base ] && [ -z "$BASELINE_BIN" ] && return 0
+  jget "$OUT/$1-$2.json" "$3"
+}
+
 rate_row() {
-  record "$2" "$3" "msg/s" "$(jget "$OUT/$1-warren.json" "[\"$4\"]")" "$(jget "$OUT/$1-rabbitmq.json" "[\"$4\"]")"
+  record "$2" "$3" "msg/s" "$(json "$1" warren "[\"$4\"]")" "$(json "$1" rabbitmq "[\"$4\"]")" \
+    "$(json "$1" base "[\"$4\"]")"
 }
 
 latency_row() {
-  record "$2" "$3" "ms" "$(jget "$OUT/$1-warren.json" "[\"latency_us\"][\"$4\"]/1000")" \
-    "$(jget "$OUT/$1-rabbitmq.json" "[\"latency_us\"][\"$4\"]/1000")"
+  record "$2" "$3" "ms" "$(json "$1" warren "[\"latency_us\"][\"$4\"]/1000")" \
+    "$(json "$1" rabbitmq "[\"latency_us\"][\"$4\"]/1000")" \
+    "$(json "$1" base "[\"latency_us\"][\"$4\"]/1000")"
 }
 
+mib() { awk -v k="$1" 'BEGIN { if (k != "") printf "%.1f", k / 1024 }'; }
+
 rss_row() {
-  local w r
+  local w r b=""
   w=$(cat "$OUT/$1-warren.$4" 2>/dev/null)
   r=$(cat "$OUT/$1-rabbitmq.$4" 2>/dev/null)
-  record "$2" "$3" "MiB" "$(awk -v k="$w" 'BEGIN { if (k != "") printf "%.1f", k / 1024 }')" \
-    "$(awk -v k="$r" 'BEGIN { if (k != "") printf "%.1f", k / 1024 }')"
+  [ -n "$BASELINE_BIN" ] && b=$(cat "$OUT/$1-base.$4" 2>/dev/null)
+  record "$2" "$3" "MiB" "$(mib "$w")" "$(mib "$r")" "$(mib "$b")"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -210,9 +260,8 @@ log "raw results in $OUT"
 restart_brokers
 WARREN_VERSION="$(git describe --always --dirty 2>/dev/null || echo unknown)"
 RABBIT_VERSION="$("$REF" ctl "$RABBIT_PORT" version 2>/dev/null | tail -n 1)"
-record "idle brokers" "RSS at start" "MiB" \
-  "$(awk -v k="$(rss_kb "$WARREN_PID")" 'BEGIN { printf "%.1f", k / 1024 }')" \
-  "$(awk -v k="$(rss_kb "$RABBIT_PID")" 'BEGIN { printf "%.1f", k / 1024 }')"
+record "idle brokers" "RSS at start" "MiB" "$(mib "$(rss_kb "$WARREN_PID")")" \
+  "$(mib "$(rss_kb "$RABBIT_PID")")" "$([ -n "$BASE_PID" ] && mib "$(rss_kb "$BASE_PID")")"
 
 if want a; then
   both a 0 run_load --size 16 --autoack
@@ -251,13 +300,13 @@ if want f2; then
   both f2 0 run_hold 5 --fill 1000000 --size 16 --confirm 5000 --hold 10
   rss_row f2 "f. 1M queued 16 B messages" "RSS holding them" rss
   record "f. 1M queued 16 B messages" "fill rate (confirmed)" "msg/s" \
-    "$(jget "$OUT/f2-warren.json" '["rate"]')" "$(jget "$OUT/f2-rabbitmq.json" '["rate"]')"
+    "$(json f2 warren '["rate"]')" "$(json f2 rabbitmq '["rate"]')" "$(json f2 base '["rate"]')"
 fi
 if want g; then
   restart_brokers
   both g 1 run_hold 3 --declare-queues 10000 --hold 8
   record "g. 10,000 queues declared + bound" "time" "s" \
-    "$(jget "$OUT/g-warren.json" '["secs"]')" "$(jget "$OUT/g-rabbitmq.json" '["secs"]')"
+    "$(json g warren '["secs"]')" "$(json g rabbitmq '["secs"]')" "$(json g base '["secs"]')"
   rss_row g "g. 10,000 queues declared + bound" "RSS holding them" rss
 fi
 
@@ -315,16 +364,25 @@ def fmt(v, unit):
         return f"{v:.2f}"
     return f"{v:,.1f}"
 
-print("| Scenario | Metric | Warren | RabbitMQ | Warren/RabbitMQ |")
-print("|---|---|---:|---:|---:|")
+rows = [(line.rstrip("\n").split("\t") + [""] * 6)[:6] for line in open(sys.argv[1])]
+base = any(num(r[5]) is not None for r in rows)
+if base:
+    print("| Scenario | Metric | Warren | Warren baseline | RabbitMQ | Warren/baseline | Warren/RabbitMQ |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+else:
+    print("| Scenario | Metric | Warren | RabbitMQ | Warren/RabbitMQ |")
+    print("|---|---|---:|---:|---:|")
 last = None
-for line in open(sys.argv[1]):
-    scenario, metric, unit, w, r = (line.rstrip("\n").split("\t") + [""] * 5)[:5]
-    w, r = num(w), num(r)
+for scenario, metric, unit, w, r, b in rows:
+    w, r, b = num(w), num(r), num(b)
     ratio = f"{w / r:.2f}" if w is not None and r else "–"
     shown = scenario if scenario != last else ""
     last = scenario
-    print(f"| {shown} | {metric} ({unit}) | {fmt(w, unit)} | {fmt(r, unit)} | {ratio} |")
+    if base:
+        vs = f"{w / b:.2f}" if w is not None and b else "–"
+        print(f"| {shown} | {metric} ({unit}) | {fmt(w, unit)} | {fmt(b, unit)} | {fmt(r, unit)} | {vs} | {ratio} |")
+    else:
+        print(f"| {shown} | {metric} ({unit}) | {fmt(w, unit)} | {fmt(r, unit)} | {ratio} |")
 print()
 print("Rates: higher is better. Latency, time and memory: lower is better.")
 EOF

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use tracing::warn;
 
+use crate::alarms::Alarms;
 use crate::config::{Config, UserConfig};
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::vhost::VHost;
@@ -21,10 +22,21 @@ pub struct Broker {
     next_connection: AtomicU64,
     /// Open connections and channels (for the metrics; changed on open/close only).
     connections: AtomicI64,
+    /// Connections that have not finished the handshake (see [`Broker::begin_handshake`]).
+    handshaking: Arc<AtomicUsize>,
     channels: AtomicI64,
     shutdown: watch::Receiver<bool>,
-    /// A resource alarm and its reason: connections that publish are blocked while it is on.
-    alarm: watch::Sender<Option<String>>,
+    /// Memory and disk alarms: connections that publish are blocked while one is raised.
+    pub alarms: Arc<Alarms>,
+}
+
+/// A connection counted as in its handshake; dropping it (open, or gone) uncounts it.
+pub struct HandshakeSlot(Arc<AtomicUsize>);
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Why a login was refused (each maps to RabbitMQ's 403 text).
@@ -81,15 +93,17 @@ impl Broker {
                 );
             }
         }
+        let alarms = Alarms::new(config.memory_high_watermark, config.disk_free_limit);
         Ok(Arc::new(Broker {
             config,
             store,
             vhosts,
             next_connection: AtomicU64::new(1),
             connections: AtomicI64::new(0),
+            handshaking: Arc::new(AtomicUsize::new(0)),
             channels: AtomicI64::new(0),
             shutdown,
-            alarm: watch::channel(None).0,
+            alarms,
         }))
     }
 
@@ -114,19 +128,30 @@ impl Broker {
         self.channels.load(Ordering::Relaxed)
     }
 
+    /// A socket was accepted: counts it against `max_handshakes` until it opens (or ends);
+    /// None if that many are already in their handshake (the socket is to be closed).
+    pub fn begin_handshake(&self) -> Option<HandshakeSlot> {
+        let n = self.handshaking.fetch_add(1, Ordering::AcqRel);
+        if n >= self.config.max_handshakes {
+            self.handshaking.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(HandshakeSlot(self.handshaking.clone()))
+    }
+
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Raises (`Some(reason)`) or clears a resource alarm. Clients that advertise the
-    /// `connection.blocked` capability are told; publishing connections stop being read.
-    /// (The memory and disk monitors that will raise it come later; tests use it directly.)
+    /// Raises (`Some(reason)`) or clears a resource alarm by hand, beside the memory and
+    /// disk monitors (see `alarms`). Clients that advertise the `connection.blocked`
+    /// capability are told; publishing connections stop being read.
     pub fn set_alarm(&self, reason: Option<String>) {
-        self.alarm.send_replace(reason);
+        self.alarms.set_manual(reason);
     }
 
     pub fn alarm_signal(&self) -> watch::Receiver<Option<String>> {
-        self.alarm.subscribe()
+        self.alarms.signal()
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

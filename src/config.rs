@@ -9,6 +9,8 @@ use clap::Parser;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::alarms::Limit;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -25,6 +27,8 @@ pub enum ConfigError {
     Listen(String),
     #[error("bad log format {0:?} (text or json)")]
     LogFormat(String),
+    #[error("bad {key}: {reason}")]
+    Value { key: &'static str, reason: String },
 }
 
 /// `warren [--config FILE] [--listen ADDR] [--data-dir DIR] [--metrics-listen ADDR]`
@@ -52,6 +56,37 @@ pub struct Cli {
     /// RAM each queue may hold in ready messages before paging to disk [default: 64 MiB]
     #[arg(long, env = "WARREN_QUEUE_RAM_BYTES")]
     pub queue_ram_bytes: Option<usize>,
+    /// Memory alarm: a fraction of RAM (0.4) or a size (2GiB) [default: 0.4]
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
+    pub memory_high_watermark: Option<String>,
+    /// Disk alarm: free space below a size (50MB) or a multiple of RAM (1.0) [default: 50MB]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    pub disk_free_limit: Option<String>,
+    /// Milliseconds a delivery may stay unacked before its channel is closed; 0 = off
+    /// [default: 1800000, 30 minutes]
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT")]
+    pub consumer_timeout: Option<u64>,
+}
+
+/// A limit as the TOML file may write it: a float is relative (`0.4`), an integer is bytes,
+/// a string is either (`"0.4"`, `"2GiB"`, `"50MB"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum LimitValue {
+    Int(u64),
+    Float(f64),
+    Text(String),
+}
+
+impl LimitValue {
+    fn limit(&self) -> Result<Limit, String> {
+        match self {
+            LimitValue::Int(n) => Ok(Limit::Absolute(*n)),
+            LimitValue::Float(f) if f.is_finite() && *f >= 0.0 => Ok(Limit::Relative(*f)),
+            LimitValue::Float(f) => Err(format!("{f} is not a non-negative number")),
+            LimitValue::Text(s) => Limit::parse(s),
+        }
+    }
 }
 
 /// A user, as the TOML file declares it.
@@ -89,6 +124,11 @@ pub struct FileConfig {
     pub queue_ram_bytes: Option<usize>,
     pub store_cache_bytes: Option<u64>,
     pub log_format: Option<String>,
+    pub memory_high_watermark: Option<LimitValue>,
+    pub disk_free_limit: Option<LimitValue>,
+    pub consumer_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_handshakes: Option<usize>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -112,6 +152,16 @@ pub struct Config {
     pub queue_ram_bytes: usize,
     /// sled's page cache.
     pub store_cache_bytes: u64,
+    /// Publishers are blocked while resident memory is above this...
+    pub memory_high_watermark: Limit,
+    /// ... or free disk space in the data directory's filesystem below this.
+    pub disk_free_limit: Limit,
+    /// Milliseconds a delivery may stay unacked before its channel is closed (None: off).
+    pub consumer_timeout: Option<u64>,
+    /// Open connections at most (connection.open past it is 530, as RabbitMQ's limit).
+    pub max_connections: usize,
+    /// Connections still in the handshake at most; past it, new sockets are closed at once.
+    pub max_handshakes: usize,
 }
 
 impl Default for Config {
@@ -141,6 +191,13 @@ impl Default for Config {
             max_message_size: 128 * 1024 * 1024,
             queue_ram_bytes: 64 << 20,
             store_cache_bytes: 64 << 20,
+            // RabbitMQ's defaults: 40% of RAM, 50 MB free.
+            memory_high_watermark: Limit::Relative(0.4),
+            disk_free_limit: Limit::Absolute(50_000_000),
+            // RabbitMQ's 30 minutes.
+            consumer_timeout: Some(1_800_000),
+            max_connections: 65_536,
+            max_handshakes: 2_048,
         }
     }
 }
@@ -193,7 +250,13 @@ impl Config {
         if let Some(u) = file.users {
             c.users = u;
         }
-        c.frame_max = file.frame_max.unwrap_or(c.frame_max).max(8192);
+        c.frame_max = file.frame_max.unwrap_or(c.frame_max);
+        if !(8192..=1 << 31).contains(&c.frame_max) {
+            return Err(ConfigError::Value {
+                key: "frame_max",
+                reason: format!("{} is outside 8192..=2147483648", c.frame_max),
+            });
+        }
         c.channel_max = file.channel_max.unwrap_or(c.channel_max);
         c.heartbeat = file.heartbeat.unwrap_or(c.heartbeat);
         if let Some(s) = file.handshake_timeout_secs {
@@ -204,6 +267,29 @@ impl Config {
             c.queue_ram_bytes = b;
         }
         c.store_cache_bytes = file.store_cache_bytes.unwrap_or(c.store_cache_bytes);
+        let limit = |key: &'static str, flag: Option<String>, file: Option<LimitValue>| {
+            let parsed = match (flag, file) {
+                (Some(s), _) => Limit::parse(&s).map(Some),
+                (None, Some(v)) => v.limit().map(Some),
+                (None, None) => Ok(None),
+            };
+            parsed.map_err(|reason| ConfigError::Value { key, reason })
+        };
+        if let Some(l) = limit(
+            "memory_high_watermark",
+            cli.memory_high_watermark,
+            file.memory_high_watermark,
+        )? {
+            c.memory_high_watermark = l;
+        }
+        if let Some(l) = limit("disk_free_limit", cli.disk_free_limit, file.disk_free_limit)? {
+            c.disk_free_limit = l;
+        }
+        if let Some(ms) = cli.consumer_timeout.or(file.consumer_timeout) {
+            c.consumer_timeout = (ms > 0).then_some(ms);
+        }
+        c.max_connections = file.max_connections.unwrap_or(c.max_connections);
+        c.max_handshakes = file.max_handshakes.unwrap_or(c.max_handshakes);
         Ok(c)
     }
 

@@ -54,6 +54,7 @@ impl AmqpError {
     ctor!(not_allowed, reply::NOT_ALLOWED, Hard);
     ctor!(not_implemented, reply::NOT_IMPLEMENTED, Hard);
     ctor!(internal_error, reply::INTERNAL_ERROR, Hard);
+    ctor!(resource_error, reply::RESOURCE_ERROR, Hard);
 
     /// The refused login; a hard error whose code (403) is otherwise a soft one.
     pub fn login_refused(text: impl Into<String>) -> Self {

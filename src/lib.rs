@@ -2,6 +2,7 @@
 //!
 //! Module map (see ARCHITECTURE.md for the invariants):
 //! - [`config`]: settings from flags, environment and a TOML file.
+//! - [`alarms`]: the memory and disk alarms that block publishers.
 //! - [`server`]: listeners, the accept loop, graceful shutdown.
 //! - [`broker`]: the process-wide state: users, vhosts, id generation.
 //! - [`vhost`]: owns exchanges, queues and bindings; routes a message to its queues.
@@ -15,6 +16,7 @@
 //! - [`error`]: AMQP errors, hard (connection) and soft (channel).
 //! - [`metrics`]: metric names and the Prometheus exporter.
 
+pub mod alarms;
 pub mod args;
 pub mod broker;
 pub mod config;

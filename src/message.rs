@@ -86,6 +86,32 @@ impl Message {
         })
     }
 
+    /// A message read back from disk, its body already in a buffer of its own: kept as it
+    /// is when large (no copy), copied in with the rest when small.
+    pub fn from_parts_shared(
+        exchange: &str,
+        routing_key: &str,
+        props: &[u8],
+        body: Bytes,
+    ) -> Option<Self> {
+        if body.len() < INLINE_BODY_BELOW {
+            return Self::from_parts(exchange, routing_key, props, &body);
+        }
+        let index = PropertyIndex::parse(props).ok()?;
+        let mut data = Vec::with_capacity(exchange.len() + routing_key.len() + props.len());
+        data.extend_from_slice(exchange.as_bytes());
+        data.extend_from_slice(routing_key.as_bytes());
+        data.extend_from_slice(props);
+        Some(Message {
+            data: Bytes::from(data),
+            external_body: Some(body),
+            exchange_len: exchange.len().min(255) as u8,
+            routing_key_len: routing_key.len().min(255) as u8,
+            properties_len: props.len() as u32,
+            index,
+        })
+    }
+
     /// delivery-mode 2.
     pub fn is_persistent(&self) -> bool {
         self.index.delivery_mode() == 2
@@ -118,6 +144,16 @@ impl Message {
     /// The headers table, parsed (for the headers exchange); `None` if absent or malformed.
     pub fn headers(&self) -> Option<FieldTable> {
         self.index.headers(self.properties_raw()).ok().flatten()
+    }
+
+    /// The body as a shared handle (no copy), for writing it out.
+    pub fn body_bytes(&self) -> Bytes {
+        match &self.external_body {
+            Some(b) => b.clone(),
+            None => self
+                .data
+                .slice(self.names_len() + self.properties_len as usize..),
+        }
     }
 
     pub fn body(&self) -> &[u8] {

@@ -72,6 +72,27 @@ impl ServerHandle {
     }
 }
 
+/// A warning logged at most once a second, with how many times it happened since.
+#[derive(Default)]
+struct Throttled {
+    count: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl Throttled {
+    fn note(&mut self, log: impl FnOnce(u64)) {
+        self.count += 1;
+        if self
+            .last
+            .map_or(true, |t| t.elapsed() >= Duration::from_secs(1))
+        {
+            log(self.count);
+            self.count = 0;
+            self.last = Some(std::time::Instant::now());
+        }
+    }
+}
+
 /// Binds the listeners and serves in the background.
 pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     // Its name synced too: a data directory that vanishes with the power takes everything.
@@ -97,7 +118,9 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     }
     let metrics_listen = config.metrics_listen;
     let (tx, rx) = watch::channel(false);
+    let data_dir = config.data_dir.clone();
     let broker = Broker::open(config, rx.clone())?;
+    broker.alarms.monitor(data_dir, rx.clone());
     if let Some(addr) = metrics_listen {
         crate::metrics::http::serve(addr, Arc::downgrade(&broker))
             .await
@@ -131,16 +154,28 @@ async fn serve(
         let connections = connections.clone();
         let mut stop = shutdown.clone();
         accepts.spawn(async move {
+            let mut accept_errors = Throttled::default();
+            let mut refused = Throttled::default();
             loop {
                 tokio::select! {
                     r = l.accept() => match r {
                         Ok((stream, peer)) => {
                             let b = broker.clone();
-                            connections.spawn(crate::connection::serve(stream, peer, b));
+                            let Some(slot) = b.begin_handshake() else {
+                                // Too many sockets that have not logged in: drop this one.
+                                refused.note(|n| warn!(
+                                    refused = n,
+                                    limit = b.config.max_handshakes,
+                                    "too many connections in their handshake: new ones closed"
+                                ));
+                                drop(stream);
+                                continue;
+                            };
+                            connections.spawn(crate::connection::serve(stream, peer, b, slot));
                         }
                         Err(e) => {
-                            // EMFILE and friends: back off rather than spin.
-                            warn!("accept failed: {e}");
+                            // EMFILE and friends: back off rather than spin, log once a second.
+                            accept_errors.note(|n| warn!(errors = n, "accept failed: {e}"));
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     },

@@ -1,7 +1,8 @@
-//! Resource-alarm plumbing: with an alarm raised (the test hook stands in for the memory and
-//! disk monitors of a later issue), clients that advertise `connection.blocked` get
+//! Resource alarms. With an alarm raised, clients that advertise `connection.blocked` get
 //! connection.blocked, publishing connections stop being read (their messages wait in the
-//! socket, nothing is lost), others go on; clearing it sends connection.unblocked.
+//! socket, nothing is lost), others go on; clearing it sends connection.unblocked. First
+//! with the test hook, then for real: the broker (a child process) pushed past a low memory
+//! watermark by real publishes, and past a disk free limit on forgetfs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 mod support;
@@ -48,37 +49,43 @@ fn publish(r: &mut Raw, q: &str, body: &[u8]) {
 }
 
 #[tokio::test]
-async fn an_alarm_blocks_publishers_and_clearing_it_unblocks_them() {
+async fn an_alarm_blocks_a_connection_when_it_publishes_and_clearing_it_unblocks() {
+    // As RabbitMQ 3.10.8 does (checked with pika): a raised alarm blocks a connection, and
+    // tells it connection.blocked "low on memory", only when it publishes; a connection that
+    // does not publish is neither blocked nor told.
     let b = common::TestBroker::start().await;
     let addr = b.addr.to_string();
-    // A lapin connection: lapin advertises the connection.blocked capability.
+    // lapin connections: lapin advertises the connection.blocked capability.
     let listener = b.connect().await;
-    let (a, mut publisher) = {
-        let a = addr.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut p = Raw::open(&a);
-            p.send(&AMQPFrame::Method(
-                1,
-                AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-                    queue: "q".into(),
-                    ..Default::default()
-                })),
-            ));
-            assert!(matches!(
-                p.recv(),
-                AMQPFrame::Method(1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))
-            ));
-            publish(&mut p, "q", b"before");
-            (a, p)
-        })
+    let publisher = b.connect().await;
+    let pch = publisher.create_channel().await.unwrap();
+    pch.queue_declare("q".into(), Default::default(), Default::default())
         .await
-        .unwrap()
+        .unwrap();
+    let send = |body: &'static [u8]| {
+        let pch = pch.clone();
+        async move {
+            // lapin holds a publish back while blocked: don't wait for it to go out.
+            tokio::spawn(async move {
+                let _ = pch
+                    .basic_publish(
+                        "".into(),
+                        "q".into(),
+                        Default::default(),
+                        body,
+                        Default::default(),
+                    )
+                    .await;
+            });
+        }
     };
     let count = |a: String| async move {
         tokio::task::spawn_blocking(move || ready(&a, "q"))
             .await
             .unwrap()
     };
+    send(b"before").await;
+    let a = addr.clone();
     for _ in 0..100 {
         if count(a.clone()).await == 1 {
             break;
@@ -87,32 +94,288 @@ async fn an_alarm_blocks_publishers_and_clearing_it_unblocks_them() {
     }
     assert_eq!(count(a.clone()).await, 1);
 
-    b.handle.set_alarm(Some("low on memory (test)"));
-    until("connection.blocked", || listener.status().blocked()).await;
-    let mut publisher = tokio::task::spawn_blocking(move || {
-        publish(&mut publisher, "q", b"during");
-        publisher
-    })
-    .await
-    .unwrap();
+    b.handle.set_alarm(Some("low on memory"));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // The publisher is not read; a connection that never published still is.
-    assert_eq!(count(a.clone()).await, 1);
+    assert!(
+        !listener.status().blocked(),
+        "a connection that never published was told"
+    );
+    assert!(
+        !publisher.status().blocked(),
+        "blocked before publishing during the alarm"
+    );
+    // This publish is taken (RabbitMQ reads the frame that blocks it), then the connection
+    // is blocked; what it sends next waits.
+    send(b"during").await;
+    until("connection.blocked", || publisher.status().blocked()).await;
+    send(b"held back").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(count(a.clone()).await, 2);
+    assert!(!listener.status().blocked());
+
+    // A raw client without the capability is blocked too, silently.
+    let (mut raw, a2) = {
+        let a = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut p = Raw::open(&a);
+            publish(&mut p, "q", b"raw during");
+            publish(&mut p, "q", b"raw after");
+            (p, a)
+        })
+        .await
+        .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let during = count(a2.clone()).await;
+    assert!(
+        during <= 3,
+        "a blocked raw publisher was read on: {during} ready"
+    );
 
     b.handle.set_alarm(None);
-    until("connection.unblocked", || !listener.status().blocked()).await;
-    for _ in 0..100 {
-        if count(a.clone()).await == 2 {
-            publisher = tokio::task::spawn_blocking(move || {
-                publish(&mut publisher, "q", b"after");
-                publisher
+    until("connection.unblocked", || !publisher.status().blocked()).await;
+    for _ in 0..300 {
+        if count(a.clone()).await == 5 {
+            raw = tokio::task::spawn_blocking(move || {
+                publish(&mut raw, "q", b"after");
+                raw
             })
             .await
             .unwrap();
-            drop(publisher);
+            drop(raw);
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("the message published during the alarm never arrived");
+    panic!(
+        "the messages held back during the alarm never arrived: {} ready",
+        count(a.clone()).await
+    );
+}
+
+// ---- the real monitors --------------------------------------------------------------------
+
+use futures_lite::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use support::child::ChildBroker;
+use support::lab::{durable, open};
+
+/// A metric's value from the broker's /metrics (retried while the endpoint comes up).
+async fn metric(port: u16, name: &str) -> Option<f64> {
+    for _ in 0..100 {
+        if let Some(v) = metric_once(port, name).await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+async fn metric_once(port: u16, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Waits (up to `secs`) until `f` holds.
+async fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("broker.log");
+    // Idle first, to set the watermark 150 MiB above what the broker needs to start.
+    let idle = {
+        let b = ChildBroker::start(&dir.path().join("probe"), &log, &[]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rss_of(b.pid())
+    };
+    let watermark = format!("{}", idle + (150 << 20));
+    let metrics_port = support::child::free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let b = ChildBroker::start(
+        &dir.path().join("data"),
+        &log,
+        &[
+            ("WARREN_MEMORY_HIGH_WATERMARK", watermark.as_str()),
+            // Ready messages stay in RAM: the queue does not page them out.
+            ("WARREN_QUEUE_RAM_BYTES", "4000000000"),
+            ("WARREN_METRICS_LISTEN", metrics.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        metric(metrics_port, "rabbitmq_resident_memory_limit_bytes").await,
+        Some((idle + (150 << 20)) as f64)
+    );
+    let (pconn, pub_ch) = open(&b.uri()).await;
+    pub_ch
+        .queue_declare("mem-q".into(), durable(), FieldTable::default())
+        .await
+        .unwrap();
+    // 256 KiB bodies, transient, no confirms: RAM grows with the queue until the alarm.
+    let body = vec![7u8; 256 * 1024];
+    let publisher = tokio::spawn(async move {
+        for _ in 0..4000 {
+            let r = pub_ch
+                .basic_publish(
+                    "".into(),
+                    "mem-q".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    lapin::BasicProperties::default(),
+                )
+                .await;
+            if r.is_err() {
+                break;
+            }
+        }
+    });
+    let status = pconn.status().clone();
+    eventually(30, "the publisher to be blocked", || status.blocked()).await;
+    let rss = rss_of(b.pid());
+    assert_eq!(
+        metric(metrics_port, "rabbitmq_alarms_memory_used_watermark").await,
+        Some(1.0)
+    );
+    assert!(
+        rss < idle + (400 << 20),
+        "RSS went to {} MiB with a watermark at {} MiB",
+        rss >> 20,
+        (idle >> 20) + 150
+    );
+    // A consumer drains (it never published, so it is not blocked): memory comes back.
+    let (_cconn, cons_ch) = open(&b.uri()).await;
+    let mut deliveries = cons_ch
+        .basic_consume(
+            "mem-q".into(),
+            "drain".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let drainer = tokio::spawn(async move { while let Some(Ok(_)) = deliveries.next().await {} });
+    let pid = b.pid();
+    for _ in 0..30 {
+        eprintln!(
+            "rss {} MiB, watermark {} MiB",
+            rss_of(pid) >> 20,
+            (idle >> 20) + 150
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eventually(30, "the publisher to be unblocked", || !status.blocked()).await;
+    assert_eq!(
+        metric(metrics_port, "rabbitmq_alarms_memory_used_watermark").await,
+        Some(0.0)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("memory resource limit alarm set"), "{text}");
+    assert!(
+        text.contains("memory resource limit alarm cleared"),
+        "{text}"
+    );
+    publisher.abort();
+    drainer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filling_the_disk_past_its_free_limit_blocks_and_room_unblocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("mnt");
+    std::fs::create_dir(&mount).unwrap();
+    let fs = forgetfs::ForgetFs::mount(&mount).expect("mount forgetfs (needs root and /dev/fuse)");
+    let log = dir.path().join("broker.log");
+    let metrics_port = support::child::free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let b = ChildBroker::start(
+        &mount.join("data"),
+        &log,
+        &[
+            ("WARREN_DISK_FREE_LIMIT", "20MB"),
+            ("WARREN_METRICS_LISTEN", metrics.as_str()),
+        ],
+    )
+    .await;
+    fs.set_capacity(Some(fs.used() + 40_000_000));
+    let (pconn, ch) = open(&b.uri()).await;
+    ch.queue_declare("disk-q".into(), durable(), FieldTable::default())
+        .await
+        .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let body = vec![3u8; 64 * 1024];
+    let publisher = tokio::spawn(async move {
+        for _ in 0..1000 {
+            let confirm = ch
+                .basic_publish(
+                    "".into(),
+                    "disk-q".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await;
+            match confirm {
+                Ok(c) => {
+                    let _ = c.await;
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    let status = pconn.status().clone();
+    eventually(30, "the publisher to be blocked", || status.blocked()).await;
+    assert_eq!(
+        metric(metrics_port, "rabbitmq_alarms_free_disk_space_watermark").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(metrics_port, "rabbitmq_disk_space_available_limit_bytes").await,
+        Some(20_000_000.0)
+    );
+    fs.set_capacity(None);
+    eventually(10, "the publisher to be unblocked", || !status.blocked()).await;
+    assert_eq!(
+        metric(metrics_port, "rabbitmq_alarms_free_disk_space_watermark").await,
+        Some(0.0)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("disk resource limit alarm set"), "{text}");
+    assert!(text.contains("disk resource limit alarm cleared"), "{text}");
+    publisher.abort();
 }

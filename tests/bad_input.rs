@@ -992,3 +992,150 @@ async fn a_client_that_heartbeats_is_kept() {
     r.open_channel(1).await;
     assert_still_serving(&b, &other).await;
 }
+
+// ---- field tables nested without bound ------------------------------------------------------
+
+/// A field table (4-byte length first) nested `depth` deep; with `array`, every level is an
+/// array holding the next table.
+fn nested_table(depth: usize, array: bool) -> Vec<u8> {
+    let mut inner: Vec<u8> = 0u32.to_be_bytes().to_vec();
+    for _ in 1..depth {
+        let mut entry = vec![1, b'k'];
+        if array {
+            entry.push(b'A');
+            entry.extend_from_slice(&((inner.len() + 1) as u32).to_be_bytes());
+            entry.push(b'F');
+        } else {
+            entry.push(b'F');
+        }
+        entry.extend_from_slice(&inner);
+        inner = (entry.len() as u32).to_be_bytes().to_vec();
+        inner.extend_from_slice(&entry);
+    }
+    inner
+}
+
+fn short(s: &str) -> Vec<u8> {
+    let mut v = vec![s.len() as u8];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// The arguments of a method that carries a table, the table given as raw bytes.
+fn method_with_table(class: u16, method: u16, table: &[u8]) -> Vec<u8> {
+    let mut a = Vec::new();
+    match (class, method) {
+        // queue.declare: reserved, queue, bits
+        (50, 10) => {
+            a.extend_from_slice(&[0, 0]);
+            a.extend(short("deep-q"));
+            a.push(0);
+        }
+        // exchange.declare: reserved, exchange, type, bits
+        (40, 10) => {
+            a.extend_from_slice(&[0, 0]);
+            a.extend(short("deep-x"));
+            a.extend(short("direct"));
+            a.push(0);
+        }
+        // queue.bind: reserved, queue, exchange, key, no-wait
+        (50, 20) => {
+            a.extend_from_slice(&[0, 0]);
+            a.extend(short("deep-q"));
+            a.extend(short("amq.direct"));
+            a.extend(short("k"));
+            a.push(0);
+        }
+        // basic.consume: reserved, queue, tag, bits
+        (60, 20) => {
+            a.extend_from_slice(&[0, 0]);
+            a.extend(short("deep-q"));
+            a.extend(short("tag"));
+            a.push(0);
+        }
+        _ => unreachable!(),
+    }
+    a.extend_from_slice(table);
+    method_payload(class, method, &a)
+}
+
+#[tokio::test]
+async fn a_table_nested_2500_deep_before_login_is_501_and_the_broker_lives() {
+    // The frame that overflowed the stack, before any login: client-properties nested deep.
+    // Before tune-ok the broker takes frames of at most 8 KiB (RabbitMQ's FRAME_MIN_SIZE),
+    // so the 17 KB one is refused by size, and one that fits (1,100 deep) by depth.
+    let (b, other) = setup().await;
+    for (depth, text) in [(2_500, "frame too large"), (1_100, "nested deeper than 64")] {
+        let mut r = Raw::start(b.addr).await;
+        let mut args = nested_table(depth, false);
+        args.extend(short("PLAIN"));
+        args.extend_from_slice(&11u32.to_be_bytes());
+        args.extend_from_slice(b"\0guest\0guest");
+        args.extend(short("en_US"));
+        r.write(&raw_frame(1, 0, &method_payload(10, 11, &args)))
+            .await;
+        let close = r.expect_close().await;
+        assert_eq!(close.reply_code, 501, "{close:?}");
+        assert!(close.reply_text.as_str().contains(text), "{close:?}");
+    }
+    assert_still_serving(&b, &other).await;
+}
+
+#[tokio::test]
+async fn deep_tables_in_method_arguments_are_501_and_shallow_ones_pass() {
+    let (b, other) = setup().await;
+    for (class, method) in [(50, 10), (40, 10), (50, 20), (60, 20)] {
+        for array in [false, true] {
+            let mut r = Raw::open(b.addr).await;
+            r.open_channel(1).await;
+            let frame = raw_frame(
+                1,
+                1,
+                &method_with_table(class, method, &nested_table(2_000, array)),
+            );
+            r.write(&frame).await;
+            let text = r.expect_close_with(501, (class, method)).await;
+            assert!(
+                text.contains("nested deeper than 64"),
+                "{class}.{method}: {text}"
+            );
+        }
+    }
+    // Nested a little (10 deep, unknown x-arguments are ignored): declared as usual.
+    let mut r = Raw::open(b.addr).await;
+    r.open_channel(1).await;
+    r.write(&raw_frame(
+        1,
+        1,
+        &method_with_table(50, 10, &nested_table(10, false)),
+    ))
+    .await;
+    match r.next().await {
+        Read::Frame(AMQPFrame::Method(1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))) => {}
+        other => panic!("expected queue.declare-ok, got {other:?}"),
+    }
+    assert_still_serving(&b, &other).await;
+}
+
+#[tokio::test]
+async fn deep_publish_headers_are_refused_even_through_the_default_exchange() {
+    let (b, other) = setup().await;
+    for array in [false, true] {
+        let mut r = Raw::open(b.addr).await;
+        r.open_channel(1).await;
+        r.send(&publish_frame(1, "nowhere")).await;
+        // Content header: class 60, weight 0, body size 0, flags = headers, the table.
+        let mut h = vec![0, 60, 0, 0];
+        h.extend_from_slice(&0u64.to_be_bytes());
+        h.extend_from_slice(&(1u16 << 13).to_be_bytes());
+        h.extend_from_slice(&nested_table(2_000, array));
+        r.write(&raw_frame(2, 1, &h)).await;
+        let c = r.expect_close().await;
+        assert_eq!(c.reply_code, 502, "{c:?}");
+        assert!(
+            c.reply_text.as_str().contains("nested deeper than 64"),
+            "{c:?}"
+        );
+    }
+    assert_still_serving(&b, &other).await;
+}

@@ -78,16 +78,19 @@ async fn publish(
             Sizes::Mixed => format!("{prefix}-{n}"),
         };
         n += 1;
-        let confirm = ch
-            .basic_publish(
+        let confirm = tokio::time::timeout(
+            Duration::from_secs(30),
+            ch.basic_publish(
                 "".into(),
                 QUEUE.into(),
                 BasicPublishOptions::default(),
                 &body_for(&id),
                 persistent(),
-            )
-            .await
-            .expect("publish");
+            ),
+        )
+        .await
+        .expect("a publish within 30 s")
+        .expect("publish");
         window.push_back((id, confirm));
     }
 }
@@ -123,7 +126,9 @@ async fn a_full_disk_nacks_and_loses_nothing_confirmed() {
     let fs = ForgetFs::mount(&mount).expect("mount forgetfs (needs root and /dev/fuse)");
     let data = mount.join("warren-data");
     let log = dir.path().join("broker.log");
-    let broker = ChildBroker::start(&data, &log, &[]).await;
+    // The disk alarm off: this test is about the writes that fail when it is not enough
+    // (alarm.rs covers the alarm).
+    let broker = ChildBroker::start(&data, &log, &[("WARREN_DISK_FREE_LIMIT", "0")]).await;
 
     let (conn, ch) = open(&broker.uri()).await;
     ch.queue_declare(QUEUE.into(), durable(), FieldTable::default())

@@ -235,6 +235,31 @@ fn a_damaged_data_directory_is_a_clear_error_naming_it() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+#[test]
+fn a_data_directory_of_another_store_format_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled_dir = dir.path().join("sled");
+    {
+        // What Warren's first store format left: records, and no format stamp.
+        let db = sled::open(&sled_dir).unwrap();
+        db.insert(b"q\x01/\x06orders", &b"\0\0\0\0\0\0\0\x01\0\0\0\0\0"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(["--metrics-listen", "off"])
+        .env("WARREN_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another version of Warren"), "{err}");
+    assert!(err.contains(&sled_dir.display().to_string()), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// The value of the first sample of `name` (exact name, any labels) in a scrape.
 fn metric(body: &str, name: &str) -> f64 {
     body.lines()

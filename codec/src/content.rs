@@ -3,7 +3,7 @@
 //! 505 UNEXPECTED_FRAME, and a body frame past the declared size 501 FRAME_ERROR, as
 //! RabbitMQ closes them (with its reply texts).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::error::FrameError;
 use crate::frame::{ContentHeader, Publish};
@@ -28,7 +28,9 @@ enum State {
         properties: Properties,
         size: usize,
         first: Option<Bytes>,
-        rest: BytesMut,
+        /// Grown as frames arrive (doubling, never past `size`), not reserved up front: a
+        /// header may announce 128 MiB and send a byte.
+        rest: Vec<u8>,
     },
 }
 
@@ -59,6 +61,18 @@ fn out_of_order(state: &State) -> FrameError {
 }
 
 impl ContentAssembler {
+    /// Bytes held for the message in progress (what has arrived, or the buffer growing to
+    /// hold it, whichever is larger).
+    pub fn buffered(&self) -> usize {
+        match &self.state {
+            State::AwaitBody { first, rest, .. } if rest.is_empty() => {
+                first.as_ref().map_or(0, |f| f.len())
+            }
+            State::AwaitBody { rest, .. } => rest.capacity(),
+            _ => 0,
+        }
+    }
+
     /// True between a content-bearing method and its last body frame.
     pub fn in_progress(&self) -> bool {
         !matches!(self.state, State::Idle)
@@ -125,7 +139,7 @@ impl ContentAssembler {
             properties: header.properties,
             size: header.body_size as usize,
             first: None,
-            rest: BytesMut::new(),
+            rest: Vec::new(),
         };
         Ok(None)
     }
@@ -155,8 +169,18 @@ impl ContentAssembler {
         if first.is_none() {
             *first = Some(chunk);
         } else {
+            let need = have + chunk.len();
+            if rest.capacity() < need {
+                // Doubling until a quarter has arrived, then the whole announced size: the
+                // peak while growing stays near 1.5x the message, not 2x and more.
+                let target = if need.saturating_mul(4) >= *size {
+                    *size
+                } else {
+                    need.max(2 * rest.len())
+                };
+                rest.reserve_exact(target.min(*size) - rest.len());
+            }
             if rest.is_empty() {
-                rest.reserve(*size);
                 if let Some(f) = first.as_ref() {
                     rest.extend_from_slice(f);
                 }
@@ -184,12 +208,70 @@ impl ContentAssembler {
         let body = if rest.is_empty() {
             first.unwrap_or_default()
         } else {
-            rest.freeze()
+            Bytes::from(rest)
         };
         Ok(Some(Content {
             publish,
             properties,
             body,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::ShortStr;
+
+    fn capacity(a: &ContentAssembler) -> usize {
+        match &a.state {
+            State::AwaitBody { rest, .. } => rest.capacity(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn an_announced_size_is_not_reserved_up_front() {
+        let mut a = ContentAssembler::default();
+        a.start(Publish {
+            exchange: ShortStr::new("").unwrap(),
+            routing_key: ShortStr::new("q").unwrap(),
+            mandatory: false,
+            immediate: false,
+        })
+        .unwrap();
+        let size = 128u64 << 20;
+        let header = ContentHeader {
+            class_id: 60,
+            body_size: size,
+            properties: Properties::parse(Bytes::from_static(&[0, 0])).unwrap(),
+        };
+        assert!(a.header(header, size).unwrap().is_none());
+        for _ in 0..3 {
+            assert!(a.body(Bytes::from_static(&[1u8; 1000])).unwrap().is_none());
+        }
+        // What arrived, doubling at most: not the 128 MiB announced.
+        assert!(a.buffered() <= 4000, "{}", a.buffered());
+        assert!(capacity(&a) <= 4000, "{}", capacity(&a));
+        // Growth never passes the announced size.
+        let mut a2 = ContentAssembler::default();
+        a2.start(Publish {
+            exchange: ShortStr::new("").unwrap(),
+            routing_key: ShortStr::new("q").unwrap(),
+            mandatory: false,
+            immediate: false,
+        })
+        .unwrap();
+        let header = ContentHeader {
+            class_id: 60,
+            body_size: 3000,
+            properties: Properties::parse(Bytes::from_static(&[0, 0])).unwrap(),
+        };
+        a2.header(header, 3000).unwrap();
+        a2.body(Bytes::from_static(&[1u8; 1000])).unwrap();
+        a2.body(Bytes::from_static(&[1u8; 1000])).unwrap();
+        assert!(capacity(&a2) <= 3000);
+        let done = a2.body(Bytes::from_static(&[1u8; 1000])).unwrap().unwrap();
+        assert_eq!(done.body.len(), 3000);
     }
 }

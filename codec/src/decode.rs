@@ -140,6 +140,16 @@ fn decode_method(payload: Bytes) -> Result<Method, FrameError> {
         )
         .with_method(class, method)
     };
+    // amq-protocol parses tables recursively without a bound: check them first.
+    if let Some(at) = table_offset(class, method, &payload[4..]) {
+        if let Err(e) = crate::table::check_table(&payload[4 + at..]) {
+            return Err(FrameError::new(
+                reply::FRAME_ERROR,
+                format!("cannot decode method frame (class {class}, method {method}): {e}"),
+            )
+            .with_method(class, method));
+        }
+    }
     match (class, method) {
         (60, 40) => return decode_publish(payload.slice(4..)).ok_or_else(malformed),
         (60, 80) => return decode_ack(&payload[4..]).ok_or_else(malformed),
@@ -157,6 +167,34 @@ fn decode_method(payload: Bytes) -> Result<Method, FrameError> {
         Ok((&[], m)) => Ok(Method::Other(Box::new(m))),
         _ => Err(malformed()),
     }
+}
+
+/// Where the field table of a method that carries one starts in its arguments (after the
+/// class and method ids), found by skipping the fields before it; None for methods without a
+/// table, or arguments too short to hold one (the parser then reports them malformed).
+fn table_offset(class: u16, method: u16, args: &[u8]) -> Option<usize> {
+    // The fields before the table: 'o' octet (or packed bits), 's' short (reserved-1),
+    // 'S' short string.
+    let before: &[u8] = match (class, method) {
+        (10, 10) => b"oo",               // connection.start: version-major, version-minor
+        (10, 11) => b"",                 // connection.start-ok: client-properties first
+        (40, 10) => b"sSSo",             // exchange.declare: exchange, type, bits
+        (40, 30) | (40, 40) => b"sSSSo", // exchange.bind/unbind: dest, source, key, no-wait
+        (50, 10) => b"sSo",              // queue.declare: queue, bits
+        (50, 20) => b"sSSSo",            // queue.bind: queue, exchange, key, no-wait
+        (50, 50) => b"sSSS",             // queue.unbind: queue, exchange, key
+        (60, 20) => b"sSSo",             // basic.consume: queue, consumer-tag, bits
+        _ => return None,
+    };
+    let mut at = 0usize;
+    for f in before {
+        at += match f {
+            b'o' => 1,
+            b's' => 2,
+            _ => 1 + *args.get(at)? as usize,
+        };
+    }
+    (at + 4 <= args.len()).then_some(at)
 }
 
 fn short_str(b: &mut Bytes) -> Option<ShortStr> {

@@ -152,6 +152,30 @@ pub fn basic_nack(dst: &mut BytesMut, channel: u16, delivery_tag: u64, multiple:
     end_frame(dst, start);
 }
 
+/// A content header frame for a body of `body_len` bytes (`props`: the raw property list).
+pub fn content_header(dst: &mut BytesMut, channel: u16, props: &[u8], body_len: u64) {
+    dst.reserve(FRAME_OVERHEAD + 12 + props.len());
+    dst.put_u8(FRAME_HEADER);
+    dst.put_u16(channel);
+    dst.put_u32(12 + props.len() as u32);
+    dst.put_u16(60);
+    dst.put_u16(0);
+    dst.put_u64(body_len);
+    dst.put_slice(props);
+    dst.put_u8(FRAME_END);
+}
+
+/// The 7-byte header of a body frame of `len` bytes; the payload and [`frame_end`] follow.
+pub fn body_frame_start(dst: &mut BytesMut, channel: u16, len: u32) {
+    dst.put_u8(FRAME_BODY);
+    dst.put_u16(channel);
+    dst.put_u32(len);
+}
+
+pub fn frame_end(dst: &mut BytesMut) {
+    dst.put_u8(FRAME_END);
+}
+
 /// Content header + body frames, bodies split so no frame exceeds `frame_max`.
 /// `props` is the raw property list (flags + properties), as [`crate::Properties::raw`] holds it.
 pub fn content(dst: &mut BytesMut, channel: u16, props: &[u8], body: &[u8], frame_max: u32) {

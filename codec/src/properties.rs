@@ -98,6 +98,8 @@ impl Cursor<'_> {
     }
 
     fn table(&mut self) -> Result<Span, FrameError> {
+        // Bounded depth and size before anything parses it (see `table`).
+        crate::table::check_table(&self.buf[self.pos..]).map_err(|e| syntax(&e.to_string()))?;
         let b = self.skip(4)?;
         let s = &self.buf[b.0 as usize..b.1 as usize];
         let len = u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize;
@@ -203,6 +205,7 @@ impl PropertyIndex {
         let with_len = raw
             .get(a as usize - 4..b as usize)
             .ok_or_else(|| syntax("headers table"))?;
+        crate::table::check_table(with_len).map_err(|e| syntax(&e.to_string()))?;
         amq_protocol::types::parsing::parse_field_table(with_len)
             .map(|(_, t)| Some(t))
             .map_err(|_| syntax("headers table"))

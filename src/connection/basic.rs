@@ -151,18 +151,17 @@ impl Connection {
             self.tally.unroutable_returned += 1;
             self.flush_confirms(ch);
             encode::basic_return(
-                &mut self.out,
+                self.out.frames(),
                 ch,
                 reply::NO_ROUTE,
                 "NO_ROUTE",
                 message.exchange().as_bytes(),
                 message.routing_key().as_bytes(),
             );
-            encode::content(
-                &mut self.out,
+            self.out.content(
                 ch,
                 message.properties_raw(),
-                message.body(),
+                &message.body_bytes(),
                 self.frame_max,
             );
         }
@@ -172,7 +171,7 @@ impl Connection {
             let c = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut());
             if let Some(nack) = c.and_then(|c| c.record(seq, wait_for, refused)) {
                 self.flush_confirms(ch);
-                encode::basic_nack(&mut self.out, ch, nack, false);
+                encode::basic_nack(self.out.frames(), ch, nack, false);
             }
         }
         Ok(())
@@ -182,7 +181,7 @@ impl Connection {
     fn flush_confirms(&mut self, ch: u16) {
         if let Some(c) = self.channels.get_mut(&ch).and_then(|c| c.confirms.as_mut()) {
             if let Some((tag, multiple)) = c.take_pending() {
-                encode::basic_ack(&mut self.out, ch, tag, multiple);
+                encode::basic_ack(self.out.frames(), ch, tag, multiple);
             }
         }
     }
@@ -251,7 +250,7 @@ impl Connection {
             events,
         );
         // consume-ok must precede the first delivery: write it before the queue can dispatch.
-        let mark = self.out.len();
+        let mark = self.out.mark();
         if !m.nowait {
             self.write_method(
                 ch,
@@ -331,21 +330,24 @@ impl Connection {
             );
             return Ok(());
         };
+        let timeout = self.consumer_timeout(&q);
         let c = self.channel_mut(ch)?;
         let tag = c.next_delivery_tag();
         let msg = m.message.clone();
         let redelivered = m.redelivered;
         let deliveries = m.deliveries;
         if !no_ack {
-            c.unacked.push_back(Unacked {
+            let u = Unacked {
                 tag,
                 queue: q,
                 message: m,
                 consumer: None,
-            });
+                deadline: None,
+            };
+            c.push_unacked(u, timeout, std::time::Instant::now());
         }
         encode::get_ok(
-            &mut self.out,
+            self.out.frames(),
             ch,
             tag,
             redelivered,
@@ -354,7 +356,8 @@ impl Connection {
             remaining,
         );
         let props = delivery_properties(&msg, deliveries);
-        encode::content(&mut self.out, ch, &props, msg.body(), self.frame_max);
+        self.out
+            .content(ch, &props, &msg.body_bytes(), self.frame_max);
         if no_ack {
             self.tally.get_auto_ack += 1;
         } else {
@@ -362,6 +365,37 @@ impl Connection {
         }
         self.tally.redelivered += u64::from(redelivered);
         Ok(())
+    }
+
+    /// The consumer timeout (ms) for deliveries from `q`: its `x-consumer-timeout`, else
+    /// the broker's `consumer_timeout` (None: off).
+    fn consumer_timeout(&self, q: &Queue) -> Option<u64> {
+        q.args
+            .consumer_timeout
+            .or(self.broker.config.consumer_timeout)
+            .filter(|&ms| ms > 0)
+    }
+
+    /// Closes every channel holding a delivery unacked past its consumer timeout, with
+    /// RabbitMQ's 406 and words.
+    pub(super) fn check_consumer_timeouts(&mut self) {
+        let now = std::time::Instant::now();
+        let expired: Vec<(u16, u64)> = self
+            .channels
+            .values_mut()
+            .filter(|c| !c.closing)
+            .filter_map(|c| c.timed_out(now).map(|ms| (c.id, ms)))
+            .collect();
+        for (ch, ms) in expired {
+            self.close_channel(
+                ch,
+                AmqpError::precondition_failed(format!(
+                    "delivery acknowledgement on channel {ch} timed out. Timeout value used: \
+                     {ms} ms. This timeout value can be configured, see consumers doc guide to \
+                     learn more"
+                )),
+            );
+        }
     }
 
     /// Writes deliveries from a queue to the client (or gives them back if they can't go).
@@ -372,6 +406,7 @@ impl Connection {
         messages: Vec<QueuedMessage>,
     ) {
         let ch = consumer.channel;
+        let timeout = self.consumer_timeout(&queue);
         let c = match self.channels.get_mut(&ch) {
             Some(c) if !c.closing && !consumer.is_cancelled() => c,
             _ => {
@@ -381,11 +416,12 @@ impl Connection {
         };
         let n = messages.len();
         let mut redelivered = 0;
+        let (timeout, now) = (timeout, std::time::Instant::now());
         for m in messages {
             redelivered += u64::from(m.redelivered);
             let tag = c.next_delivery_tag();
             encode::deliver(
-                &mut self.out,
+                self.out.frames(),
                 ch,
                 consumer.tag.as_bytes(),
                 tag,
@@ -394,14 +430,17 @@ impl Connection {
                 m.message.routing_key().as_bytes(),
             );
             let props = delivery_properties(&m.message, m.deliveries);
-            encode::content(&mut self.out, ch, &props, m.message.body(), self.frame_max);
+            self.out
+                .content(ch, &props, &m.message.body_bytes(), self.frame_max);
             if !consumer.no_ack {
-                c.unacked.push_back(Unacked {
+                let u = Unacked {
                     tag,
                     queue: queue.clone(),
                     message: m,
                     consumer: Some(consumer.clone()),
-                });
+                    deadline: None,
+                };
+                c.push_unacked(u, timeout, now);
             }
         }
         if consumer.no_ack {
@@ -437,10 +476,10 @@ impl Connection {
                 for f in &frames {
                     match *f {
                         ConfirmFrame::Ack(tag, multiple) => {
-                            encode::basic_ack(&mut self.out, c.id, tag, multiple)
+                            encode::basic_ack(self.out.frames(), c.id, tag, multiple)
                         }
                         ConfirmFrame::Nack(tag) => {
-                            encode::basic_nack(&mut self.out, c.id, tag, false)
+                            encode::basic_nack(self.out.frames(), c.id, tag, false)
                         }
                     }
                 }
@@ -451,7 +490,7 @@ impl Connection {
                     let m = AMQPClass::Tx(amq_protocol::protocol::tx::AMQPMethod::CommitOk(
                         amq_protocol::protocol::tx::CommitOk {},
                     ));
-                    if let Err(e) = encode::method(&mut self.out, c.id, &m) {
+                    if let Err(e) = encode::method(self.out.frames(), c.id, &m) {
                         tracing::warn!("cannot encode commit-ok: {e}");
                     }
                 } else {

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use warren_codec::ContentAssembler;
 
@@ -19,6 +20,9 @@ pub struct Unacked {
     pub message: QueuedMessage,
     /// None for basic.get.
     pub consumer: Option<Arc<Consumer>>,
+    /// When the consumer timeout closes the channel if it is still unacked, and the
+    /// timeout (ms) that gave it.
+    pub deadline: Option<(Instant, u64)>,
 }
 
 /// Work a transaction holds until commit.
@@ -146,6 +150,9 @@ pub struct Channel {
     pub reply_to: Option<(String, String)>,
     /// The exchange of the last publish, re-used while its name matches and it lives.
     pub exchange_cache: Option<Arc<Exchange>>,
+    /// No unacked delivery's deadline is earlier than this (a lower bound: see
+    /// [`Channel::timed_out`]).
+    pub earliest_deadline: Option<Instant>,
 }
 
 impl Channel {
@@ -165,7 +172,38 @@ impl Channel {
             last_queue: None,
             reply_to: None,
             exchange_cache: None,
+            earliest_deadline: None,
         }
+    }
+
+    /// Records an unacked delivery (with its consumer timeout, if any).
+    pub fn push_unacked(&mut self, mut u: Unacked, timeout_ms: Option<u64>, now: Instant) {
+        if let Some(ms) = timeout_ms.filter(|&ms| ms > 0) {
+            let at = now + Duration::from_millis(ms);
+            u.deadline = Some((at, ms));
+            self.earliest_deadline = Some(self.earliest_deadline.map_or(at, |e| e.min(at)));
+        }
+        self.unacked.push_back(u);
+    }
+
+    /// The consumer timeout (ms) of a delivery unacked past its deadline, if any. Scans the
+    /// unacked deliveries only once the earliest deadline has passed, and then finds the
+    /// next one.
+    pub fn timed_out(&mut self, now: Instant) -> Option<u64> {
+        if self.earliest_deadline.map_or(true, |e| e > now) {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        for u in &self.unacked {
+            if let Some((at, ms)) = u.deadline {
+                if at <= now {
+                    return Some(ms);
+                }
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        self.earliest_deadline = next;
+        None
     }
 
     pub fn next_delivery_tag(&mut self) -> u64 {

@@ -213,11 +213,31 @@ impl Connection {
         if c.closing {
             return Ok(());
         }
+        let len = body.len();
         match c.content.body(body) {
             Ok(Some(content)) => self.on_content(ch, content),
-            Ok(None) => Ok(()),
+            Ok(None) => self.count_partial(len),
             Err(e) => self.frame_error_on_channel(ch, e),
         }
+    }
+
+    /// Bounds the bytes of messages received in part, over all channels: past twice the
+    /// largest message allowed, the connection is closed (506). The count only grows between
+    /// exact recounts (finished or dropped messages are found then), so it is cheap per frame.
+    fn count_partial(&mut self, arrived: usize) -> Result<(), AmqpError> {
+        self.partial_bytes += arrived;
+        let cap = self.broker.config.max_message_size.saturating_mul(2) as usize;
+        if self.partial_bytes <= cap {
+            return Ok(());
+        }
+        self.partial_bytes = self.channels.values().map(|c| c.content.buffered()).sum();
+        if self.partial_bytes <= cap {
+            return Ok(());
+        }
+        Err(AmqpError::resource_error(format!(
+            "{} bytes of unfinished messages on this connection, more than the {cap} allowed",
+            self.partial_bytes
+        )))
     }
 
     /// Content errors: 505 closes the connection, an oversized message (406) the channel.

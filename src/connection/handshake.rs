@@ -79,6 +79,7 @@ fn parse_amqplain(resp: &[u8]) -> Option<(String, String)> {
     let mut with_len = Vec::with_capacity(resp.len() + 4);
     with_len.extend_from_slice(&(resp.len() as u32).to_be_bytes());
     with_len.extend_from_slice(resp);
+    warren_codec::table::check_table(&with_len).ok()?;
     let (_, table) = amq_protocol::types::parsing::parse_field_table(&with_len[..]).ok()?;
     let user = args::get_str(&table, "LOGIN")?;
     let pass = args::get_str(&table, "PASSWORD")?;
@@ -206,8 +207,17 @@ impl Connection {
             ))
             .on(10, 40));
         }
+        let limit = self.broker.config.max_connections;
+        if self.broker.connection_count() > limit as i64 {
+            return Err(AmqpError::not_allowed(format!(
+                "connection refused: node connection limit ({limit}) is reached"
+            ))
+            .on(10, 40));
+        }
         self.vhost = Some(vhost);
         self.phase = Phase::Open;
+        // No longer counted against the handshake limit.
+        self.handshake.take();
         info!(user = %self.user, vhost = %name, "connection opened");
         self.write_method(
             0,

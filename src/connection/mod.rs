@@ -16,6 +16,7 @@ mod close;
 mod frames;
 mod handshake;
 mod methods;
+mod output;
 mod reply_to;
 
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amq_protocol::protocol::AMQPClass;
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -65,6 +66,8 @@ pub enum ConnEvent {
 
 /// Stop taking deliveries while this much output is waiting for the socket.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
+/// Stop reading the client while this much output is waiting for it (it is not reading).
+const OUTPUT_READ_LIMIT: usize = 16 << 20;
 /// A busy connection reads up to this much at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// An idle one starts with this: 1,000 idle connections must not hold 64 MiB of buffers.
@@ -96,11 +99,16 @@ impl Hasher for ChannelHasher {
     }
 }
 
-/// A connection's view of the broker's resource alarm.
+/// A connection's view of the broker's resource alarm. As in RabbitMQ, a raised alarm
+/// blocks a connection when it publishes: from then on its socket is not read (and a client
+/// with the capability gets connection.blocked) until the alarm clears. A connection that
+/// does not publish is never blocked, nor told.
 #[derive(Debug, Default)]
 struct AlarmState {
-    /// The alarm is raised: a publishing connection stops reading.
-    active: bool,
+    /// The alarm is raised, and why ("low on memory", "low on disk").
+    active: Option<String>,
+    /// It published while the alarm was raised: its socket is not read.
+    blocked: bool,
     /// We sent connection.blocked (and owe connection.unblocked).
     told: bool,
     /// The alarm's state was applied once the connection opened.
@@ -140,7 +148,7 @@ pub struct Connection {
     heartbeat: u16,
     /// By channel number; looked up several times per publish, so hashed as the number itself.
     channels: HashMap<u16, Channel, BuildHasherDefault<ChannelHasher>>,
-    out: BytesMut,
+    out: output::Output,
     events_tx: mpsc::UnboundedSender<ConnEvent>,
     /// Queues whose dispatch must run once the current batch is done (credit was freed).
     to_poke: Vec<Arc<Queue>>,
@@ -162,12 +170,17 @@ pub struct Connection {
     syncs_waiting: std::collections::VecDeque<(u64, Instant)>,
     /// Messages published on this connection in all.
     published_total: u64,
+    /// Body bytes of messages received in part, over all channels (an upper bound between
+    /// recounts: see `frames::count_partial`).
+    partial_bytes: usize,
     /// Not reading: the store's writer is behind (see `store::BACKLOG_HIGH`).
     flow_paused: bool,
     /// A resource alarm is on (see [`Broker::set_alarm`]); we told the client if it can hear it.
     alarm: AlarmState,
     /// We answered the client's connection.close: don't hang up first (see [`linger`]).
     linger: bool,
+    /// Held until connection.open succeeds (see [`Broker::begin_handshake`]).
+    handshake: Option<crate::broker::HandshakeSlot>,
 }
 
 impl Drop for Connection {
@@ -178,15 +191,21 @@ impl Drop for Connection {
     }
 }
 
-/// Serves one accepted socket until it closes.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+/// Serves one accepted socket until it closes. `handshake` counts it against the broker's
+/// limit on connections in their handshake until it opens.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    handshake: crate::broker::HandshakeSlot,
+) {
     let id = broker.next_connection_id();
     let span = tracing::info_span!("conn", id, %peer);
     async move {
         metrics::counter!(crate::metrics::CONNECTIONS_OPENED).increment(1);
         broker.count_connection(1);
         let b = broker.clone();
-        if let Err(e) = run(stream, peer, broker, id).await {
+        if let Err(e) = run(stream, peer, broker, id, handshake).await {
             debug!("connection ended: {e}");
         }
         metrics::counter!(crate::metrics::CONNECTIONS_CLOSED).increment(1);
@@ -201,6 +220,7 @@ async fn run(
     peer: SocketAddr,
     broker: Arc<Broker>,
     id: u64,
+    handshake: crate::broker::HandshakeSlot,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + broker.config.handshake_timeout;
@@ -228,12 +248,14 @@ async fn run(
         user: String::new(),
         vhost: None,
         caps: ClientCaps::default(),
-        frame_max: broker.config.frame_max,
+        // Until tune-ok, frames of at most FRAME_MIN_SIZE, as RabbitMQ: a connection that has
+        // not logged in can make the broker buffer 8 KiB at most.
+        frame_max: handshake::FRAME_MIN_SIZE,
         channel_max: broker.config.channel_max,
         heartbeat: 0,
         broker,
         channels: HashMap::default(),
-        out: BytesMut::new(),
+        out: output::Output::default(),
         events_tx,
         to_poke: Vec::new(),
         wrote_durably: false,
@@ -245,9 +267,11 @@ async fn run(
         channels_reported: 0,
         syncs_waiting: Default::default(),
         published_total: 0,
+        partial_bytes: 0,
         flow_paused: false,
         alarm: AlarmState::default(),
         linger: false,
+        handshake: Some(handshake),
     };
     c.send_start();
     let result = c.main_loop(&mut stream, &mut events_rx, deadline).await;
@@ -322,15 +346,23 @@ impl Connection {
                 let reason = alarm.borrow_and_update().clone();
                 self.on_alarm(reason);
             }
-            // Like RabbitMQ, an alarm blocks connections that publish; others go on.
-            let blocked = self.alarm.active && self.published_total > 0;
-            let want_read = !eof && self.phase != Phase::Closed && !self.flow_paused && !blocked;
-            if blocked {
-                // Not reading is our doing: the client's heartbeats are not missed.
+            // Like RabbitMQ, an alarm blocks connections that publish; others go on. A client
+            // that does not read what we send (returns, confirms, replies) is not read either
+            // until its output drains, so it cannot grow our memory without bound.
+            let backed_up = self.out.len() >= OUTPUT_READ_LIMIT;
+            let paused = self.flow_paused || self.alarm.blocked || backed_up;
+            let want_read = !eof && self.phase != Phase::Closed && !paused;
+            if paused {
+                // Not reading is our doing: the client's heartbeats are not missed (a dead peer
+                // still shows, as writes that make no progress).
                 last_read = Instant::now();
             }
             tokio::select! {
-                r = wr.write(&self.out), if !self.out.is_empty() => {
+                r = async {
+                    let mut slices = [std::io::IoSlice::new(&[]); output::MAX_SLICES];
+                    let n = self.out.slices(&mut slices);
+                    wr.write_vectored(&slices[..n]).await
+                }, if !self.out.is_empty() => {
                     let n = r?;
                     if n == 0 {
                         return Err(std::io::ErrorKind::WriteZero.into());
@@ -351,6 +383,9 @@ impl Connection {
                     last_read = Instant::now();
                     let published = self.published_total;
                     self.process_input(&mut inbuf);
+                    if self.published_total != published && self.alarm.active.is_some() {
+                        self.block();
+                    }
                     // Flow control: a publisher waits while the store's writer is far behind.
                     if self.published_total != published
                         && self.broker.store.backlog() > crate::store::BACKLOG_HIGH
@@ -383,6 +418,9 @@ impl Connection {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    if self.phase == Phase::Open {
+                        self.check_consumer_timeouts();
+                    }
                     if self.phase != Phase::Open && self.phase != Phase::Closing && self.phase != Phase::Closed && now >= handshake_deadline {
                         info!("handshake timed out");
                         return Ok(());
@@ -397,8 +435,12 @@ impl Connection {
                             warn!(user = %self.user, "missed heartbeats from client, timeout: {}s", self.heartbeat);
                             return Ok(());
                         }
+                        if !self.out.is_empty() && now.duration_since(last_write) > hb * 2 {
+                            warn!(user = %self.user, "client has not read for {}s: closing", 2 * self.heartbeat);
+                            return Ok(());
+                        }
                         if now.duration_since(last_write) >= hb / 2 && self.out.is_empty() {
-                            encode::heartbeat(&mut self.out);
+                            encode::heartbeat(self.out.frames());
                         }
                     }
                 }
@@ -477,7 +519,7 @@ impl Connection {
         for ch in self.channels.values_mut() {
             if let Some(c) = ch.confirms.as_mut() {
                 if let Some((tag, multiple)) = c.take_pending() {
-                    encode::basic_ack(&mut self.out, ch.id, tag, multiple);
+                    encode::basic_ack(self.out.frames(), ch.id, tag, multiple);
                 }
             }
         }
@@ -502,36 +544,43 @@ impl Connection {
         self.tally.flush(&self.counters);
     }
 
-    /// The broker's alarm changed: connection.blocked / unblocked to a client that can hear it.
+    /// The broker's alarm changed: a blocked connection is unblocked (and told) when it
+    /// clears; it is blocked only when it next publishes (see [`AlarmState`]).
     fn on_alarm(&mut self, reason: Option<String>) {
         use amq_protocol::protocol::connection as c;
-        match reason {
-            Some(reason) => {
-                self.alarm.active = true;
-                if self.caps.connection_blocked && !self.alarm.told {
-                    self.alarm.told = true;
-                    self.write_method(
-                        0,
-                        &AMQPClass::Connection(c::AMQPMethod::Blocked(c::Blocked {
-                            reason: reason.as_str().into(),
-                        })),
-                    );
-                }
-            }
-            None => {
-                self.alarm.active = false;
-                if std::mem::take(&mut self.alarm.told) {
-                    self.write_method(
-                        0,
-                        &AMQPClass::Connection(c::AMQPMethod::Unblocked(c::Unblocked {})),
-                    );
-                }
+        self.alarm.active = reason;
+        if self.alarm.active.is_none() {
+            self.alarm.blocked = false;
+            if std::mem::take(&mut self.alarm.told) {
+                self.write_method(
+                    0,
+                    &AMQPClass::Connection(c::AMQPMethod::Unblocked(c::Unblocked {})),
+                );
             }
         }
     }
 
+    /// It published during an alarm: stop reading, and tell a client that can hear it.
+    fn block(&mut self) {
+        use amq_protocol::protocol::connection as c;
+        if self.alarm.blocked {
+            return;
+        }
+        self.alarm.blocked = true;
+        if self.caps.connection_blocked && !self.alarm.told {
+            self.alarm.told = true;
+            let reason = self.alarm.active.clone().unwrap_or_default();
+            self.write_method(
+                0,
+                &AMQPClass::Connection(c::AMQPMethod::Blocked(c::Blocked {
+                    reason: reason.as_str().into(),
+                })),
+            );
+        }
+    }
+
     pub(super) fn write_method(&mut self, ch: u16, m: &AMQPClass) {
-        if let Err(e) = encode::method(&mut self.out, ch, m) {
+        if let Err(e) = encode::method(self.out.frames(), ch, m) {
             warn!("cannot encode {m:?}: {e}");
         }
     }

@@ -125,7 +125,7 @@ impl Connection {
         }
         let delivery_tag = c.next_delivery_tag();
         encode::deliver(
-            &mut self.out,
+            self.out.frames(),
             ch,
             tag.as_bytes(),
             delivery_tag,
@@ -133,13 +133,8 @@ impl Connection {
             m.exchange().as_bytes(),
             m.routing_key().as_bytes(),
         );
-        encode::content(
-            &mut self.out,
-            ch,
-            m.properties_raw(),
-            m.body(),
-            self.frame_max,
-        );
+        self.out
+            .content(ch, m.properties_raw(), &m.body_bytes(), self.frame_max);
         self.tally.consume_auto_ack += 1;
     }
 }

@@ -27,19 +27,6 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Resident memory of this process, from /proc (0 where there is none).
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
 }
@@ -86,7 +73,7 @@ pub fn global(b: &Broker) -> String {
         &mut out,
         "rabbitmq_process_resident_memory_bytes",
         "",
-        resident_bytes() as f64,
+        crate::alarms::resident_memory() as f64,
     );
     gauge(&mut out, "rabbitmq_process_open_fds", "", open_fds() as f64);
     let disk = fs2::available_space(&b.config.data_dir).unwrap_or(0);
@@ -95,6 +82,31 @@ pub fn global(b: &Broker) -> String {
         "rabbitmq_disk_space_available_bytes",
         "",
         disk as f64,
+    );
+    let a = &b.alarms;
+    gauge(
+        &mut out,
+        "rabbitmq_disk_space_available_limit_bytes",
+        "",
+        a.disk_limit() as f64,
+    );
+    gauge(
+        &mut out,
+        "rabbitmq_resident_memory_limit_bytes",
+        "",
+        a.memory_limit() as f64,
+    );
+    gauge(
+        &mut out,
+        "rabbitmq_alarms_memory_used_watermark",
+        "",
+        f64::from(u8::from(a.memory_alarm())),
+    );
+    gauge(
+        &mut out,
+        "rabbitmq_alarms_free_disk_space_watermark",
+        "",
+        f64::from(u8::from(a.disk_alarm())),
     );
     let node = format!("warren@{}", hostname());
     gauge(

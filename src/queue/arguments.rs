@@ -30,6 +30,9 @@ pub struct QueueArgs {
     pub single_active_consumer: bool,
     /// Deliveries after which a message is dead-lettered (reason `delivery_limit`).
     pub delivery_limit: Option<u64>,
+    /// Milliseconds a delivery may stay unacked before its channel is closed (406),
+    /// instead of the broker's `consumer_timeout`.
+    pub consumer_timeout: Option<u64>,
 }
 
 fn invalid(arg: &str, detail: impl std::fmt::Display) -> String {
@@ -122,6 +125,7 @@ impl QueueArgs {
             max_priority,
             single_active_consumer,
             delivery_limit: non_negative(args, "x-delivery-limit")?,
+            consumer_timeout: non_negative(args, "x-consumer-timeout")?,
         })
     }
 }

@@ -55,15 +55,25 @@ impl PageFile {
         })
     }
 
-    /// `len | seq | persistent | record` (the record as the store writes it).
+    /// `len | seq | record` (the record as the store writes it, body inline).
     pub fn push(&mut self, m: &QueuedMessage) -> std::io::Result<()> {
         self.record.clear();
         let flags = if m.on_disk { records::PERSISTENT } else { 0 };
-        records::encode_message(&m.message, flags, m.expires_at, None, &mut self.record);
-        self.out
-            .extend_from_slice(&(8 + self.record.len() as u32).to_be_bytes());
+        let body = m.message.body();
+        let large = body.len() >= WRITE_BUFFER;
+        // A large body is written from the message itself, not copied into the buffer.
+        records::encode_message_head(&m.message, flags, m.expires_at, &mut self.record);
+        let len = 8 + self.record.len() + body.len();
+        self.out.extend_from_slice(&(len as u32).to_be_bytes());
         self.out.extend_from_slice(&m.seq.to_be_bytes());
         self.out.extend_from_slice(&self.record);
+        if large {
+            self.flush()?;
+            self.file.write_all_at(body, self.written)?;
+            self.written += body.len() as u64;
+        } else {
+            self.out.extend_from_slice(body);
+        }
         if self.count == 0 {
             self.floor = m.seq;
         }
@@ -106,8 +116,23 @@ impl PageFile {
                     }
                     break;
                 }
-                let m = decode(&buf[at + 4..at + 4 + len])?;
+                let alone = at == 0 && len + 4 == buf.len() && len >= WRITE_BUFFER;
+                let m = if alone {
+                    // A record read on its own (a large one): its buffer is kept, not copied.
+                    decode_shared(bytes::Bytes::from(std::mem::take(&mut buf)).slice(4..))?
+                } else {
+                    decode(&buf[at + 4..at + 4 + len])?
+                };
                 at += 4 + len;
+                if alone {
+                    // `buf` was handed over: nothing more to read from it.
+                    cost += m.message.ram_cost();
+                    self.count -= 1;
+                    self.bytes = self.bytes.saturating_sub(m.message.size());
+                    self.floor = m.seq + 1;
+                    out.push(m);
+                    break;
+                }
                 cost += m.message.ram_cost();
                 self.count -= 1;
                 self.bytes = self.bytes.saturating_sub(m.message.size());
@@ -141,6 +166,28 @@ impl Drop for PageFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// As [`decode`], the body left in `b`'s buffer.
+fn decode_shared(b: bytes::Bytes) -> std::io::Result<QueuedMessage> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "damaged page record");
+    let seq = u64::from_be_bytes(b.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
+    let m = records::decode_message(&b[8..]).map_err(|_| bad())?;
+    let records::Body::Inline(body) = m.body else {
+        return Err(bad());
+    };
+    let at = body.as_ptr() as usize - b.as_ptr() as usize;
+    let body = b.slice(at..at + body.len());
+    let message = Message::from_parts_shared(&m.exchange, &m.routing_key, m.properties, body)
+        .ok_or_else(bad)?;
+    Ok(QueuedMessage {
+        seq,
+        message: Arc::new(message),
+        redelivered: false,
+        on_disk: m.flags & records::PERSISTENT != 0,
+        expires_at: m.expires_at,
+        deliveries: 0,
+    })
 }
 
 fn decode(b: &[u8]) -> std::io::Result<QueuedMessage> {

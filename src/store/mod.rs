@@ -280,16 +280,22 @@ impl Store {
         file: &mut Option<(u64, std::fs::File)>,
     ) -> Result<Loaded, String> {
         let m = records::decode_message(v).map_err(|e| e.to_string())?;
-        let external;
-        let body = match m.body {
-            records::Body::Inline(b) => b,
-            records::Body::External(r) => {
-                external = segments::read_body(&self.bodies, r, file).map_err(|e| e.to_string())?;
-                &external[..]
+        let message = match m.body {
+            records::Body::Inline(b) => {
+                Message::from_parts(&m.exchange, &m.routing_key, m.properties, b)
             }
-        };
-        let message = Message::from_parts(&m.exchange, &m.routing_key, m.properties, body)
-            .ok_or_else(|| "malformed message properties".to_string())?;
+            records::Body::External(r) => {
+                let body = segments::read_body(&self.bodies, r, file).map_err(|e| e.to_string())?;
+                // The body's buffer becomes the message's: no second copy.
+                Message::from_parts_shared(
+                    &m.exchange,
+                    &m.routing_key,
+                    m.properties,
+                    bytes::Bytes::from(body),
+                )
+            }
+        }
+        .ok_or_else(|| "malformed message properties".to_string())?;
         Ok(Loaded {
             message,
             expires_at: m.expires_at,

@@ -134,6 +134,8 @@ impl<'a> Reader<'a> {
     }
 
     fn table(&mut self) -> Result<FieldTable, RecordError> {
+        // Written by us from checked tables, but a damaged record must not recurse unbounded.
+        warren_codec::table::check_table(self.b).map_err(|_| bad(self.what))?;
         let (rest, t) =
             amq_protocol::types::parsing::parse_field_table(self.b).map_err(|_| bad(self.what))?;
         self.b = rest;
@@ -182,6 +184,21 @@ pub fn encode_message(
         }
         None => out.extend_from_slice(body),
     }
+}
+
+/// The head of an inline message record (flags, expiry, names, properties): the body is
+/// appended after it by the caller, so a large one need not be copied.
+pub fn encode_message_head(m: &Message, flags: u8, expires_at: u64, out: &mut Vec<u8>) {
+    let props = m.properties_raw();
+    let expires = if expires_at != 0 { EXPIRES } else { 0 };
+    out.push(flags | expires);
+    if expires_at != 0 {
+        out.extend_from_slice(&expires_at.to_be_bytes());
+    }
+    push_name(out, m.exchange());
+    push_name(out, m.routing_key());
+    out.extend_from_slice(&(props.len() as u32).to_be_bytes());
+    out.extend_from_slice(props);
 }
 
 /// A message record, decoded but for the body.

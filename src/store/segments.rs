@@ -168,7 +168,14 @@ impl Segments {
             len: body.len() as u32,
             crc: crc32fast::hash(body),
         };
-        self.pending.extend_from_slice(body);
+        if body.len() >= PENDING_MAX {
+            // A large body goes straight to the file, not through the buffer (one copy less
+            // of a 128 MiB message).
+            self.write_pending()?;
+            self.write_at_end(body)?;
+        } else {
+            self.pending.extend_from_slice(body);
+        }
         *self.live.entry(r.segment).or_default() += 1;
         match self.appended.last_mut() {
             Some((s, n)) if *s == r.segment => *n += 1,
@@ -188,18 +195,25 @@ impl Segments {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let pending = std::mem::take(&mut self.pending);
+        let r = self.write_at_end(&pending);
+        self.pending = pending;
+        self.pending.clear();
+        r
+    }
+
+    /// Appends `bytes` at the active segment's recorded end, or cuts a partial write back.
+    fn write_at_end(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let Some((_, f, len)) = self.active.as_mut() else {
             return Ok(());
         };
-        if let Err(e) = f.write_all_at(&self.pending, *len) {
-            self.pending.clear();
+        if let Err(e) = f.write_all_at(bytes, *len) {
             if f.set_len(*len).is_err() {
                 self.active = None;
             }
             return Err(e);
         }
-        *len += self.pending.len() as u64;
-        self.pending.clear();
+        *len += bytes.len() as u64;
         self.unsynced = true;
         Ok(())
     }

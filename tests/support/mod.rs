@@ -401,13 +401,51 @@ pub mod raw {
 
         /// The frames of one basic.publish on channel 1 with a small body, appended to `out`.
         pub fn publish_frames(&self, exchange: &str, key: &str, body: &[u8], out: &mut Vec<u8>) {
+            self.content_frames(1, exchange, key, false, body.len() as u64, body, out);
+        }
+
+        /// As [`Raw::publish_frames`], mandatory.
+        pub fn publish_frames_mandatory(
+            &self,
+            exchange: &str,
+            key: &str,
+            body: &[u8],
+            out: &mut Vec<u8>,
+        ) {
+            self.content_frames(1, exchange, key, true, body.len() as u64, body, out);
+        }
+
+        /// A basic.publish on `ch` announcing `announced` bytes of body, and only `body` of
+        /// them (split into frames of at most 128 KiB).
+        pub fn partial_publish_frames(
+            &self,
+            ch: u16,
+            key: &str,
+            announced: u64,
+            body: &[u8],
+            out: &mut Vec<u8>,
+        ) {
+            self.content_frames(ch, "", key, false, announced, body, out);
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn content_frames(
+            &self,
+            ch: u16,
+            exchange: &str,
+            key: &str,
+            mandatory: bool,
+            announced: u64,
+            body: &[u8],
+            out: &mut Vec<u8>,
+        ) {
             self.encode(
                 &AMQPFrame::Method(
-                    1,
+                    ch,
                     AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
                         exchange: exchange.into(),
                         routing_key: key.into(),
-                        mandatory: false,
+                        mandatory,
                         immediate: false,
                     })),
                 ),
@@ -415,16 +453,29 @@ pub mod raw {
             );
             self.encode(
                 &AMQPFrame::Header(
-                    1,
+                    ch,
                     AMQPContentHeader {
                         class_id: 60,
-                        body_size: body.len() as u64,
+                        body_size: announced,
                         properties: AMQPProperties::default(),
                     },
                 ),
                 out,
             );
-            self.encode(&AMQPFrame::Body(1, body.to_vec()), out);
+            for part in body.chunks(128 * 1024 - 8) {
+                self.encode(&AMQPFrame::Body(ch, part.to_vec()), out);
+            }
+        }
+
+        /// Socket writes give up after `t` (see [`Raw::try_send_bytes`]).
+        pub fn set_write_timeout(&self, t: Option<Duration>) {
+            self.s.set_write_timeout(t).unwrap();
+        }
+
+        /// Writes `b`; an error (the write timed out: the server is not reading) instead of a
+        /// panic.
+        pub fn try_send_bytes(&mut self, b: &[u8]) -> std::io::Result<()> {
+            self.s.write_all(b)
         }
     }
 }

@@ -1,0 +1,459 @@
+//! Hostile and careless peers: each finding of the hostile-input review, as a test that
+//! fails on the broker before the fix. Deep tables are in `bad_input.rs`, the alarms in
+//! `alarm.rs`; here: exponential topic matching, memory a peer could grow without bound
+//! (returns to a client that never reads, unfinished messages on many channels, one huge
+//! message), connection-level limits, and the consumer timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use amq_protocol::frame::AMQPFrame;
+use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
+use common::TestBroker;
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::BasicProperties;
+use support::child::ChildBroker;
+use support::raw::Raw;
+use support::{code, text, within};
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The largest RSS of `pid` sampled every 20 ms while `f` runs.
+async fn peak_rss<F: std::future::Future>(pid: u32, f: F) -> (u64, F::Output) {
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let s = sampling.clone();
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        while s.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(rss_of(pid));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        peak
+    });
+    let out = f.await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    (sampler.await.unwrap().max(rss_of(pid)), out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_topic_bindings_cost_polynomial_time() {
+    // Eight `#` and a 60-word key that does not match: seconds per publish (and, at seven,
+    // a frozen broker) when each `#` tried every way to take words.
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let q = support::exclusive_queue(&ch).await;
+    let pattern = vec!["#"; 8].join(".") + ".nomatch";
+    ch.queue_bind(
+        q.as_str().into(),
+        "amq.topic".into(),
+        pattern.as_str().into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let key = (0..60)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(".");
+    for _ in 0..50 {
+        let confirm = within(ch.basic_publish(
+            "amq.topic".into(),
+            key.as_str().into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        ))
+        .await
+        .unwrap();
+        assert!(within(confirm).await.unwrap().is_ack());
+    }
+    // Another client is still served.
+    let other = b.connect().await;
+    let och = other.create_channel().await.unwrap();
+    support::sync(&och).await;
+    let depth = ch
+        .queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count();
+    assert_eq!(depth, 0, "the key does not match the binding");
+}
+
+/// A raw blocking client on `addr`, its socket writes timing out after `secs`.
+fn raw_client(addr: &str, secs: u64) -> Raw {
+    let r = Raw::open(addr);
+    r.set_write_timeout(Some(Duration::from_secs(secs)));
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returns_to_a_client_that_never_reads_stop_its_input_not_our_memory() {
+    // Mandatory publishes to nowhere come back as basic.return, body and all. A client that
+    // never reads them used to grow the broker's output without bound (it kept reading).
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("broker.log");
+    let b = ChildBroker::start(&dir.path().join("data"), &log, &[]).await;
+    let addr = format!("127.0.0.1:{}", b.port);
+    let pid = b.pid();
+    let before = rss_of(pid);
+    let sent = tokio::task::spawn_blocking(move || {
+        let mut r = raw_client(&addr, 3);
+        let body = vec![5u8; 64 * 1024];
+        let mut frames = Vec::new();
+        r.publish_frames_mandatory("", "nowhere", &body, &mut frames);
+        let mut sent = 0usize;
+        // Until the broker stops reading (our write times out), or 2 GB.
+        while sent < 2_000_000_000 {
+            if r.try_send_bytes(&frames).is_err() {
+                break;
+            }
+            sent += body.len();
+        }
+        (sent, r)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grew = rss_of(pid).saturating_sub(before);
+    eprintln!(
+        "hostile: sent {} MB of unroutable mandatory publishes without reading; broker RSS +{} MB",
+        sent.0 >> 20,
+        grew >> 20
+    );
+    assert!(
+        sent.0 < 1_000_000_000,
+        "the broker kept reading a client that never reads"
+    );
+    assert!(grew < 200 << 20, "RSS grew by {} MB", grew >> 20);
+    drop(sent);
+    drop(b);
+}
+
+#[tokio::test]
+async fn unfinished_messages_on_many_channels_are_capped() {
+    // 43 channels each announcing a 128 MiB message and sending all but its last byte held
+    // 5.6 GB. The bytes of unfinished messages on one connection are capped at twice the
+    // largest message allowed: past it, 506 RESOURCE_ERROR (here with 1 MiB messages).
+    let b = TestBroker::start_with(|c| c.max_message_size = 1 << 20).await;
+    let addr = b.addr.to_string();
+    let close = tokio::task::spawn_blocking(move || {
+        let mut r = Raw::open(&addr);
+        for ch in 2..45u16 {
+            r.send(&AMQPFrame::Method(
+                ch,
+                AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})),
+            ));
+            assert!(matches!(
+                r.recv(),
+                AMQPFrame::Method(_, AMQPClass::Channel(chan::AMQPMethod::OpenOk(_)))
+            ));
+        }
+        let almost = vec![1u8; (1 << 20) - 1];
+        for ch in 2..45u16 {
+            let mut frames = Vec::new();
+            r.partial_publish_frames(ch, "q", 1 << 20, &almost, &mut frames);
+            if r.try_send_bytes(&frames).is_err() {
+                break;
+            }
+            if let Some(f) = r.recv_within(Duration::from_millis(1)) {
+                return f;
+            }
+        }
+        r.recv_within(Duration::from_secs(5))
+            .expect("a connection.close")
+    })
+    .await
+    .unwrap();
+    match close {
+        AMQPFrame::Method(0, AMQPClass::Connection(conn::AMQPMethod::Close(c))) => {
+            assert_eq!(c.reply_code, 506, "{c:?}");
+            assert!(
+                c.reply_text.as_str().contains("unfinished messages"),
+                "{c:?}"
+            );
+        }
+        other => panic!("expected connection.close 506, got {other:?}"),
+    }
+    // Others are served.
+    let other = b.connect().await;
+    let ch = other.create_channel().await.unwrap();
+    support::sync(&ch).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_128_mib_message_costs_at_most_about_twice_its_size() {
+    // One 128 MiB message raised RSS by 660 MB (about 5x): its size reserved up front,
+    // then copied into the consumer's output buffer.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("broker.log");
+    let b = ChildBroker::start(&dir.path().join("data"), &log, &[]).await;
+    let pid = b.pid();
+    let (pc, pch) = support::lab::open(&b.uri()).await;
+    let (_cc, cch) = support::lab::open(&b.uri()).await;
+    pch.queue_declare(
+        "big".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut consumer = cch
+        .basic_consume(
+            "big".into(),
+            "c".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_of(pid);
+    let size = 128usize << 20;
+    let body = vec![9u8; size];
+    let (peak, got) = peak_rss(pid, async {
+        pch.basic_publish(
+            "".into(),
+            "big".into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), consumer.next())
+            .await
+            .expect("the message within 60 s")
+            .unwrap()
+            .unwrap()
+    })
+    .await;
+    assert_eq!(got.data.len(), size);
+    let grew = peak.saturating_sub(before);
+    eprintln!(
+        "hostile: one 128 MiB message: broker RSS +{} MiB at its peak",
+        grew >> 20
+    );
+    assert!(
+        grew <= 2 * size as u64 + (32 << 20),
+        "RSS grew by {} MiB for a 128 MiB message",
+        grew >> 20
+    );
+    drop(pc);
+}
+
+#[tokio::test]
+async fn connections_in_their_handshake_are_capped() {
+    // 8,000 sockets holding a partial frame cost +500 MiB until the handshake timeout. Now
+    // frames before tune-ok are at most 8 KiB, and past `max_handshakes` such sockets are
+    // closed at once; those that log in are served.
+    let b = TestBroker::start_with(|c| c.max_handshakes = 20).await;
+    let addr = b.addr;
+    let (held, refused) = tokio::task::spawn_blocking(move || {
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _ in 0..40 {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let _ = s.write_all(b"AMQP\x00\x00\x09\x01");
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                // connection.start: in the handshake, held.
+                Ok(n) if n > 0 => held.push(s),
+                _ => refused += 1,
+            }
+        }
+        (held, refused)
+    })
+    .await
+    .unwrap();
+    assert_eq!(held.len(), 20, "{refused} refused");
+    assert_eq!(refused, 20);
+    // A partial frame larger than 8 KiB before login is refused at its header.
+    let mut r = tokio::task::spawn_blocking(move || {
+        let mut s = held.into_iter().next().unwrap();
+        let mut header = vec![1u8, 0, 0];
+        header.extend_from_slice(&(128u32 * 1024).to_be_bytes());
+        s.write_all(&header).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        all
+    })
+    .await
+    .unwrap();
+    // connection.start came first, then connection.close 501.
+    assert!(r.len() > 12);
+    let close_at = r
+        .windows(4)
+        .position(|w| w == [0, 10, 0, 50])
+        .expect("a connection.close");
+    r.drain(..close_at + 4);
+    assert_eq!(u16::from_be_bytes([r[0], r[1]]), 501);
+    // Once the others are gone, logins work again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = b.connect().await;
+    let ch = c.create_channel().await.unwrap();
+    support::sync(&ch).await;
+}
+
+#[test]
+fn accept_errors_at_the_open_files_limit_are_logged_once_a_second() {
+    // At the open-files limit "accept failed" was logged 20 times a second.
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::child::free_port();
+    let log = dir.path().join("broker.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 48 && exec {} --listen 127.0.0.1:{port} --metrics-listen off",
+            env!("CARGO_BIN_EXE_warren")
+        ))
+        .env("WARREN_DATA_DIR", dir.path().join("data"))
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut socks = Vec::new();
+    for _ in 0..100 {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            socks.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.matches("accept failed").count();
+    assert!(lines >= 1, "the limit was never reached:\n{text}");
+    assert!(lines <= 5, "{lines} accept-failed lines in 3 s:\n{text}");
+    assert!(text.contains("errors="), "{text}");
+}
+
+#[tokio::test]
+async fn an_unacked_delivery_past_the_consumer_timeout_closes_its_channel_with_406() {
+    // RabbitMQ 3.10.8's words (checked with pika and consumer_timeout = 3000; it checks once
+    // a minute, Warren once a second).
+    let b = TestBroker::start_with(|c| c.consumer_timeout = Some(500)).await;
+    let conn = b.connect().await;
+    let mut events = conn.events_listener();
+    let ch = conn.create_channel().await.unwrap();
+    let q = support::exclusive_queue(&ch).await;
+    support::publish(&ch, "", &q, b"late").await;
+    let mut consumer = ch
+        .basic_consume(
+            q.as_str().into(),
+            "slow".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _d = support::next_delivery(&mut consumer).await;
+    let started = Instant::now();
+    let e = support::next_error(&mut events).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(code(&e), Some(406), "{e:?}");
+    assert_eq!(
+        text(&e),
+        "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value \
+         used: 500 ms. This timeout value can be configured, see consumers doc guide to learn more"
+    );
+
+    // x-consumer-timeout on the queue wins; a basic.get's delivery counts too.
+    let conn = b.connect().await;
+    let mut events = conn.events_listener();
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-consumer-timeout".into(), AMQPValue::LongLongInt(300));
+    ch.queue_declare(
+        "timed".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+    support::publish(&ch, "", "timed", b"got").await;
+    let got = ch
+        .basic_get("timed".into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap();
+    assert!(got.is_some());
+    let e = support::next_error(&mut events).await;
+    assert!(text(&e).contains("Timeout value used: 300 ms"), "{e:?}");
+
+    // Acked in time: nothing happens.
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let q = support::exclusive_queue(&ch).await;
+    support::publish(&ch, "", &q, b"prompt").await;
+    let m = ch
+        .basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+        .unwrap();
+    m.delivery
+        .acker
+        .ack(BasicAckOptions::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+}
+
+#[test]
+fn a_frame_max_outside_its_bounds_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["0", "4096", "4294967295"] {
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, format!("frame_max = {bad}\n")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+            .arg("--config")
+            .arg(&path)
+            .env("WARREN_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "frame_max = {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("frame_max"), "{err}");
+    }
+}
