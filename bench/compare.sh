@@ -21,6 +21,10 @@
 #   q1  priority queue (x-max-priority 10, messages cycling priorities 0..10), as b
 #   q2  TTL expiry: x-message-ttl 1 ms, no consumer, confirm window 1000 (every message
 #       expires; the rate is how fast the broker takes and expires them)
+#   t1  topic exchange, adversarial: each queue bound with `#` and with eight `#`s before a
+#       word that never matches, 100-word routing keys (two, in turn, so every publish is
+#       matched afresh), 16 B, autoack (how long matching takes when every `#` could
+#       swallow any number of words)
 #   ("f" selects f1 and f2.)
 #
 # Environment: DURATION (seconds per throughput run, default 15), WARREN_PORT (5742),
@@ -42,7 +46,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
 WARREN_PORT=${WARREN_PORT:-5742}
 RABBIT_PORT=${RABBIT_PORT:-5752}
-SCENARIOS=" ${SCENARIOS:-a b c d e f1 f2 g p1 p2 p3 q1 q2} "
+SCENARIOS=" ${SCENARIOS:-a b c d e f1 f2 g p1 p2 p3 q1 q2 t1} "
 SCENARIOS=${SCENARIOS// f / f1 f2 }
 OUT=${OUT:-$(mktemp -d /tmp/warren-bench.XXXXXX)}
 REF=${RABBITMQ_REF:-/work/shared/bin/rabbitmq-ref}
@@ -336,6 +340,14 @@ fi
 if want q2; then
   both q2 1 run_load --size 16 --message-ttl 1 --consumers 0 --confirm 1000
   rate_row q2 "q2. TTL 1 ms, no consumer (all expire)" "confirmed" confirm_rate
+fi
+
+if want t1; then
+  ADVERSARIAL="#.#.#.#.#.#.#.#.nomatch"
+  LONG_KEY=$(printf 'w.%.0s' $(seq 1 99))w # 100 words, 199 bytes (a key is at most 255)
+  both t1 0 run_load --size 16 --autoack --exchange-type topic --binding-key '#' \
+    --extra-binding "$ADVERSARIAL" --routing-key "$LONG_KEY" --key-variants 2
+  rate_row t1 "t1. topic, # and #x8.nomatch bindings, 100-word keys, autoack" "delivered" deliver_rate
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -4,7 +4,11 @@
 #      tests in tests/ (a real broker on a free port, lapin and raw sockets over TCP);
 #   2. compat-tests/: real pika and amqplib programs against a release build of the broker
 #      (compat-tests/run.sh installs pika and amqplib into local folders first);
-#   3. scripts/check-dashboard.sh: every query of the Grafana dashboard through a real
+#   3. tests/soak.rs: about a minute of a normal client under hostile load, against the
+#      release build;
+#   4. scripts/fuzz.sh: every cargo-fuzz target for 10 s (nightly toolchain; cargo-fuzz is
+#      installed with `cargo install` if missing);
+#   5. scripts/check-dashboard.sh: every query of the Grafana dashboard through a real
 #      Prometheus (Debian's package, installed if missing) scraping a loaded broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +35,15 @@ if ! kill -0 $broker 2>/dev/null; then
   echo "the broker died during the compat tests; its log:"; cat "$data/warren.log"; status=1
 fi
 kill $broker 2>/dev/null || true
+echo "== soak: a normal client under hostile load (release build)"
+WARREN_TEST_BIN=target/release/warren cargo test --locked --test soak -- --nocapture 2>&1 |
+  tee /tmp/warren-soak.log | grep -E '^soak:|test result|panicked' || true
+grep -q 'test result: ok' /tmp/warren-soak.log || { tail -n 40 /tmp/warren-soak.log; status=1; }
+echo "== fuzz smoke: every target for 10 s"
+if ! command -v cargo-fuzz >/dev/null; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+bash scripts/fuzz.sh 10 || status=1
 echo "== Grafana dashboard queries through a real Prometheus"
 bash scripts/check-dashboard.sh || status=1
 echo "cargo tests: $cargo_summary"

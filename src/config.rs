@@ -226,6 +226,19 @@ impl Config {
             Some(path) => Self::read_file(path)?,
             None => FileConfig::default(),
         };
+        Self::resolve(cli, file)
+    }
+
+    /// The configuration a TOML file's text alone gives (no flags or environment).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            source,
+        })?;
+        Self::resolve(Cli::default(), file)
+    }
+
+    fn resolve(cli: Cli, file: FileConfig) -> Result<Config, ConfigError> {
         let mut c = Config::default();
         if let Some(l) = cli.listen.map(|l| vec![l]).or(file.listen) {
             c.listen = parse_listen(&l)?;

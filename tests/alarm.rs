@@ -209,13 +209,35 @@ async fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("broker.log");
+/// How a publisher grows the broker's memory in [`memory_scenario`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Growth {
+    /// A queue nobody consumes (it does not page: a large RAM budget).
+    Queue,
+    /// A consumer with prefetch 0 that never acks: everything is unacked, in RAM.
+    Unacked,
+    /// A transaction never committed: its publishes wait in the channel.
+    Transaction,
+}
+
+/// A broker (child process) with its memory watermark 150 MiB above its idle RSS, and a
+/// publisher sending 256 KiB messages that grow it `growth`'s way: the publisher must be
+/// blocked (connection.blocked) with RSS bounded. Returns the broker, its idle RSS, the
+/// metrics port, the publisher's connection and task.
+async fn memory_scenario(
+    dir: &std::path::Path,
+    growth: Growth,
+) -> (
+    ChildBroker,
+    u64,
+    u16,
+    lapin::Connection,
+    tokio::task::JoinHandle<()>,
+) {
+    let log = dir.join("broker.log");
     // Idle first, to set the watermark 150 MiB above what the broker needs to start.
     let idle = {
-        let b = ChildBroker::start(&dir.path().join("probe"), &log, &[]).await;
+        let b = ChildBroker::start(&dir.join("probe"), &log, &[]).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         rss_of(b.pid())
     };
@@ -223,7 +245,7 @@ async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
     let metrics_port = support::child::free_port();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let b = ChildBroker::start(
-        &dir.path().join("data"),
+        &dir.join("data"),
         &log,
         &[
             ("WARREN_MEMORY_HIGH_WATERMARK", watermark.as_str()),
@@ -242,7 +264,26 @@ async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
         .queue_declare("mem-q".into(), durable(), FieldTable::default())
         .await
         .unwrap();
-    // 256 KiB bodies, transient, no confirms: RAM grows with the queue until the alarm.
+    if growth == Growth::Unacked {
+        let (c, ch) = open(&b.uri()).await;
+        let mut d = ch
+            .basic_consume(
+                "mem-q".into(),
+                "hoarder".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            // Takes everything, acks nothing.
+            let _c = c;
+            while let Some(Ok(_)) = d.next().await {}
+        });
+    }
+    if growth == Growth::Transaction {
+        pub_ch.tx_select().await.unwrap();
+    }
     let body = vec![7u8; 256 * 1024];
     let publisher = tokio::spawn(async move {
         for _ in 0..4000 {
@@ -262,17 +303,32 @@ async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
     });
     let status = pconn.status().clone();
     eventually(30, "the publisher to be blocked", || status.blocked()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = rss_of(b.pid());
+    eprintln!(
+        "alarm: {growth:?}: blocked at {} MiB (watermark {} MiB, idle {} MiB)",
+        rss >> 20,
+        (idle >> 20) + 150,
+        idle >> 20
+    );
     assert_eq!(
         metric(metrics_port, "rabbitmq_alarms_memory_used_watermark").await,
         Some(1.0)
     );
     assert!(
         rss < idle + (400 << 20),
-        "RSS went to {} MiB with a watermark at {} MiB",
+        "{growth:?}: RSS went to {} MiB with a watermark at {} MiB",
         rss >> 20,
         (idle >> 20) + 150
     );
+    (b, idle, metrics_port, pconn, publisher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _idle, metrics_port, pconn, publisher) =
+        memory_scenario(dir.path(), Growth::Queue).await;
     // A consumer drains (it never published, so it is not blocked): memory comes back.
     let (_cconn, cons_ch) = open(&b.uri()).await;
     let mut deliveries = cons_ch
@@ -288,21 +344,13 @@ async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
         .await
         .unwrap();
     let drainer = tokio::spawn(async move { while let Some(Ok(_)) = deliveries.next().await {} });
-    let pid = b.pid();
-    for _ in 0..30 {
-        eprintln!(
-            "rss {} MiB, watermark {} MiB",
-            rss_of(pid) >> 20,
-            (idle >> 20) + 150
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let status = pconn.status().clone();
     eventually(30, "the publisher to be unblocked", || !status.blocked()).await;
     assert_eq!(
         metric(metrics_port, "rabbitmq_alarms_memory_used_watermark").await,
         Some(0.0)
     );
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("broker.log")).unwrap();
     assert!(text.contains("memory resource limit alarm set"), "{text}");
     assert!(
         text.contains("memory resource limit alarm cleared"),
@@ -310,6 +358,16 @@ async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
     );
     publisher.abort();
     drainer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_deliveries_and_uncommitted_transactions_count_toward_the_memory_alarm() {
+    // Each grew the broker to 5.6 GB before (the publisher was never slowed).
+    for growth in [Growth::Unacked, Growth::Transaction] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_b, _idle, _port, _conn, publisher) = memory_scenario(dir.path(), growth).await;
+        publisher.abort();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

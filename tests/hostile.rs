@@ -58,7 +58,7 @@ async fn adversarial_topic_bindings_cost_polynomial_time() {
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
     let q = support::exclusive_queue(&ch).await;
-    let pattern = vec!["#"; 8].join(".") + ".nomatch";
+    let pattern = ["#"; 8].join(".") + ".nomatch";
     ch.queue_bind(
         q.as_str().into(),
         "amq.topic".into(),

@@ -8,6 +8,7 @@
 //! - [`properties`]: a validated view over a content header's raw property bytes, kept as
 //!   received so a delivery re-sends them without re-encoding.
 //! - [`content`]: method + header + body frames assembled into one message.
+//! - [`sasl`]: PLAIN and AMQPLAIN responses to a user name and password.
 //! - [`table`]: bounds (depth, values) on field tables from the wire, checked before any
 //!   recursive parser sees them.
 //! - [`encode`]: frames out, with hand-written writers for deliveries and confirms.
@@ -21,6 +22,7 @@ pub mod encode;
 pub mod error;
 pub mod frame;
 pub mod properties;
+pub mod sasl;
 pub mod table;
 
 pub use amq_protocol::protocol::{self as protocol, AMQPClass};

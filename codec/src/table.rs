@@ -202,10 +202,7 @@ mod tests {
 
     #[test]
     fn too_many_values_is_refused() {
-        let mut body = Vec::new();
-        for _ in 0..MAX_VALUES + 1 {
-            body.extend_from_slice(&[b'V']);
-        }
+        let body = vec![b'V'; MAX_VALUES + 1];
         let mut arr = vec![0, 0, 0, 0, 1, b'a', b'A'];
         arr.extend_from_slice(&(body.len() as u32).to_be_bytes());
         arr.extend_from_slice(&body);

@@ -89,6 +89,21 @@ pub struct Opts {
     /// Type of the exchange the run declares.
     #[arg(long, value_enum, default_value_t = ExchangeType::Direct)]
     exchange_type: ExchangeType,
+    /// Topic runs: the binding key of every queue (default `perf.<i>.*`).
+    #[arg(long, value_name = "KEY")]
+    binding_key: Option<String>,
+    /// Topic runs: one more binding per queue, say an adversarial pattern (`#.#.#.#.nomatch`)
+    /// that every publish must also be matched against.
+    #[arg(long, value_name = "KEY")]
+    extra_binding: Option<String>,
+    /// Topic runs: the routing key of every publish (default `perf.<i>.msg`).
+    #[arg(long, value_name = "KEY")]
+    routing_key: Option<String>,
+    /// Publish each routing key in N variants (a number appended to it), in turn: with
+    /// N > 1 no two publishes in a row share a key, so the broker routes every one afresh
+    /// (Warren reuses a route while the key repeats).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    key_variants: usize,
     /// Seconds to run.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -222,7 +237,14 @@ async fn throughput(opts: &Opts, uri: &Uri) -> Result<Value> {
         let (binding, key) = match kind {
             ExchangeType::Direct => (queue.clone(), queue.clone()),
             ExchangeType::Fanout => (String::new(), String::new()),
-            ExchangeType::Topic => (format!("perf.{i}.*"), format!("perf.{i}.msg")),
+            ExchangeType::Topic => (
+                opts.binding_key
+                    .clone()
+                    .unwrap_or_else(|| format!("perf.{i}.*")),
+                opts.routing_key
+                    .clone()
+                    .unwrap_or_else(|| format!("perf.{i}.msg")),
+            ),
         };
         declared = setup
             .declare_queue(&queue, opts.persistent, &opts.queue_arguments())
@@ -235,11 +257,23 @@ async fn throughput(opts: &Opts, uri: &Uri) -> Result<Value> {
         if declared.is_err() {
             break;
         }
+        if let (ExchangeType::Topic, Some(extra)) = (kind, &opts.extra_binding) {
+            declared = setup.bind_queue(&queue, &exchange, extra).await;
+            if declared.is_err() {
+                break;
+            }
+        }
         keys.push(key);
     }
     // One fanout publish reaches every queue.
     if kind == ExchangeType::Fanout {
         keys.truncate(1);
+    }
+    if opts.key_variants > 1 {
+        keys = keys
+            .iter()
+            .flat_map(|k| (0..opts.key_variants).map(move |i| format!("{k}{i}")))
+            .collect();
     }
     let result = match declared {
         Ok(()) => load(opts, uri, &exchange, &queues, &keys).await,

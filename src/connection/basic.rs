@@ -26,6 +26,8 @@ impl Connection {
 
     /// A complete message from the wire.
     pub(super) fn publish_content(&mut self, ch: u16, mut content: Content) -> AmqpResult<()> {
+        // Every publish counts (one held by a transaction too): an alarm blocks on it.
+        self.published_total += 1;
         self.rewrite_reply_to(ch, &mut content)?;
         if let Some(user_id) = content.properties.user_id() {
             if user_id != self.user {
@@ -134,7 +136,6 @@ impl Connection {
             refused,
             written,
         } = outcome;
-        self.published_total += 1;
         self.tally.received += 1;
         if seq.is_some() {
             self.tally.received_confirm += 1;

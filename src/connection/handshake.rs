@@ -8,6 +8,7 @@
 use amq_protocol::protocol::{connection as conn, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use tracing::{info, warn};
+use warren_codec::sasl;
 
 use super::{ClientCaps, Connection, Phase};
 use crate::args;
@@ -59,36 +60,6 @@ fn server_properties() -> FieldTable {
     p
 }
 
-/// SASL PLAIN: `[authzid] NUL user NUL password`.
-fn parse_plain(resp: &[u8]) -> Option<(String, String)> {
-    let mut parts = resp.split(|&b| b == 0);
-    let _authzid = parts.next()?;
-    let user = parts.next()?;
-    let pass = parts.next()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    Some((
-        String::from_utf8(user.to_vec()).ok()?,
-        String::from_utf8(pass.to_vec()).ok()?,
-    ))
-}
-
-/// AMQPLAIN: a field table without its length prefix, holding LOGIN and PASSWORD.
-fn parse_amqplain(resp: &[u8]) -> Option<(String, String)> {
-    let mut with_len = Vec::with_capacity(resp.len() + 4);
-    with_len.extend_from_slice(&(resp.len() as u32).to_be_bytes());
-    with_len.extend_from_slice(resp);
-    warren_codec::table::check_table(&with_len).ok()?;
-    let (_, table) = amq_protocol::types::parsing::parse_field_table(&with_len[..]).ok()?;
-    let user = args::get_str(&table, "LOGIN")?;
-    let pass = args::get_str(&table, "PASSWORD")?;
-    Some((
-        String::from_utf8(user.to_vec()).ok()?,
-        String::from_utf8(pass.to_vec()).ok()?,
-    ))
-}
-
 impl Connection {
     pub(super) fn send_start(&mut self) {
         self.write_method(
@@ -115,8 +86,8 @@ impl Connection {
         }
         let mechanism = m.mechanism.as_str();
         let creds = match mechanism {
-            "PLAIN" => parse_plain(m.response.as_bytes()),
-            "AMQPLAIN" => parse_amqplain(m.response.as_bytes()),
+            "PLAIN" => sasl::parse_plain(m.response.as_bytes()),
+            "AMQPLAIN" => sasl::parse_amqplain(m.response.as_bytes()),
             other => {
                 return Err(AmqpError::command_invalid(format!(
                     "unknown authentication mechanism '{other}'"
@@ -237,22 +208,5 @@ mod tests {
         assert!(protocol_header_ok(b"AMQP\x01\x01\x00\x09"));
         assert!(!protocol_header_ok(b"AMQP\x00\x00\x09\x02"));
         assert!(!protocol_header_ok(b"GET / HT"));
-    }
-
-    #[test]
-    fn sasl() {
-        assert_eq!(
-            parse_plain(b"\0guest\0guest"),
-            Some(("guest".into(), "guest".into()))
-        );
-        assert_eq!(parse_plain(b"guest"), None);
-        let mut t = FieldTable::default();
-        t.insert("LOGIN".into(), s("u"));
-        t.insert("PASSWORD".into(), s("p"));
-        let ctx = amq_protocol::frame::WriteContext::from(Vec::new());
-        let (buf, _) = amq_protocol::types::generation::gen_field_table(&t)(ctx)
-            .unwrap()
-            .into_inner();
-        assert_eq!(parse_amqplain(&buf[4..]), Some(("u".into(), "p".into())));
     }
 }

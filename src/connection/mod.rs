@@ -168,7 +168,7 @@ pub struct Connection {
     channels_reported: usize,
     /// When each sync token was asked for (confirm latency).
     syncs_waiting: std::collections::VecDeque<(u64, Instant)>,
-    /// Messages published on this connection in all.
+    /// Messages published on this connection in all (transactions' included, when received).
     published_total: u64,
     /// Body bytes of messages received in part, over all channels (an upper bound between
     /// recounts: see `frames::count_partial`).

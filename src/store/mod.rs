@@ -539,6 +539,9 @@ impl Store {
             self.send(Op::Stop);
             let _ = w.join();
         }
+        // sled's file lock goes with its last handle: let it go now, even if a queue (a
+        // timer, a late task) still holds this store.
+        *self.db.write() = None;
     }
 }
 

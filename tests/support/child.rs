@@ -15,6 +15,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The broker binary: this build's, or `WARREN_TEST_BIN` (the soak test runs the release
+/// build that way).
+pub fn binary() -> PathBuf {
+    std::env::var_os("WARREN_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_warren")))
+}
+
 /// The broker as a child process; killed and reaped on drop.
 pub struct ChildBroker {
     child: Child,
@@ -32,7 +40,7 @@ impl ChildBroker {
             .append(true)
             .open(log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+        let mut cmd = Command::new(binary());
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env("WARREN_METRICS_LISTEN", "off")
