@@ -52,12 +52,24 @@ impl Broker {
     /// Vhosts and users come from the config (the source of truth for who may log in); a
     /// vhost found on disk but no longer configured keeps its records untouched, unserved.
     pub fn open(config: Config, shutdown: watch::Receiver<bool>) -> Result<Arc<Self>, StoreError> {
+        // A priority queue keeps all its messages in RAM (it does not page); others their
+        // budget.
+        let budget = config.queue_ram_bytes;
+        let head_budget = move |def: &crate::store::records::QueueDef| {
+            let priority = crate::queue::arguments::QueueArgs::parse(&def.arguments)
+                .is_ok_and(|a| a.max_priority.is_some());
+            if priority {
+                usize::MAX
+            } else {
+                budget
+            }
+        };
         let (store, recovered) = Store::open(
             &config.data_dir,
             &StoreConfig {
                 cache_bytes: config.store_cache_bytes,
             },
-            config.queue_ram_bytes,
+            &head_budget,
         )?;
         let vhosts = DashMap::new();
         for name in &config.vhosts {

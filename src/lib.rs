@@ -14,7 +14,8 @@
 //! - [`connection`]: one task per client connection: handshake, channels, methods, writer.
 //! - [`message`]: a published message, shared (`Arc`) by every queue it reaches.
 //! - [`error`]: AMQP errors, hard (connection) and soft (channel).
-//! - [`metrics`]: metric names and the Prometheus exporter.
+//! - [`metrics`]: metric names, the per-connection tally, the recorder.
+//! - [`http`]: the HTTP endpoint (`/metrics`), gauges computed when scraped.
 
 pub mod alarms;
 pub mod args;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod exchange;
+pub mod http;
 pub mod message;
 pub mod metrics;
 pub mod names;

@@ -122,7 +122,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     let broker = Broker::open(config, rx.clone())?;
     broker.alarms.monitor(data_dir, rx.clone());
     if let Some(addr) = metrics_listen {
-        crate::metrics::http::serve(addr, Arc::downgrade(&broker))
+        crate::http::serve(addr, Arc::downgrade(&broker))
             .await
             .map_err(|e| ServerError::Metrics(format!("{addr}: {e}")))?;
     }

@@ -197,8 +197,13 @@ fn metrics_endpoint_counts_connections() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let line = body
         .lines()
-        .find(|l| l.starts_with(warren::metrics::CONNECTIONS_OPENED))
-        .unwrap_or_else(|| panic!("no {} in {body}", warren::metrics::CONNECTIONS_OPENED));
+        .find(|l| l.starts_with(warren::metrics::Counter::ConnectionsOpened.name()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {} in {body}",
+                warren::metrics::Counter::ConnectionsOpened.name()
+            )
+        });
     let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 1.0, "{line}");
 }

@@ -1,7 +1,10 @@
 //! A channel's state inside its connection task: content assembly, consumers, unacked
-//! deliveries (ordered by delivery tag), confirm and transaction modes.
+//! deliveries (ordered by delivery tag, with their consumer-timeout deadlines), confirm and
+//! transaction modes.
 
 use std::collections::{HashMap, VecDeque};
+
+use super::confirms::Confirms;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,100 +36,6 @@ pub enum TxOp {
         deliveries: Vec<Unacked>,
         requeue: bool,
     },
-}
-
-/// Publisher-confirm bookkeeping: sequence numbers, acks not yet written, and confirms that
-/// wait for the store to sync the messages they cover.
-#[derive(Default)]
-pub struct Confirms {
-    /// Sequence number of the last publish (the first is 1).
-    pub last_seq: u64,
-    /// Highest seq confirmed but not yet written, and how many that covers.
-    pending: Option<(u64, u64)>,
-    /// Confirms in publish order behind the first one that waits for a sync.
-    waiting: VecDeque<Waiting>,
-    /// Acks decided since the connection last counted them (metrics).
-    pub confirmed: u64,
-}
-
-struct Waiting {
-    seq: u64,
-    /// The connection's sync token that must be durable first (0: none).
-    token: u64,
-    nack: bool,
-}
-
-/// A confirm frame to write: `basic.ack` or `basic.nack` with `(tag, multiple)`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ConfirmFrame {
-    Ack(u64, bool),
-    Nack(u64),
-}
-
-impl Confirms {
-    pub fn next(&mut self) -> u64 {
-        self.last_seq += 1;
-        self.last_seq
-    }
-
-    /// Records an ack for `seq` (acks are recorded in order).
-    fn ack(&mut self, seq: u64) {
-        self.confirmed += 1;
-        self.pending = Some(match self.pending {
-            Some((_, n)) => (seq, n + 1),
-            None => (seq, 1),
-        });
-    }
-
-    /// Records the outcome of publish `seq`: `wait_for` a sync token before it may be
-    /// acked, or a nack. Returns a nack to write now (after the pending acks), if any;
-    /// everything else is written by [`Confirms::take_pending`] or [`Confirms::synced`].
-    pub fn record(&mut self, seq: u64, wait_for: Option<u64>, nack: bool) -> Option<u64> {
-        if self.waiting.is_empty() && wait_for.is_none() {
-            if nack {
-                return Some(seq);
-            }
-            self.ack(seq);
-            return None;
-        }
-        self.waiting.push_back(Waiting {
-            seq,
-            token: wait_for.unwrap_or(0),
-            nack,
-        });
-        None
-    }
-
-    /// The pending acks as one `(tag, multiple)` basic.ack.
-    pub fn take_pending(&mut self) -> Option<(u64, bool)> {
-        self.pending.take().map(|(seq, n)| (seq, n > 1))
-    }
-
-    /// Sync `token` is done (`ok`: durable; otherwise the store failed and what waited on it
-    /// is nacked): the confirms now due, in order, runs of acks folded into one.
-    pub fn synced(&mut self, token: u64, ok: bool, out: &mut Vec<ConfirmFrame>) {
-        let mut run: Option<(u64, u64)> = None;
-        while let Some(w) = self.waiting.front() {
-            if w.token > token {
-                break;
-            }
-            let nack = w.nack || (!ok && w.token != 0);
-            let seq = w.seq;
-            self.waiting.pop_front();
-            if nack {
-                if let Some((last, n)) = run.take() {
-                    out.push(ConfirmFrame::Ack(last, n > 1));
-                }
-                out.push(ConfirmFrame::Nack(seq));
-            } else {
-                self.confirmed += 1;
-                run = Some(run.map_or((seq, 1), |(_, n)| (seq, n + 1)));
-            }
-        }
-        if let Some((last, n)) = run {
-            out.push(ConfirmFrame::Ack(last, n > 1));
-        }
-    }
 }
 
 pub struct Channel {
@@ -236,32 +145,5 @@ impl Channel {
             let i = self.unacked.partition_point(|u| u.tag < d.tag);
             self.unacked.insert(i, d);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn confirms_wait_in_order_behind_a_sync() {
-        let mut c = Confirms::default();
-        assert_eq!(c.record(1, None, false), None);
-        assert_eq!(c.record(2, Some(7), false), None);
-        // Behind a waiting confirm, even one that needs no sync waits (acks stay in order).
-        assert_eq!(c.record(3, None, false), None);
-        assert_eq!(c.record(4, None, true), None);
-        assert_eq!(c.record(5, Some(8), false), None);
-        assert_eq!(c.take_pending(), Some((1, false)));
-        let mut out = Vec::new();
-        c.synced(6, true, &mut out);
-        assert!(out.is_empty());
-        c.synced(7, true, &mut out);
-        assert_eq!(out, vec![ConfirmFrame::Ack(3, true), ConfirmFrame::Nack(4)]);
-        out.clear();
-        c.synced(8, false, &mut out);
-        assert_eq!(out, vec![ConfirmFrame::Nack(5)]);
-        // Nothing waits now: the next outcome goes straight out.
-        assert_eq!(c.record(6, None, true), Some(6));
     }
 }

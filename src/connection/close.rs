@@ -64,22 +64,14 @@ impl Connection {
         self.release_channels();
         events_rx.close();
         while let Ok(e) = events_rx.try_recv() {
-            if let ConnEvent::Deliver {
-                queue,
-                consumer,
-                messages,
-            } = e
-            {
-                queue.undeliver(messages, &consumer);
+            if let ConnEvent::Deliver(d) = e {
+                d.queue.undeliver(d.messages, &d.consumer);
             }
         }
         if let Some(v) = &self.vhost {
             for d in v.drop_exclusive_queues(self.id) {
                 for c in d.consumers {
-                    let _ = c.events.send(ConnEvent::Cancel {
-                        channel: c.channel,
-                        tag: c.tag.clone(),
-                    });
+                    c.outbox.cancelled(c.channel, &c.tag);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Frame dispatch: each decoded frame to the connection's or a channel's state machine,
 //! content assembly per channel, and the mapping of errors to channel or connection closes.
 
+use crate::metrics::Counter;
 use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
 use tracing::{debug, warn};
 use warren_codec::{Frame, Method};
@@ -124,7 +125,7 @@ impl Connection {
                     .on(class_id, method_id));
                 }
                 self.channels.insert(ch, Channel::new(ch));
-                self.tally.channels_opened += 1;
+                self.tally.add(Counter::ChannelsOpened, 1);
                 self.write_method(
                     ch,
                     &AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),

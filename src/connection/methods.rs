@@ -1,6 +1,7 @@
 //! Methods of the channel, exchange, queue, confirm, tx and access classes, and the
 //! dispatch of every method on an open channel to its handler.
 
+use crate::metrics::Counter;
 use std::sync::Arc;
 
 use amq_protocol::protocol::{
@@ -8,12 +9,13 @@ use amq_protocol::protocol::{
 };
 use tracing::debug;
 
-use super::channel::{Confirms, TxOp};
-use super::{ConnEvent, Connection};
+use super::channel::TxOp;
+use super::confirms::Confirms;
+use super::Connection;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Destination;
 use crate::queue::Queue;
-use crate::vhost::{QueueSpec, VHost};
+use crate::vhost::{ExchangeSpec, QueueSpec, VHost};
 
 impl Connection {
     pub(super) fn vhost(&self) -> AmqpResult<Arc<VHost>> {
@@ -100,15 +102,15 @@ impl Connection {
         let vhost = self.vhost()?;
         match m {
             exchange::AMQPMethod::Declare(d) => {
-                vhost.declare_exchange(
-                    d.exchange.as_str(),
-                    d.kind.as_str(),
-                    d.passive,
-                    d.durable,
-                    d.auto_delete,
-                    d.internal,
-                    d.arguments,
-                )?;
+                vhost.declare_exchange(ExchangeSpec {
+                    name: d.exchange.as_str(),
+                    kind: d.kind.as_str(),
+                    passive: d.passive,
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    internal: d.internal,
+                    arguments: d.arguments,
+                })?;
                 if !d.nowait {
                     self.write_method(
                         ch,
@@ -184,7 +186,7 @@ impl Connection {
                 } else {
                     requested.to_string()
                 };
-                metrics::counter!(crate::metrics::QUEUES_DECLARED).increment(1);
+                crate::metrics::count(Counter::QueuesDeclared, 1);
                 let (q, created) = vhost.declare_queue(
                     QueueSpec {
                         name,
@@ -197,7 +199,7 @@ impl Connection {
                     self.id,
                 )?;
                 if created {
-                    metrics::counter!(crate::metrics::QUEUES_CREATED).increment(1);
+                    crate::metrics::count(Counter::QueuesCreated, 1);
                 }
                 if let Some(c) = self.channels.get_mut(&ch) {
                     c.last_queue = Some(q.name.clone());
@@ -301,10 +303,7 @@ impl Connection {
             return 0;
         };
         for c in d.consumers {
-            let _ = c.events.send(ConnEvent::Cancel {
-                channel: c.channel,
-                tag: c.tag.clone(),
-            });
+            c.outbox.cancelled(c.channel, &c.tag);
         }
         d.messages
     }
@@ -364,9 +363,9 @@ impl Connection {
                     }
                 }
                 self.channel_credit_freed(ch);
-                if self.wrote_durably {
+                if self.sync.wrote_durably {
                     // commit-ok once the commit's persistent messages are synced.
-                    let token = self.sync_token + 1;
+                    let token = self.sync.token + 1;
                     self.channel_mut(ch)?.commits_waiting.push_back(token);
                 } else {
                     self.write_method(

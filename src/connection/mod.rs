@@ -10,15 +10,19 @@
 //! (per-channel state), `methods` (channel, exchange, queue, confirm and tx classes), `basic`
 //! (publish, consume, deliveries, acks), `reply_to` (direct reply-to).
 
-mod basic;
+mod ack;
 mod channel;
 mod close;
+mod confirms;
+mod consume;
 mod frames;
 mod handshake;
 mod methods;
 mod output;
+mod publish;
 mod reply_to;
 
+use crate::metrics::Counter;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
@@ -36,21 +40,16 @@ use warren_codec::{decode, encode};
 
 use crate::broker::Broker;
 use crate::error::AmqpError;
-use crate::queue::consumer::Consumer;
-use crate::queue::ready::QueuedMessage;
+use crate::message::Message;
+use crate::queue::consumer::{Delivery, Outbox};
 use crate::queue::Queue;
 use crate::vhost::VHost;
 use channel::Channel;
-pub use reply_to::ReplyTarget;
 
 /// What other tasks tell a connection.
 pub enum ConnEvent {
     /// A queue hands messages to one of this connection's consumers (credit already taken).
-    Deliver {
-        queue: Arc<Queue>,
-        consumer: Arc<Consumer>,
-        messages: Vec<QueuedMessage>,
-    },
+    Deliver(Delivery),
     /// The broker cancels a consumer (its queue was deleted).
     Cancel { channel: u16, tag: String },
     /// A direct reply-to message for one of this connection's reply consumers.
@@ -62,6 +61,37 @@ pub enum ConnEvent {
     /// The store synced everything this connection sent before its sync `token`
     /// (`ok` = false: the write failed, and what waited on it is nacked).
     Durable { token: u64, ok: bool },
+}
+
+/// A connection's event channel, as the queues (and direct reply-to) see it.
+struct ConnOutbox(mpsc::UnboundedSender<ConnEvent>);
+
+impl Outbox for ConnOutbox {
+    fn deliver(&self, d: Delivery) -> Result<(), Delivery> {
+        match self.0.send(ConnEvent::Deliver(d)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(ConnEvent::Deliver(d))) => Err(d),
+            // What was sent is a Deliver; nothing else can come back.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn cancelled(&self, channel: u16, tag: &str) {
+        let _ = self.0.send(ConnEvent::Cancel {
+            channel,
+            tag: tag.to_string(),
+        });
+    }
+
+    fn reply(&self, channel: u16, tag: &str, message: Arc<Message>) -> bool {
+        self.0
+            .send(ConnEvent::Reply {
+                channel,
+                tag: tag.to_string(),
+                message,
+            })
+            .is_ok()
+    }
 }
 
 /// Stop taking deliveries while this much output is waiting for the socket.
@@ -150,24 +180,19 @@ pub struct Connection {
     channels: HashMap<u16, Channel, BuildHasherDefault<ChannelHasher>>,
     out: output::Output,
     events_tx: mpsc::UnboundedSender<ConnEvent>,
+    /// The same channel, for consumers and reply targets.
+    outbox: Arc<dyn Outbox>,
     /// Queues whose dispatch must run once the current batch is done (credit was freed).
     to_poke: Vec<Arc<Queue>>,
     /// Reused by every publish's routing.
     route_scratch: crate::vhost::RouteScratch,
-    /// This batch sent persistent messages to the store for a confirm or a commit.
-    wrote_durably: bool,
-    /// The last sync token asked of the store (confirms of this batch wait for the next).
-    sync_token: u64,
-    /// The store's failure epoch when this batch of input began: a store failure after it
-    /// fails the batch's confirms (see `store::writer`).
-    batch_epoch: u64,
+    /// Sync tokens asked of the store (see `confirms`).
+    sync: confirms::SyncWaits,
     /// Counts for the metrics, added to the registry once per batch.
     tally: crate::metrics::Tally,
     counters: crate::metrics::Counters,
     /// Channels open at the last batch's end (the broker's gauge has them).
     channels_reported: usize,
-    /// When each sync token was asked for (confirm latency).
-    syncs_waiting: std::collections::VecDeque<(u64, Instant)>,
     /// Messages published on this connection in all (transactions' included, when received).
     published_total: u64,
     /// Body bytes of messages received in part, over all channels (an upper bound between
@@ -186,7 +211,8 @@ pub struct Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.broker.count_channels(-(self.channels_reported as i64));
-        self.tally.channels_closed += self.channels_reported as u64;
+        self.tally
+            .add(Counter::ChannelsClosed, self.channels_reported as u64);
         self.tally.flush(&self.counters);
     }
 }
@@ -202,13 +228,13 @@ pub async fn serve(
     let id = broker.next_connection_id();
     let span = tracing::info_span!("conn", id, %peer);
     async move {
-        metrics::counter!(crate::metrics::CONNECTIONS_OPENED).increment(1);
+        crate::metrics::count(Counter::ConnectionsOpened, 1);
         broker.count_connection(1);
         let b = broker.clone();
         if let Err(e) = run(stream, peer, broker, id, handshake).await {
             debug!("connection ended: {e}");
         }
-        metrics::counter!(crate::metrics::CONNECTIONS_CLOSED).increment(1);
+        crate::metrics::count(Counter::ConnectionsClosed, 1);
         b.count_connection(-1);
     }
     .instrument(span)
@@ -256,16 +282,14 @@ async fn run(
         broker,
         channels: HashMap::default(),
         out: output::Output::default(),
+        outbox: Arc::new(ConnOutbox(events_tx.clone())),
         events_tx,
         to_poke: Vec::new(),
-        wrote_durably: false,
-        sync_token: 0,
-        batch_epoch: 0,
+        sync: Default::default(),
         route_scratch: Default::default(),
         tally: Default::default(),
         counters: Default::default(),
         channels_reported: 0,
-        syncs_waiting: Default::default(),
         published_total: 0,
         partial_bytes: 0,
         flow_paused: false,
@@ -476,7 +500,7 @@ impl Connection {
     /// Decodes and handles every complete frame in `inbuf`.
     pub(super) fn process_input(&mut self, inbuf: &mut BytesMut) {
         // Before any write this batch makes.
-        self.batch_epoch = self.broker.store.failure_epoch();
+        self.begin_batch();
         loop {
             if self.phase == Phase::Closed {
                 inbuf.clear();
@@ -507,35 +531,18 @@ impl Connection {
 
     /// Work deferred to the end of a batch: confirms, dispatch after freed credit, metrics.
     pub(super) fn end_batch(&mut self) {
-        if std::mem::take(&mut self.wrote_durably) {
-            // After this batch's writes (sent under the queues' locks), so it covers them.
-            self.sync_token += 1;
-            self.syncs_waiting
-                .push_back((self.sync_token, Instant::now()));
-            self.broker
-                .store
-                .notify(self.sync_token, self.batch_epoch, self.events_tx.clone());
-        }
-        for ch in self.channels.values_mut() {
-            if let Some(c) = ch.confirms.as_mut() {
-                if let Some((tag, multiple)) = c.take_pending() {
-                    encode::basic_ack(self.out.frames(), ch.id, tag, multiple);
-                }
-            }
-        }
+        self.request_sync();
         for q in std::mem::take(&mut self.to_poke) {
             q.poke();
-        }
-        for ch in self.channels.values_mut() {
-            if let Some(c) = ch.confirms.as_mut() {
-                self.tally.confirmed += std::mem::take(&mut c.confirmed);
-            }
         }
         // Channels that closed this batch: those open before, plus those opened, minus those
         // open now.
         let open = self.channels.len();
-        self.tally.channels_closed += (self.channels_reported as u64 + self.tally.channels_opened)
-            .saturating_sub(open as u64);
+        self.tally.add(
+            Counter::ChannelsClosed,
+            (self.channels_reported as u64 + self.tally.get(Counter::ChannelsOpened))
+                .saturating_sub(open as u64),
+        );
         if open != self.channels_reported {
             self.broker
                 .count_channels(open as i64 - self.channels_reported as i64);
@@ -587,11 +594,7 @@ impl Connection {
 
     pub(super) fn handle_event(&mut self, e: ConnEvent) {
         match e {
-            ConnEvent::Deliver {
-                queue,
-                consumer,
-                messages,
-            } => self.deliver(queue, consumer, messages),
+            ConnEvent::Deliver(d) => self.deliver(d.queue, d.consumer, d.messages),
             ConnEvent::Cancel { channel, tag } => self.broker_cancel(channel, &tag),
             ConnEvent::Durable { token, ok } => self.synced(token, ok),
             ConnEvent::Reply {

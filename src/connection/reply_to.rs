@@ -3,28 +3,18 @@
 //! rewrites that to `amq.rabbitmq.reply-to.<token>`, and a reply published to the default
 //! exchange with that routing key goes straight to the client's consumer, with no queue.
 
+use crate::metrics::Counter;
 use std::sync::Arc;
 
 use amq_protocol::protocol::basic::{gen_properties, parse_properties};
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::Bytes;
-use tokio::sync::mpsc::UnboundedSender;
 use warren_codec::{encode, Content, Properties};
 
-use super::{ConnEvent, Connection};
+use super::Connection;
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
-
-pub const PSEUDO_QUEUE: &str = "amq.rabbitmq.reply-to";
-/// Prefix of the routing keys replies are published with.
-pub const PREFIX: &str = "amq.rabbitmq.reply-to.";
-
-/// Where replies for one token go.
-pub struct ReplyTarget {
-    pub events: UnboundedSender<ConnEvent>,
-    pub channel: u16,
-    pub tag: String,
-}
+use crate::vhost::reply_to::{ReplyTarget, PREFIX, PSEUDO_QUEUE};
 
 impl Connection {
     /// basic.consume on the pseudo-queue.
@@ -40,7 +30,7 @@ impl Connection {
         } else {
             m.consumer_tag.as_str().to_string()
         };
-        let events = self.events_tx.clone();
+        let outbox = self.outbox.clone();
         let c = self.channel_mut(ch)?;
         if c.reply_to.is_some() {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
@@ -49,7 +39,7 @@ impl Connection {
         vhost.replies.insert(
             token.clone(),
             ReplyTarget {
-                events,
+                outbox,
                 channel: ch,
                 tag: tag.clone(),
             },
@@ -103,16 +93,7 @@ impl Connection {
     /// (the message is then unroutable).
     pub(super) fn send_reply(&self, token: &str, message: &Arc<Message>) -> bool {
         let Some(v) = &self.vhost else { return false };
-        let Some(t) = v.replies.get(token) else {
-            return false;
-        };
-        t.events
-            .send(ConnEvent::Reply {
-                channel: t.channel,
-                tag: t.tag.clone(),
-                message: message.clone(),
-            })
-            .is_ok()
+        v.send_reply(token, message)
     }
 
     /// Writes a reply to this connection's reply consumer, if it is still there.
@@ -135,6 +116,6 @@ impl Connection {
         );
         self.out
             .content(ch, m.properties_raw(), &m.body_bytes(), self.frame_max);
-        self.tally.consume_auto_ack += 1;
+        self.tally.add(Counter::DeliveredConsumeAutoAck, 1);
     }
 }

@@ -125,16 +125,43 @@ pub struct Exchange {
     deleted: AtomicBool,
 }
 
+/// Everything a new exchange is made of.
+pub struct ExchangeConfig {
+    pub id: u64,
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+impl ExchangeConfig {
+    /// A durable exchange with no flags or arguments (the built-in ones).
+    pub fn durable(id: u64, name: &str, kind: ExchangeKind) -> ExchangeConfig {
+        ExchangeConfig {
+            id,
+            name: name.to_string(),
+            kind,
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::default(),
+        }
+    }
+}
+
 impl Exchange {
-    pub fn new(
-        id: u64,
-        name: String,
-        kind: ExchangeKind,
-        durable: bool,
-        auto_delete: bool,
-        internal: bool,
-        arguments: FieldTable,
-    ) -> Arc<Self> {
+    pub fn new(c: ExchangeConfig) -> Arc<Self> {
+        let ExchangeConfig {
+            id,
+            name,
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+        } = c;
         let router = new_router(kind);
         Arc::new(Exchange {
             id,

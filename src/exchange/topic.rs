@@ -173,22 +173,17 @@ mod tests {
     use amq_protocol::types::FieldTable;
 
     use super::*;
-    use crate::exchange::{Exchange, ExchangeKind};
+    use crate::exchange::{Exchange, ExchangeConfig, ExchangeKind};
 
     /// Which of `patterns` match `key`, through the real router (each pattern bound to an
     /// exchange named after its index).
     fn matches(patterns: &[&str], key: &str) -> Vec<usize> {
         let mut r = TopicRouter::default();
         for (i, p) in patterns.iter().enumerate() {
-            let dest = Destination::Exchange(Exchange::new(
-                i as u64,
-                i.to_string(),
-                ExchangeKind::Fanout,
-                false,
-                false,
-                false,
-                FieldTable::default(),
-            ));
+            let dest = Destination::Exchange(Exchange::new(ExchangeConfig {
+                durable: false,
+                ..ExchangeConfig::durable(i as u64, &i.to_string(), ExchangeKind::Fanout)
+            }));
             r.bind(&Binding {
                 destination: dest,
                 routing_key: p.to_string(),

@@ -1,4 +1,5 @@
-//! A consumer as its queue sees it: where to send deliveries, and its credit.
+//! A consumer as its queue sees it: where to send deliveries (an [`Outbox`] its connection
+//! implements: the queue knows nothing of connections), and its credit.
 //!
 //! Credit is counted with atomics so that whichever task dispatches (a publisher's, or the
 //! consumer's own after an ack) can check it without a hop: a consumer may hold up to its
@@ -10,9 +11,42 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc::UnboundedSender;
+use super::ready::QueuedMessage;
+use super::Queue;
+use crate::message::Message;
 
-use crate::connection::ConnEvent;
+/// Messages a queue hands one of its consumers (credit already taken).
+pub struct Delivery {
+    pub queue: Arc<Queue>,
+    pub consumer: Arc<Consumer>,
+    pub messages: Vec<QueuedMessage>,
+}
+
+/// Where a consumer's deliveries go: its connection, which drains them into its socket.
+pub trait Outbox: Send + Sync {
+    /// Hands over a batch; gives it back if the connection is gone.
+    fn deliver(&self, d: Delivery) -> Result<(), Delivery>;
+    /// The broker cancelled the consumer `tag` on `channel` (its queue was deleted).
+    fn cancelled(&self, channel: u16, tag: &str);
+    /// A direct reply-to message (delivered without a queue) for the reply consumer `tag`
+    /// on `channel`; false if the connection is gone.
+    fn reply(&self, channel: u16, tag: &str, message: Arc<Message>) -> bool;
+}
+
+/// A consumer as basic.consume asks for it.
+pub struct ConsumerSpec {
+    pub tag: String,
+    pub channel: u16,
+    pub connection_id: u64,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Per-consumer limit (0 = unlimited).
+    pub prefetch: u32,
+    /// `x-priority`.
+    pub priority: i64,
+    pub channel_credit: Arc<ChannelCredit>,
+    pub outbox: Arc<dyn Outbox>,
+}
 
 /// Deliveries a no-ack consumer may have in flight to its connection.
 pub const NO_ACK_WINDOW: u32 = 1024;
@@ -56,24 +90,24 @@ pub struct Consumer {
     /// priorities).
     pub priority: i64,
     pub channel_credit: Arc<ChannelCredit>,
-    pub events: UnboundedSender<ConnEvent>,
+    pub outbox: Arc<dyn Outbox>,
     outstanding: AtomicU32,
     cancelled: AtomicBool,
 }
 
 impl Consumer {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        tag: String,
-        channel: u16,
-        connection_id: u64,
-        no_ack: bool,
-        exclusive: bool,
-        prefetch: u32,
-        priority: i64,
-        channel_credit: Arc<ChannelCredit>,
-        events: UnboundedSender<ConnEvent>,
-    ) -> Arc<Self> {
+    pub fn new(spec: ConsumerSpec) -> Arc<Self> {
+        let ConsumerSpec {
+            tag,
+            channel,
+            connection_id,
+            no_ack,
+            exclusive,
+            prefetch,
+            priority,
+            channel_credit,
+            outbox,
+        } = spec;
         Arc::new(Consumer {
             tag,
             channel,
@@ -83,7 +117,7 @@ impl Consumer {
             prefetch,
             priority,
             channel_credit,
-            events,
+            outbox,
             outstanding: AtomicU32::new(0),
             cancelled: AtomicBool::new(false),
         })

@@ -1,16 +1,30 @@
 //! A queue: ready messages ([`ready::Ready`], RAM then disk), consumers, and dispatch.
 //!
-//! Each queue has one owner: a mutex held for a few instructions, never across an `.await`.
-//! There is no queue task: whoever changes what can be delivered (a publish, an ack, a new
-//! consumer, a qos change, a requeue) runs [`Queue::dispatch`] under that lock, which hands
-//! messages to consumers with credit, round-robin, by sending them to the consumer's
-//! connection task. That task batches them into socket writes.
+//! Each queue is guarded by one mutex, held for a few instructions, never across an
+//! `.await`. There is no queue task: whoever changes what can be delivered (a publish, an
+//! ack, a new consumer, a qos change, a requeue) runs dispatch ([`dispatch`]) under that
+//! lock, which hands messages to consumers with credit, round-robin, through each consumer's
+//! [`consumer::Outbox`] (its connection drains them into socket writes).
+//!
+//! A queue knows nothing above it: what it cannot do alone (republish dead letters, delete
+//! itself when `x-expires` says so) it asks of its [`Owner`] (the vhost).
+//!
+//! Files: this one (the queue, publish, get, settle, requeue, consumers), `dispatch`,
+//! `expiry` (TTLs and `x-expires`), `equivalence` (redeclares and exclusivity), `ready`
+//! (the ready messages, RAM then disk) and `page_file` (the on-disk tail), `arguments`
+//! (x-arguments checked at declare), `consumer` (consumers, credit, the outbox),
+//! `dead_letter` (the dead-lettered message and `x-death`).
 
 pub mod arguments;
 pub mod consumer;
 pub mod dead_letter;
+mod dispatch;
+pub mod equivalence;
+mod expiry;
 pub mod page_file;
 pub mod ready;
+
+pub use expiry::now_ms;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -19,42 +33,37 @@ use std::time::{Duration, Instant};
 use amq_protocol::types::FieldTable;
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::connection::ConnEvent;
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
-use crate::vhost::VHost;
+use crate::store::recovery::RecoveredQueue;
 use arguments::{Overflow, QueueArgs};
 use consumer::Consumer;
 use dead_letter::{DeadLetter, Reason};
 use ready::{Disk, QueuedMessage, Ready};
 
-/// A message's own `expiration` in ms (validated at publish; unparsable = none).
-fn message_expiration(m: &Message) -> Option<u64> {
-    let raw = m.properties().expiration(m.properties_raw())?;
-    arguments::parse_expiration(raw).ok()
+/// What a queue asks of whoever holds it (the vhost): the queue layer never calls up.
+pub trait Owner: Send + Sync {
+    /// Republishes dead letters to their dead-letter exchanges.
+    fn dead_letter(&self, dead: Vec<DeadLetter>);
+    /// `x-expires` ran out: delete the queue.
+    fn expire(&self, q: &Arc<Queue>);
 }
 
-/// Milliseconds since the Unix epoch (message expiry times; they survive a restart).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Everything a new queue is made of.
+pub struct QueueConfig {
+    pub name: String,
+    pub durable: bool,
+    /// The connection that owns an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    /// `arguments`, parsed and checked.
+    pub args: QueueArgs,
+    pub owner: Weak<dyn Owner>,
+    pub disk: Disk,
+    /// RAM the ready messages may take before the rest goes to disk.
+    pub ram_budget: usize,
 }
-
-/// Arguments RabbitMQ compares on redeclare (others are ignored, as RabbitMQ does).
-const EQUIVALENCE_ARGS: &[&str] = &[
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-expires",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-message-ttl",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-];
 
 struct State {
     store: Ready,
@@ -84,8 +93,8 @@ pub struct Queue {
     pub arguments: FieldTable,
     /// `arguments` parsed (checked at declare).
     pub args: QueueArgs,
-    /// The vhost, for dead-lettering and `x-expires` (weak: the vhost owns its queues).
-    vhost: Weak<VHost>,
+    /// Dead-lettering and `x-expires` go through it (weak: the owner holds its queues).
+    owner: Weak<dyn Owner>,
     state: Mutex<State>,
     deleted: AtomicBool,
 }
@@ -108,18 +117,18 @@ pub struct Removed {
 }
 
 impl Queue {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        name: String,
-        durable: bool,
-        exclusive_owner: Option<u64>,
-        auto_delete: bool,
-        arguments: FieldTable,
-        args: QueueArgs,
-        vhost: Weak<VHost>,
-        disk: Disk,
-        ram_budget: usize,
-    ) -> Arc<Self> {
+    pub fn new(c: QueueConfig) -> Arc<Self> {
+        let QueueConfig {
+            name,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+            args,
+            owner,
+            disk,
+            ram_budget,
+        } = c;
         let store = Ready::new(disk, ram_budget, args.max_priority);
         let q = Arc::new(Queue {
             name,
@@ -129,7 +138,7 @@ impl Queue {
             auto_delete,
             arguments,
             args,
-            vhost,
+            owner,
             state: Mutex::new(State {
                 store,
                 next_seq: 0,
@@ -150,10 +159,22 @@ impl Queue {
     }
 
     /// Fills a queue created at start with what the store had for it.
-    pub fn restore(self: &Arc<Self>, r: crate::store::recovery::RecoveredQueue) {
+    pub fn restore(self: &Arc<Self>, r: RecoveredQueue) {
         let mut st = self.state.lock();
         st.next_seq = r.next_seq;
-        st.store.restore(r.head, r.tail, r.delivered);
+        let head = r
+            .head
+            .into_iter()
+            .map(|e| QueuedMessage {
+                seq: e.seq,
+                message: Arc::new(e.message),
+                redelivered: e.redelivered,
+                on_disk: true,
+                expires_at: e.expires_at,
+                deliveries: 0,
+            })
+            .collect();
+        st.store.restore(head, r.tail, r.delivered);
         self.arm_expiry(&mut st);
         self.unlock(st);
     }
@@ -163,8 +184,8 @@ impl Queue {
         let dead = std::mem::take(&mut st.dead);
         drop(st);
         if !dead.is_empty() {
-            if let Some(v) = self.vhost.upgrade() {
-                v.dead_letter(dead);
+            if let Some(owner) = self.owner.upgrade() {
+                owner.dead_letter(dead);
             }
         }
     }
@@ -191,70 +212,6 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// 405 unless `connection` may use this queue.
-    pub fn check_exclusive(&self, connection: u64) -> AmqpResult<()> {
-        match self.exclusive_owner {
-            Some(owner) if owner != connection => Err(AmqpError::resource_locked(format!(
-                "cannot obtain exclusive access to locked queue '{}' in vhost",
-                self.name
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// A non-passive redeclare must name the same owner: exclusive from its owner, or
-    /// non-exclusive for a shared queue; anything else is 405, as in RabbitMQ.
-    pub fn check_exclusive_strict(&self, exclusive: bool, connection: u64) -> AmqpResult<()> {
-        if self.exclusive_owner == exclusive.then_some(connection) {
-            return Ok(());
-        }
-        Err(AmqpError::resource_locked(format!(
-            "cannot obtain exclusive access to locked queue '{}' in vhost. It could be \
-             originally declared on another connection or the exclusive property value does \
-             not match that of the original declaration.",
-            self.name
-        )))
-    }
-
-    /// Whether a redeclare is equivalent; the error text is RabbitMQ's.
-    /// (Exclusivity is checked apart, with [`Queue::check_exclusive_strict`].)
-    pub fn equivalent(
-        &self,
-        durable: bool,
-        exclusive: bool,
-        auto_delete: bool,
-        arguments: &FieldTable,
-    ) -> Result<(), String> {
-        let checks = [
-            ("durable", self.durable, durable && !exclusive),
-            ("auto_delete", self.auto_delete, auto_delete),
-        ];
-        for (name, current, received) in checks {
-            if current != received {
-                return Err(format!(
-                    "inequivalent arg '{name}' for queue '{}': received '{received}' but current is '{current}'",
-                    self.name
-                ));
-            }
-        }
-        for key in EQUIVALENCE_ARGS {
-            let a = crate::args::get(&self.arguments, key);
-            let b = crate::args::get(arguments, key);
-            let same = match (a, b) {
-                (None, None) => true,
-                (Some(x), Some(y)) => crate::args::loosely_equal(x, y),
-                _ => false,
-            };
-            if !same {
-                return Err(format!(
-                    "inequivalent arg '{key}' for queue '{}': received {b:?} but current is {a:?}",
-                    self.name
-                ));
-            }
-        }
-        Ok(())
-    }
-
     pub fn message_count(&self) -> u32 {
         self.state.lock().store.len() as u32
     }
@@ -275,7 +232,7 @@ impl Queue {
     /// of input is handled, so a burst of publishes reaches each consumer as one event.
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
         let persist = self.durable && message.is_persistent();
-        let ttl = match (self.args.message_ttl, message_expiration(&message)) {
+        let ttl = match (self.args.message_ttl, expiry::message_expiration(&message)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -341,91 +298,6 @@ impl Queue {
                 .args
                 .max_length_bytes
                 .is_some_and(|n| (st.store.bytes() + m.size()) as u64 > n)
-    }
-
-    /// The next live message: expired ones met on the way are dead-lettered. The clock is
-    /// read only for messages that can expire (most never do).
-    fn pop_live(&self, st: &mut State) -> Option<QueuedMessage> {
-        loop {
-            let m = st.store.pop()?;
-            if m.expires_at != 0 && m.expires_at < now_ms() {
-                st.store.settle(&m);
-                self.dead_letter(st, m.message, Reason::Expired);
-                continue;
-            }
-            return Some(m);
-        }
-    }
-
-    /// Makes sure a timer fires when the message at the head expires.
-    fn arm_expiry(self: &Arc<Self>, st: &mut State) {
-        let Some(at) = st.store.front_expiry() else {
-            return;
-        };
-        if st.timer_at.is_some_and(|t| t <= at) {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        st.timer_at = Some(at);
-        let q = Arc::downgrade(self);
-        rt.spawn(async move {
-            let wait = at.saturating_sub(now_ms());
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            if let Some(q) = q.upgrade() {
-                q.expire_due(at);
-            }
-        });
-    }
-
-    /// A timer fired: expire what is due at the head, re-arm for what comes next.
-    fn expire_due(self: &Arc<Self>, at: u64) {
-        let mut st = self.state.lock();
-        if st.timer_at == Some(at) {
-            st.timer_at = None;
-        }
-        let now = now_ms();
-        while st.store.front_expiry().is_some_and(|e| e <= now) {
-            let Some(m) = st.store.pop() else { break };
-            st.store.settle(&m);
-            self.dead_letter(&mut st, m.message, Reason::Expired);
-        }
-        self.arm_expiry(&mut st);
-        self.unlock(st);
-    }
-
-    /// Deletes the queue once it has been unused (no consumers, no get, no redeclare) for
-    /// `expires`, as `x-expires` asks.
-    fn watch_expires(self: &Arc<Self>, expires: Duration) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let q = Arc::downgrade(self);
-        rt.spawn(async move {
-            let mut wait = expires;
-            loop {
-                tokio::time::sleep(wait).await;
-                let Some(q) = q.upgrade() else { return };
-                if q.is_deleted() {
-                    return;
-                }
-                let idle = {
-                    let st = q.state.lock();
-                    st.consumers.is_empty().then(|| st.last_used.elapsed())
-                };
-                match idle {
-                    Some(idle) if idle >= expires => {
-                        if let Some(v) = q.vhost.upgrade() {
-                            v.delete_queue(&q);
-                        }
-                        return;
-                    }
-                    Some(idle) => wait = expires - idle,
-                    None => wait = expires,
-                }
-            }
-        });
     }
 
     /// basic.get: the next ready message and how many remain. `ack` = the client will settle it.
@@ -587,90 +459,4 @@ impl Queue {
         }
         (n, consumers)
     }
-
-    /// Hands ready messages to consumers with credit, one each in turn, then sends each
-    /// consumer's share to its connection as one event.
-    fn dispatch(self: &Arc<Self>, st: &mut State) {
-        // Single active consumer: only the first registered one gets messages.
-        let n = if self.args.single_active_consumer {
-            st.consumers.len().min(1)
-        } else {
-            st.consumers.len()
-        };
-        if n == 0 || st.store.is_empty() {
-            return;
-        }
-        // One slot per consumer that gets something (usually one).
-        let mut batches: Vec<(usize, Vec<QueuedMessage>)> = Vec::new();
-        let mut delivered_up_to = None;
-        while !st.store.is_empty() {
-            let Some(i) = pick_consumer(st, n) else {
-                break;
-            };
-            let Some(m) = self.pop_live(st) else {
-                // Credit was taken for a message that turned out expired: give it back.
-                st.consumers[i].release(1);
-                break;
-            };
-            if st.consumers[i].no_ack {
-                st.store.settle(&m);
-            } else {
-                st.unacked += 1;
-                if m.on_disk {
-                    delivered_up_to = Some(m.seq);
-                }
-            }
-            match batches.iter_mut().find(|(c, _)| *c == i) {
-                Some((_, ms)) => ms.push(m),
-                None => batches.push((i, vec![m])),
-            }
-        }
-        if let (true, Some(seq)) = (self.durable, delivered_up_to) {
-            st.store.disk().store.delivered(self.qid, seq);
-        }
-        for (i, messages) in batches {
-            let consumer = st.consumers[i].clone();
-            let event = ConnEvent::Deliver {
-                queue: self.clone(),
-                consumer: consumer.clone(),
-                messages,
-            };
-            if let Err(tokio::sync::mpsc::error::SendError(event)) = consumer.events.send(event) {
-                // The connection is gone (its cleanup removes the consumer): take them back.
-                consumer.cancel();
-                if let ConnEvent::Deliver { messages, .. } = event {
-                    consumer.release(messages.len() as u32);
-                    if !consumer.no_ack {
-                        st.unacked = st.unacked.saturating_sub(messages.len());
-                    }
-                    for m in messages {
-                        st.store.requeue(m);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The consumer the next message goes to, its credit taken: round-robin among the highest
-/// priority consumers that have credit (consumers are kept sorted by priority), lower ones
-/// only when every higher one is full. `None` if nobody has credit.
-fn pick_consumer(st: &mut State, n: usize) -> Option<usize> {
-    let mut start = 0;
-    while start < n {
-        let p = st.consumers[start].priority;
-        let end = (start..n)
-            .find(|&i| st.consumers[i].priority != p)
-            .unwrap_or(n);
-        let len = end - start;
-        for k in 0..len {
-            let i = start + (st.next_consumer + k) % len;
-            if st.consumers[i].try_acquire() {
-                st.next_consumer = st.next_consumer.wrapping_add(k + 1);
-                return Some(i);
-            }
-        }
-        start = end;
-    }
-    None
 }

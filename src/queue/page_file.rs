@@ -119,9 +119,10 @@ impl PageFile {
                 let alone = at == 0 && len + 4 == buf.len() && len >= WRITE_BUFFER;
                 let m = if alone {
                     // A record read on its own (a large one): its buffer is kept, not copied.
-                    decode_shared(bytes::Bytes::from(std::mem::take(&mut buf)).slice(4..))?
+                    let owner = bytes::Bytes::from(std::mem::take(&mut buf)).slice(4..);
+                    decode(&owner, Some(&owner))?
                 } else {
-                    decode(&buf[at + 4..at + 4 + len])?
+                    decode(&buf[at + 4..at + 4 + len], None)?
                 };
                 at += 4 + len;
                 if alone {
@@ -168,37 +169,24 @@ impl Drop for PageFile {
     }
 }
 
-/// As [`decode`], the body left in `b`'s buffer.
-fn decode_shared(b: bytes::Bytes) -> std::io::Result<QueuedMessage> {
+/// A record (`seq | record`) back as a message. With `owner` (the buffer `b` is all of), a
+/// large body stays in that buffer instead of being copied.
+fn decode(b: &[u8], owner: Option<&bytes::Bytes>) -> std::io::Result<QueuedMessage> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "damaged page record");
     let seq = u64::from_be_bytes(b.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
     let m = records::decode_message(&b[8..]).map_err(|_| bad())?;
     let records::Body::Inline(body) = m.body else {
         return Err(bad());
     };
-    let at = body.as_ptr() as usize - b.as_ptr() as usize;
-    let body = b.slice(at..at + body.len());
-    let message = Message::from_parts_shared(&m.exchange, &m.routing_key, m.properties, body)
-        .ok_or_else(bad)?;
-    Ok(QueuedMessage {
-        seq,
-        message: Arc::new(message),
-        redelivered: false,
-        on_disk: m.flags & records::PERSISTENT != 0,
-        expires_at: m.expires_at,
-        deliveries: 0,
-    })
-}
-
-fn decode(b: &[u8]) -> std::io::Result<QueuedMessage> {
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "damaged page record");
-    let seq = u64::from_be_bytes(b.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
-    let m = records::decode_message(&b[8..]).map_err(|_| bad())?;
-    let records::Body::Inline(body) = m.body else {
-        return Err(bad());
-    };
-    let message =
-        Message::from_parts(&m.exchange, &m.routing_key, m.properties, body).ok_or_else(bad)?;
+    let message = match owner {
+        Some(o) => {
+            let at = body.as_ptr() as usize - o.as_ptr() as usize;
+            let body = o.slice(at..at + body.len());
+            Message::from_parts_shared(&m.exchange, &m.routing_key, m.properties, body)
+        }
+        None => Message::from_parts(&m.exchange, &m.routing_key, m.properties, body),
+    }
+    .ok_or_else(bad)?;
     Ok(QueuedMessage {
         seq,
         message: Arc::new(message),

@@ -43,16 +43,8 @@ impl Disk {
     }
 }
 
-/// What a queue found on disk at start: its tail range and the seqs delivered before.
-#[derive(Default)]
-pub struct Tail {
-    /// Tail seqs are at least this (those below are in the head or gone).
-    pub from: u64,
-    /// ... and below this.
-    pub to: u64,
-    pub count: usize,
-    pub bytes: usize,
-}
+/// What a queue found on disk at start: its tail range (see the store's recovery).
+pub use crate::store::recovery::TailRange as Tail;
 
 pub struct Ready {
     disk: Disk,

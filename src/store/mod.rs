@@ -26,11 +26,8 @@ use std::sync::Arc;
 use amq_protocol::types::FieldTable;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::error;
 
-use crate::connection::ConnEvent;
-use crate::exchange::ExchangeKind;
 use crate::message::Message;
 use records::{DestKind, MessageKey};
 
@@ -56,6 +53,10 @@ pub enum StoreError {
         expected: u32,
     },
 }
+
+/// What a sync wait does when its commit is durable (`true`) or failed (`false`). Runs on
+/// the writer's thread: it must be quick (send a message, set a flag).
+pub type SyncDone = Box<dyn FnOnce(bool) + Send>;
 
 /// The sled database, shared by the writer (which replaces it when it reopens sled after
 /// a failure) and the readers (recovery, paging a recovered tail back in).
@@ -108,12 +109,13 @@ pub(crate) enum Op {
     Delete(Vec<u8>),
     /// Every key under a prefix (a queue's messages, the bindings to a queue or exchange).
     DeletePrefix(Vec<u8>),
-    /// Tell a connection when everything sent before this is durable. `epoch`: the store's
-    /// failure epoch when the connection began the batch this covers (see `writer`).
+    /// Calls `done` once everything sent before this is durable (`true`) or could not be
+    /// made so (`false`). `epoch`: the store's failure epoch when the caller began the batch
+    /// this covers (see `writer`). The caller owns what `done` does: the store knows nothing
+    /// of connections.
     Notify {
-        token: u64,
         epoch: u64,
-        to: UnboundedSender<ConnEvent>,
+        done: SyncDone,
     },
     /// Answer once everything sent before this is durable (shutdown, tests).
     Barrier(mpsc::Sender<bool>),
@@ -137,6 +139,8 @@ pub struct Store {
     backlog: Arc<AtomicUsize>,
     /// Failed commits so far (see `writer`).
     epoch: Arc<AtomicU64>,
+    /// True while the backlog is under [`BACKLOG_LOW`]: a paused publisher waits for it.
+    flow: Arc<tokio::sync::watch::Sender<bool>>,
     /// Ids of queue and exchange incarnations: never reused (seeded past every id found).
     next_id: AtomicU64,
 }
@@ -164,7 +168,7 @@ impl Store {
     pub fn open(
         dir: &Path,
         config: &StoreConfig,
-        queue_budget: usize,
+        queue_budget: &dyn Fn(&records::QueueDef) -> usize,
     ) -> Result<(Arc<Store>, recovery::Recovered), StoreError> {
         let path = dir.join("sled");
         let io = |path: &Path| {
@@ -194,6 +198,7 @@ impl Store {
             writer: Mutex::new(None),
             backlog: Arc::new(AtomicUsize::new(0)),
             epoch: Arc::new(AtomicU64::new(0)),
+            flow: Arc::new(tokio::sync::watch::channel(true).0),
             next_id: AtomicU64::new(1),
         });
         store.check_format()?;
@@ -212,6 +217,7 @@ impl Store {
             cache_bytes: config.cache_bytes,
             rx,
             backlog: store.backlog.clone(),
+            flow: store.flow.clone(),
             epoch: store.epoch.clone(),
             segments,
         };
@@ -378,7 +384,7 @@ impl Store {
         id: u64,
         vhost: &str,
         name: &str,
-        kind: ExchangeKind,
+        kind: &str,
         auto_delete: bool,
         internal: bool,
         args: &FieldTable,
@@ -456,10 +462,10 @@ impl Store {
         )));
     }
 
-    /// Asks for `ConnEvent::Durable { token, .. }` once everything sent so far is synced;
-    /// `epoch` is [`Store::failure_epoch`] as read when the batch began.
-    pub fn notify(&self, token: u64, epoch: u64, to: UnboundedSender<ConnEvent>) {
-        self.send(Op::Notify { token, epoch, to });
+    /// Calls `done` once everything sent so far is synced (or failed); `epoch` is
+    /// [`Store::failure_epoch`] as read when the batch began.
+    pub fn notify(&self, epoch: u64, done: SyncDone) {
+        self.send(Op::Notify { epoch, done });
     }
 
     /// Blocks until everything sent so far is synced; false if the write or sync failed.
@@ -524,6 +530,17 @@ impl Store {
     /// Message bytes waiting for the writer.
     pub fn backlog(&self) -> usize {
         self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// A publisher that saw the backlog over [`BACKLOG_HIGH`] pauses: the receiver changes
+    /// (to true) once the writer has brought it under [`BACKLOG_LOW`].
+    pub fn pause_publisher(&self) -> tokio::sync::watch::Receiver<bool> {
+        if self.backlog() >= BACKLOG_LOW {
+            self.flow.send_replace(false);
+        }
+        let mut rx = self.flow.subscribe();
+        rx.mark_changed();
+        rx
     }
 
     /// Bytes on disk: sled's files and the body segments.

@@ -20,7 +20,6 @@ use amq_protocol::types::FieldTable;
 use thiserror::Error;
 
 use super::segments::BodyRef;
-use crate::exchange::ExchangeKind;
 use crate::message::Message;
 
 pub const MESSAGE: u8 = b'm';
@@ -163,18 +162,8 @@ pub fn encode_message(
     external: Option<BodyRef>,
     out: &mut Vec<u8>,
 ) {
-    let props = m.properties_raw();
-    let body = m.body();
-    out.reserve(1 + 2 + m.exchange().len() + m.routing_key().len() + 4 + props.len() + body.len());
-    let expires = if expires_at != 0 { EXPIRES } else { 0 };
-    out.push(flags | expires | if external.is_some() { EXTERNAL } else { 0 });
-    if expires_at != 0 {
-        out.extend_from_slice(&expires_at.to_be_bytes());
-    }
-    push_name(out, m.exchange());
-    push_name(out, m.routing_key());
-    out.extend_from_slice(&(props.len() as u32).to_be_bytes());
-    out.extend_from_slice(props);
+    let flags = flags | if external.is_some() { EXTERNAL } else { 0 };
+    encode_message_head(m, flags, expires_at, out);
     match external {
         Some(r) => {
             out.extend_from_slice(&r.segment.to_be_bytes());
@@ -182,14 +171,15 @@ pub fn encode_message(
             out.extend_from_slice(&r.len.to_be_bytes());
             out.extend_from_slice(&r.crc.to_be_bytes());
         }
-        None => out.extend_from_slice(body),
+        None => out.extend_from_slice(m.body()),
     }
 }
 
-/// The head of an inline message record (flags, expiry, names, properties): the body is
-/// appended after it by the caller, so a large one need not be copied.
+/// The head of a message record (flags, expiry, names, properties): the body (or its place)
+/// is appended after it by the caller, so a large one need not be copied.
 pub fn encode_message_head(m: &Message, flags: u8, expires_at: u64, out: &mut Vec<u8>) {
     let props = m.properties_raw();
+    out.reserve(1 + 8 + 2 + m.exchange().len() + m.routing_key().len() + 4 + props.len());
     let expires = if expires_at != 0 { EXPIRES } else { 0 };
     out.push(flags | expires);
     if expires_at != 0 {
@@ -271,7 +261,8 @@ pub struct ExchangeDef {
     pub id: u64,
     pub vhost: String,
     pub name: String,
-    pub kind: ExchangeKind,
+    /// The exchange type's name (`direct`, `topic`, ...): the store does not know the types.
+    pub kind: String,
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
@@ -303,7 +294,7 @@ pub fn exchange_key(id: u64) -> Vec<u8> {
 pub fn encode_exchange(
     vhost: &str,
     name: &str,
-    kind: ExchangeKind,
+    kind: &str,
     auto_delete: bool,
     internal: bool,
     args: &FieldTable,
@@ -311,7 +302,7 @@ pub fn encode_exchange(
     let mut v = Vec::new();
     push_name(&mut v, vhost);
     push_name(&mut v, name);
-    v.push(kind_byte(kind));
+    push_name(&mut v, kind);
     v.push(auto_delete as u8 | (internal as u8) << 1);
     push_table(&mut v, args);
     v
@@ -322,7 +313,7 @@ pub fn decode_exchange(k: &[u8], v: &[u8]) -> Result<ExchangeDef, RecordError> {
     let id = key_id(k, what)?;
     let mut r = Reader { b: v, what };
     let (vhost, name) = (r.name()?, r.name()?);
-    let kind = kind_from_byte(r.byte()?).ok_or(bad(what))?;
+    let kind = r.name()?;
     let flags = r.byte()?;
     Ok(ExchangeDef {
         id,
@@ -332,25 +323,6 @@ pub fn decode_exchange(k: &[u8], v: &[u8]) -> Result<ExchangeDef, RecordError> {
         auto_delete: flags & 1 != 0,
         internal: flags & 2 != 0,
         arguments: r.table()?,
-    })
-}
-
-fn kind_byte(k: ExchangeKind) -> u8 {
-    match k {
-        ExchangeKind::Direct => b'd',
-        ExchangeKind::Fanout => b'f',
-        ExchangeKind::Topic => b't',
-        ExchangeKind::Headers => b'h',
-    }
-}
-
-fn kind_from_byte(b: u8) -> Option<ExchangeKind> {
-    Some(match b {
-        b'd' => ExchangeKind::Direct,
-        b'f' => ExchangeKind::Fanout,
-        b't' => ExchangeKind::Topic,
-        b'h' => ExchangeKind::Headers,
-        _ => return None,
     })
 }
 
@@ -489,12 +461,18 @@ mod tests {
         let k = exchange_key(7);
         let x = decode_exchange(
             &k,
-            &encode_exchange("v", "logs", ExchangeKind::Topic, false, true, &args),
+            &encode_exchange("v", "logs", "topic", false, true, &args),
         )
         .unwrap();
         assert_eq!(
-            (x.id, x.name.as_str(), x.kind, x.auto_delete, x.internal),
-            (7, "logs", ExchangeKind::Topic, false, true)
+            (
+                x.id,
+                x.name.as_str(),
+                x.kind.as_str(),
+                x.auto_delete,
+                x.internal
+            ),
+            (7, "logs", "topic", false, true)
         );
 
         let k = binding_key(DestKind::Queue, 42, 7, "a.#", &args);

@@ -5,27 +5,43 @@
 //! file and the key; a damaged message record is logged and dropped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use tracing::{error, info};
 
 use super::records::{self, BindingDef, DestKind, ExchangeDef, QueueDef};
 use super::{Op, Store, StoreError};
 use crate::message::Message;
-use crate::queue::ready::{QueuedMessage, Tail};
+
+/// A message read back, as plain data (the queue layer makes its own entries of these).
+pub struct StoredEntry {
+    pub seq: u64,
+    pub message: Message,
+    /// ms since the epoch, 0 = never.
+    pub expires_at: u64,
+    /// Delivered before the restart: it comes back redelivered.
+    pub redelivered: bool,
+}
+
+/// Messages of a queue left on disk: seqs in `from..to`, `count` of them.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TailRange {
+    pub from: u64,
+    pub to: u64,
+    pub count: usize,
+    /// Their body bytes.
+    pub bytes: usize,
+}
 
 /// A durable queue as found on disk.
 pub struct RecoveredQueue {
     pub def: QueueDef,
     /// The oldest messages, up to the RAM budget, in order.
-    pub head: Vec<QueuedMessage>,
+    pub head: Vec<StoredEntry>,
     /// The rest, left on disk.
-    pub tail: Tail,
+    pub tail: TailRange,
     /// Seqs up to this were delivered before (they come back redelivered).
     pub delivered: Option<u64>,
     pub next_seq: u64,
-    /// A priority queue (all its messages are loaded).
-    pub priority: bool,
 }
 
 pub struct Recovered {
@@ -40,11 +56,12 @@ pub struct Recovered {
 }
 
 impl Store {
-    /// Everything durable, with each queue's head filled up to `budget` bytes of RAM.
+    /// Everything durable, with each queue's head filled up to `budget(def)` bytes of RAM
+    /// (the caller knows which queues keep everything: the store reads no arguments).
     /// Also returns the live bodies per segment file, for the writer.
     pub(super) fn recover(
         &self,
-        budget: usize,
+        budget: &dyn Fn(&QueueDef) -> usize,
     ) -> Result<(Recovered, HashMap<u64, u64>), StoreError> {
         let started = std::time::Instant::now();
         let db = self
@@ -105,17 +122,16 @@ impl Store {
         let exchange_ids: std::collections::HashSet<u64> =
             exchanges.values().map(|x| x.id).collect();
         let mut queues: Vec<RecoveredQueue> = Vec::new();
+        let mut budgets: Vec<usize> = Vec::new();
         let mut by_qid = HashMap::new();
         for def in by_name.into_values() {
             by_qid.insert(def.qid, queues.len());
-            let priority = crate::queue::arguments::QueueArgs::parse(&def.arguments)
-                .is_ok_and(|a| a.max_priority.is_some());
+            budgets.push(budget(&def));
             queues.push(RecoveredQueue {
-                priority,
                 delivered: delivered.get(&def.qid).copied(),
                 def,
                 head: Vec::new(),
-                tail: Tail::default(),
+                tail: TailRange::default(),
                 next_seq: 0,
             });
         }
@@ -178,8 +194,7 @@ impl Store {
                 continue;
             }
             let q = &mut queues[i];
-            // A priority queue keeps everything in RAM (it does not page).
-            let budget = if q.priority { usize::MAX } else { budget };
+            let budget = budgets[i];
             let into_head = q.tail.count == 0 && head_cost.get(&qid).copied().unwrap_or(0) < budget;
             let message = if into_head {
                 match self.load_message(&v, &mut file) {
@@ -202,7 +217,12 @@ impl Store {
             match message {
                 Some(m) => {
                     *head_cost.entry(qid).or_default() += m.ram_cost();
-                    q.head.push(queued(seq, m, q.delivered, expires_at));
+                    q.head.push(StoredEntry {
+                        seq,
+                        message: m,
+                        expires_at,
+                        redelivered: q.delivered.is_some_and(|d| seq <= d),
+                    });
                 }
                 None => {
                     if q.tail.count == 0 {
@@ -271,16 +291,5 @@ fn stored_body_len(v: &[u8]) -> usize {
         Ok(records::Body::Inline(b)) => b.len(),
         Ok(records::Body::External(r)) => r.len as usize,
         Err(_) => 0,
-    }
-}
-
-fn queued(seq: u64, message: Message, delivered: Option<u64>, expires_at: u64) -> QueuedMessage {
-    QueuedMessage {
-        seq,
-        message: Arc::new(message),
-        redelivered: delivered.is_some_and(|d| seq <= d),
-        on_disk: true,
-        expires_at,
-        deliveries: 0,
     }
 }

@@ -18,6 +18,7 @@
 //!   write after an I/O error until it is reopened), at most every [`REOPEN_EVERY`] and only
 //!   once the disk has [`REOPEN_MIN_FREE`] free, so publishing resumes once there is room.
 
+use crate::metrics::Counter;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,14 +26,12 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, error, info};
 
 use super::durable::SledFiles;
 use super::records::{self, MessageKey};
 use super::segments::{Segments, EXTERNAL_BODY_MIN};
-use super::{open_sled, DbSlot, Op};
-use crate::connection::ConnEvent;
+use super::{open_sled, DbSlot, Op, SyncDone};
 
 /// Ops taken per commit at most (bounds a commit's memory and latency).
 const MAX_OPS: usize = 64 * 1024;
@@ -52,6 +51,7 @@ pub(super) struct Setup {
     pub cache_bytes: u64,
     pub rx: Receiver<Op>,
     pub backlog: Arc<AtomicUsize>,
+    pub flow: Arc<tokio::sync::watch::Sender<bool>>,
     pub epoch: Arc<AtomicU64>,
     pub segments: Segments,
 }
@@ -64,6 +64,7 @@ pub(super) fn run(setup: Setup) {
         cache_bytes,
         rx,
         backlog,
+        flow,
         epoch,
         segments,
     } = setup;
@@ -79,6 +80,7 @@ pub(super) fn run(setup: Setup) {
         segments,
         releases: Vec::new(),
         backlog,
+        flow,
         taken: 0,
         batch: sled::Batch::default(),
         dirty: false,
@@ -129,6 +131,8 @@ struct Writer {
     releases: Vec<u64>,
     /// The store's count of message bytes not yet applied (see `Store::backlog`).
     backlog: Arc<AtomicUsize>,
+    /// Paused publishers wait on it (see `Store::pause_publisher`).
+    flow: Arc<tokio::sync::watch::Sender<bool>>,
     /// Message bytes taken off the channel in this commit.
     taken: usize,
     batch: sled::Batch,
@@ -140,7 +144,7 @@ struct Writer {
     kept: Vec<Op>,
     /// Ops of failed commits, replayed first by the next one.
     replay: Vec<Op>,
-    notify: Vec<(u64, u64, UnboundedSender<ConnEvent>)>,
+    notify: Vec<(u64, SyncDone)>,
     barriers: Vec<Sender<bool>>,
     delivered: HashMap<u64, u64>,
     /// Everything in this commit so far succeeded.
@@ -188,8 +192,15 @@ impl Writer {
         if self.ok && std::mem::take(&mut self.unsynced) {
             self.sync();
         }
-        self.backlog
-            .fetch_sub(std::mem::take(&mut self.taken), Ordering::Relaxed);
+        let taken = std::mem::take(&mut self.taken);
+        let left = self
+            .backlog
+            .fetch_sub(taken, Ordering::Relaxed)
+            .saturating_sub(taken);
+        if left < super::BACKLOG_LOW {
+            self.flow
+                .send_if_modified(|go| !std::mem::replace(go, true));
+        }
         let ok = std::mem::replace(&mut self.ok, true);
         let touched_sled = std::mem::take(&mut self.applied);
         if ok {
@@ -226,18 +237,15 @@ impl Writer {
                 );
             }
         }
-        for (token, epoch, to) in self.notify.drain(..) {
-            let _ = to.send(ConnEvent::Durable {
-                token,
-                ok: ok && epoch == self.epoch,
-            });
+        for (epoch, done) in self.notify.drain(..) {
+            done(ok && epoch == self.epoch);
         }
         for b in self.barriers.drain(..) {
             let _ = b.send(ok);
         }
         metrics::histogram!(crate::metrics::STORE_FLUSH_SECONDS)
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!(crate::metrics::STORE_OPS).increment(n as u64);
+        crate::metrics::count(Counter::StoreOps, n as u64);
         stop
     }
 
@@ -324,7 +332,7 @@ impl Writer {
                 }
                 self.kept.push(op);
             }
-            Op::Notify { token, epoch, to } => self.notify.push((token, epoch, to)),
+            Op::Notify { epoch, done } => self.notify.push((epoch, done)),
             Op::Barrier(tx) => self.barriers.push(tx),
             Op::Stop => return true,
         }

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::broker::Broker;
+use crate::metrics::gauge;
 
 /// Appends `# TYPE` and one sample.
 fn gauge(out: &mut String, name: &str, labels: &str, value: f64) {
@@ -49,69 +50,49 @@ pub fn global(b: &Broker) -> String {
     }
     gauge(
         &mut out,
-        "rabbitmq_connections",
+        gauge::CONNECTIONS,
         "",
         b.connection_count() as f64,
     );
-    gauge(&mut out, "rabbitmq_channels", "", b.channel_count() as f64);
-    gauge(&mut out, "rabbitmq_consumers", "", consumers as f64);
-    gauge(&mut out, "rabbitmq_queues", "", queues as f64);
-    gauge(&mut out, "rabbitmq_queue_messages_ready", "", ready as f64);
+    gauge(&mut out, gauge::CHANNELS, "", b.channel_count() as f64);
+    gauge(&mut out, gauge::CONSUMERS, "", consumers as f64);
+    gauge(&mut out, gauge::QUEUES, "", queues as f64);
+    gauge(&mut out, gauge::QUEUE_MESSAGES_READY, "", ready as f64);
+    gauge(&mut out, gauge::QUEUE_MESSAGES_UNACKED, "", unacked as f64);
     gauge(
         &mut out,
-        "rabbitmq_queue_messages_unacked",
-        "",
-        unacked as f64,
-    );
-    gauge(
-        &mut out,
-        "rabbitmq_queue_messages",
+        gauge::QUEUE_MESSAGES,
         "",
         (ready + unacked) as f64,
     );
     gauge(
         &mut out,
-        "rabbitmq_process_resident_memory_bytes",
+        gauge::RESIDENT_MEMORY,
         "",
         crate::alarms::resident_memory() as f64,
     );
-    gauge(&mut out, "rabbitmq_process_open_fds", "", open_fds() as f64);
+    gauge(&mut out, gauge::OPEN_FDS, "", open_fds() as f64);
     let disk = fs2::available_space(&b.config.data_dir).unwrap_or(0);
-    gauge(
-        &mut out,
-        "rabbitmq_disk_space_available_bytes",
-        "",
-        disk as f64,
-    );
+    gauge(&mut out, gauge::DISK_AVAILABLE, "", disk as f64);
     let a = &b.alarms;
+    gauge(&mut out, gauge::DISK_LIMIT, "", a.disk_limit() as f64);
+    gauge(&mut out, gauge::MEMORY_LIMIT, "", a.memory_limit() as f64);
     gauge(
         &mut out,
-        "rabbitmq_disk_space_available_limit_bytes",
-        "",
-        a.disk_limit() as f64,
-    );
-    gauge(
-        &mut out,
-        "rabbitmq_resident_memory_limit_bytes",
-        "",
-        a.memory_limit() as f64,
-    );
-    gauge(
-        &mut out,
-        "rabbitmq_alarms_memory_used_watermark",
+        gauge::MEMORY_ALARM,
         "",
         f64::from(u8::from(a.memory_alarm())),
     );
     gauge(
         &mut out,
-        "rabbitmq_alarms_free_disk_space_watermark",
+        gauge::DISK_ALARM,
         "",
         f64::from(u8::from(a.disk_alarm())),
     );
     let node = format!("warren@{}", hostname());
     gauge(
         &mut out,
-        "rabbitmq_identity_info",
+        gauge::IDENTITY,
         &format!(
             "rabbitmq_node=\"{n}\",rabbitmq_cluster=\"{n}\",rabbitmq_cluster_permanent_id=\"{n}\"",
             n = esc(&node)
@@ -120,44 +101,39 @@ pub fn global(b: &Broker) -> String {
     );
     gauge(
         &mut out,
-        "rabbitmq_build_info",
+        gauge::BUILD,
         &format!(
             "rabbitmq_version=\"{v}\",prometheus_plugin_version=\"{v}\",prometheus_client_version=\"metrics-exporter-prometheus\",erlang_version=\"none\",product=\"warren\"",
             v = env!("CARGO_PKG_VERSION")
         ),
         1.0,
     );
-    gauge(&mut out, "warren_queue_bytes_ram", "", ram as f64);
+    gauge(&mut out, gauge::QUEUE_BYTES_RAM, "", ram as f64);
     gauge(
         &mut out,
-        "warren_queue_bytes_disk",
+        gauge::QUEUE_BYTES_DISK,
         "",
         total.saturating_sub(ram) as f64,
     );
     gauge(
         &mut out,
-        "warren_store_disk_bytes",
+        gauge::STORE_DISK,
         "",
         b.store.size_on_disk() as f64,
     );
-    gauge(
-        &mut out,
-        "warren_store_backlog_bytes",
-        "",
-        b.store.backlog() as f64,
-    );
+    gauge(&mut out, gauge::STORE_BACKLOG, "", b.store.backlog() as f64);
     out
 }
 
 /// Per-queue gauges (labels `vhost`, `queue`).
 pub fn per_object(b: &Broker) -> String {
     let names = [
-        "rabbitmq_queue_messages_ready",
-        "rabbitmq_queue_messages_unacked",
-        "rabbitmq_queue_messages",
-        "rabbitmq_queue_consumers",
-        "warren_queue_bytes",
-        "warren_queue_bytes_ram",
+        gauge::QUEUE_MESSAGES_READY,
+        gauge::QUEUE_MESSAGES_UNACKED,
+        gauge::QUEUE_MESSAGES,
+        gauge::QUEUE_CONSUMERS,
+        gauge::QUEUE_BYTES,
+        gauge::QUEUE_BYTES_RAM,
     ];
     let mut rows: Vec<(String, [f64; 6])> = Vec::new();
     for v in b.vhosts() {

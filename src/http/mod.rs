@@ -3,6 +3,8 @@
 //! (per-queue gauges); anything else is 404 (405 for other methods). Requests are peer
 //! input: bounded, parsed without panics, one response per connection.
 
+pub mod scrape;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +23,7 @@ pub async fn serve(
     addr: SocketAddr,
     broker: std::sync::Weak<Broker>,
 ) -> std::io::Result<SocketAddr> {
-    let handle = super::recorder().map_err(std::io::Error::other)?;
+    let handle = crate::metrics::recorder().map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     info!(addr = %local, "serving Prometheus metrics on /metrics and /metrics/per-object");
@@ -85,11 +87,11 @@ async fn respond(
     match path {
         "/metrics" => {
             let mut body = handle.render();
-            body.push_str(&super::scrape::global(b));
+            body.push_str(&scrape::global(b));
             reply(&mut s, "200 OK", TEXT, &body).await
         }
         "/metrics/per-object" => {
-            let body = super::scrape::per_object(b);
+            let body = scrape::per_object(b);
             reply(&mut s, "200 OK", TEXT, &body).await
         }
         _ => reply(&mut s, "404 Not Found", "text/plain", "not found\n").await,

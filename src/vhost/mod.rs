@@ -1,29 +1,36 @@
-//! A virtual host owns its exchanges, queues and bindings, and routes messages.
-//! Lookups go through sharded maps (no global lock); bindings live in each exchange.
+//! A virtual host owns its exchanges, queues and bindings, and routes messages. Lookups go
+//! through sharded maps (no global lock); bindings live in each exchange.
+//!
+//! Files: this one (the maps, declare and delete, bind and unbind, with RabbitMQ's checks),
+//! `route` (routing, alternate exchanges, `CC`/`BCC`), `dead_letter` (dead letters
+//! republished), `restore` (rebuilt at start), `reply_to` (direct reply-to targets).
 
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+mod dead_letter;
+pub mod reply_to;
+mod restore;
+pub mod route;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
-use tracing::warn;
 
 use crate::error::{AmqpError, AmqpResult};
-use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, RouteInput};
-use crate::message::Message;
+use crate::exchange::{Binding, Destination, Exchange, ExchangeConfig, ExchangeKind};
+use crate::metrics::Counter;
 use crate::queue::arguments::QueueArgs;
 use crate::queue::consumer::Consumer;
-use crate::queue::dead_letter::{self, DeadLetter};
+use crate::queue::dead_letter::DeadLetter;
 use crate::queue::ready::Disk;
-use crate::queue::Queue;
-use crate::store::records::{BindingDef, DestKind, ExchangeDef};
-use crate::store::recovery::RecoveredQueue;
+use crate::queue::{Owner, Queue, QueueConfig};
+use crate::store::records::DestKind;
 use crate::store::Store;
+pub use reply_to::ReplyTarget;
+pub use route::RouteScratch;
 
 /// The exchanges every vhost has; they cannot be declared (other than passively) or deleted.
-const BUILTIN: &[(&str, ExchangeKind)] = &[
+pub(crate) const BUILTIN: &[(&str, ExchangeKind)] = &[
     ("", ExchangeKind::Direct),
     ("amq.direct", ExchangeKind::Direct),
     ("amq.fanout", ExchangeKind::Fanout),
@@ -46,28 +53,19 @@ pub struct VHost {
     /// Itself, for the queues it creates (they dead-letter through it).
     me: Weak<VHost>,
     /// Direct reply-to consumers by token.
-    pub replies: DashMap<String, crate::connection::ReplyTarget>,
+    pub replies: DashMap<String, ReplyTarget>,
 }
 
-/// Dead letters waiting to be republished, each with the vhost it dies in.
-type DeadLetterQueue = VecDeque<(Arc<VHost>, DeadLetter)>;
-
-thread_local! {
-    /// Dead letters waiting on this thread: republishing one can make its target queues
-    /// dead-letter more (a length limit); those wait here instead of recursing.
-    static DEAD_LETTERS: RefCell<Option<DeadLetterQueue>> = const { RefCell::new(None) };
-}
-
-/// Buffers for [`VHost::route`], kept by each connection, and the last route computed: a
-/// run of publishes to the same exchange and key (the common case) routes without a lock or
-/// a hash while the vhost's generation is unchanged.
-#[derive(Default)]
-pub struct RouteScratch {
-    /// The result: each queue the message reaches, once. Callers read it, never change it.
-    pub queues: Vec<Arc<Queue>>,
-    exchanges: Vec<Arc<Exchange>>,
-    /// What `queues` answers: exchange, routing key, vhost generation.
-    key: Option<(Arc<Exchange>, String, u64)>,
+/// An exchange declaration as exchange.declare carries it.
+pub struct ExchangeSpec<'a> {
+    pub name: &'a str,
+    /// The type's name, checked here.
+    pub kind: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
 }
 
 /// A queue declaration as queue.declare carries it.
@@ -102,18 +100,8 @@ impl VHost {
             replies: DashMap::new(),
         };
         for (n, kind) in BUILTIN {
-            v.exchanges.insert(
-                n.to_string(),
-                Exchange::new(
-                    v.store.new_id(),
-                    n.to_string(),
-                    *kind,
-                    true,
-                    false,
-                    false,
-                    FieldTable::default(),
-                ),
-            );
+            let ex = Exchange::new(ExchangeConfig::durable(v.store.new_id(), n, *kind));
+            v.exchanges.insert(n.to_string(), ex);
         }
         v
     }
@@ -146,17 +134,16 @@ impl VHost {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn declare_exchange(
-        &self,
-        name: &str,
-        kind: &str,
-        passive: bool,
-        durable: bool,
-        auto_delete: bool,
-        internal: bool,
-        arguments: FieldTable,
-    ) -> AmqpResult<Arc<Exchange>> {
+    pub fn declare_exchange(&self, spec: ExchangeSpec<'_>) -> AmqpResult<Arc<Exchange>> {
+        let ExchangeSpec {
+            name,
+            kind,
+            passive,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+        } = spec;
         // RabbitMQ's order: the default exchange (even passively), the type, then an existing
         // exchange (amq.* included) need only be equivalent; the prefix bars creating one.
         if name.is_empty() {
@@ -184,21 +171,21 @@ impl VHost {
                     id,
                     &self.name,
                     name,
-                    kind,
+                    kind.as_str(),
                     auto_delete,
                     internal,
                     &arguments,
                 );
             }
-            Exchange::new(
+            Exchange::new(ExchangeConfig {
                 id,
-                name.to_string(),
+                name: name.to_string(),
                 kind,
                 durable,
                 auto_delete,
                 internal,
-                arguments.clone(),
-            )
+                arguments: arguments.clone(),
+            })
         });
         drop(entry);
         // A new exchange can be another's alternate: cached routes must be recomputed.
@@ -292,8 +279,8 @@ impl VHost {
                     spec.auto_delete,
                     &spec.arguments,
                 )
-                .map_err(|t| {
-                    AmqpError::precondition_failed(format!("{t} in vhost '{}'", self.name))
+                .map_err(|e| {
+                    AmqpError::precondition_failed(format!("{e} in vhost '{}'", self.name))
                 })?;
             }
             return Ok((q, false));
@@ -328,17 +315,17 @@ impl VHost {
                         &spec.arguments,
                     );
                 }
-                Queue::new(
-                    spec.name.clone(),
+                Queue::new(QueueConfig {
+                    name: spec.name.clone(),
                     durable,
-                    spec.exclusive.then_some(connection),
-                    spec.auto_delete,
-                    spec.arguments.clone(),
-                    args.clone(),
-                    self.me.clone(),
-                    self.disk(qid),
-                    self.queue_ram_budget,
-                )
+                    exclusive_owner: spec.exclusive.then_some(connection),
+                    auto_delete: spec.auto_delete,
+                    arguments: spec.arguments.clone(),
+                    args: args.clone(),
+                    owner: self.owner(),
+                    disk: self.disk(qid),
+                    ram_budget: self.queue_ram_budget,
+                })
             })
             .clone();
         if created {
@@ -353,7 +340,7 @@ impl VHost {
     /// Deletes a queue (all checks done by the caller); returns what it held.
     pub fn delete_queue(&self, q: &Arc<Queue>) -> Option<DeletedQueue> {
         self.queues.remove_if(&q.name, |_, x| Arc::ptr_eq(x, q))?;
-        metrics::counter!(crate::metrics::QUEUES_DELETED).increment(1);
+        crate::metrics::count(Counter::QueuesDeleted, 1);
         // Marked deleted (under its lock) before its records go, so nothing is written for
         // it after them: no publish enqueues, no bind binds.
         let (messages, consumers) = q.delete_contents();
@@ -440,70 +427,6 @@ impl VHost {
         Ok(())
     }
 
-    /// The queues a message reaches from `ex`, each once, following exchange-to-exchange
-    /// bindings (cycles included) once per exchange. `scratch` is reused across publishes so
-    /// routing allocates nothing in the steady state.
-    pub fn route(
-        &self,
-        ex: &Arc<Exchange>,
-        routing_key: &str,
-        headers: &dyn Fn() -> Option<FieldTable>,
-        scratch: &mut RouteScratch,
-    ) {
-        let generation = self.generation.load(Ordering::Acquire);
-        if let Some((e, k, g)) = &scratch.key {
-            if *g == generation && Arc::ptr_eq(e, ex) && k == routing_key {
-                return;
-            }
-        }
-        scratch.key = None;
-        scratch.queues.clear();
-        scratch.exchanges.clear();
-        if ex.name.is_empty() {
-            // The default exchange: an implicit binding per queue, keyed by its name.
-            if let Some(q) = self.queue(routing_key) {
-                scratch.queues.push(q);
-            }
-            scratch.key = Some((ex.clone(), routing_key.to_string(), generation));
-            return;
-        }
-        let input = RouteInput {
-            routing_key,
-            headers,
-        };
-        let RouteScratch {
-            queues, exchanges, ..
-        } = scratch;
-        route_from(ex, &input, queues, exchanges);
-        let headers_kind = |xs: &[Arc<Exchange>]| {
-            xs.iter()
-                .any(|e| e.kind == crate::exchange::ExchangeKind::Headers)
-        };
-        let mut by_key_only = !headers_kind(exchanges);
-        // Unroutable: try the exchange's alternate, then its alternate's, and so on.
-        if queues.is_empty() {
-            let mut tried = vec![ex.clone()];
-            let mut alternate = ex.alternate_exchange();
-            while queues.is_empty() {
-                let Some(ae) = alternate.and_then(|n| self.exchange(&n)) else {
-                    break;
-                };
-                if tried.iter().any(|t| Arc::ptr_eq(t, &ae)) {
-                    break;
-                }
-                exchanges.clear();
-                route_from(&ae, &input, queues, exchanges);
-                by_key_only &= !headers_kind(exchanges);
-                alternate = ae.alternate_exchange();
-                tried.push(ae);
-            }
-        }
-        exchanges.clear();
-        if by_key_only {
-            scratch.key = Some((ex.clone(), routing_key.to_string(), generation));
-        }
-    }
-
     fn disk(&self, qid: u64) -> Disk {
         Disk {
             store: self.store.clone(),
@@ -511,192 +434,13 @@ impl VHost {
         }
     }
 
-    /// Everything recovered for this vhost, rebuilt: durable exchanges (the built-in ones
-    /// keep their stored ids, or get their records written now), durable queues with their
-    /// messages, and the bindings between them (by id).
-    pub fn restore(
-        &self,
-        exchanges: Vec<ExchangeDef>,
-        queues: Vec<RecoveredQueue>,
-        bindings: &[BindingDef],
-        by_id: &mut HashMap<u64, Destination>,
-    ) {
-        let mut builtin_restored = Vec::new();
-        for d in exchanges {
-            let ex = Exchange::new(
-                d.id,
-                d.name.clone(),
-                d.kind,
-                true,
-                d.auto_delete,
-                d.internal,
-                d.arguments,
-            );
-            if BUILTIN.iter().any(|(n, _)| *n == d.name) {
-                builtin_restored.push(d.name.clone());
-            }
-            by_id.insert(d.id, Destination::Exchange(ex.clone()));
-            self.exchanges.insert(d.name, ex);
-        }
-        for (n, kind) in BUILTIN {
-            if n.is_empty() || builtin_restored.iter().any(|r| r == n) {
-                continue;
-            }
-            // A new vhost (or one from before built-ins were stored): their ids must be
-            // stable, since bindings from them are stored by id.
-            if let Some(ex) = self.exchange(n) {
-                self.store.put_exchange(
-                    ex.id,
-                    &self.name,
-                    n,
-                    *kind,
-                    false,
-                    false,
-                    &FieldTable::default(),
-                );
-                by_id.insert(ex.id, Destination::Exchange(ex));
-            }
-        }
-        for r in queues {
-            let args = QueueArgs::parse(&r.def.arguments).unwrap_or_else(|e| {
-                warn!(queue = %r.def.name, "stored arguments no longer valid ({e}): ignored");
-                QueueArgs::default()
-            });
-            let q = Queue::new(
-                r.def.name.clone(),
-                true,
-                None,
-                r.def.auto_delete,
-                r.def.arguments.clone(),
-                args,
-                self.me.clone(),
-                self.disk(r.def.qid),
-                self.queue_ram_budget,
-            );
-            q.restore(r);
-            by_id.insert(q.qid, Destination::Queue(q.clone()));
-            self.queues.insert(q.name.clone(), q);
-        }
-        for d in bindings {
-            let (Some(Destination::Exchange(ex)), Some(dest)) =
-                (by_id.get(&d.source), by_id.get(&d.dest))
-            else {
-                continue;
-            };
-            if !self
-                .exchanges
-                .get(&ex.name)
-                .is_some_and(|e| Arc::ptr_eq(&e, ex))
-            {
-                continue; // another vhost's
-            }
-            ex.bind(
-                Binding {
-                    destination: dest.clone(),
-                    routing_key: d.routing_key.clone(),
-                    arguments: d.arguments.clone(),
-                },
-                |_| {},
-            );
-        }
-        self.topology_changed();
-    }
-
-    /// Republishes dead letters to their dead-letter exchanges (see `queue::dead_letter`).
-    /// Dead letters that this causes (a target queue over its length limit) are queued on
-    /// the thread's work list and handled by the outermost call, in order.
-    pub fn dead_letter(&self, dead: Vec<DeadLetter>) {
-        let Some(me) = self.me.upgrade() else { return };
-        let mut dead = Some(dead);
-        let nested = DEAD_LETTERS.with(|d| match d.borrow_mut().as_mut() {
-            Some(waiting) => {
-                waiting.extend(dead.take().into_iter().flatten().map(|x| (me.clone(), x)));
-                true
-            }
-            None => false,
-        });
-        if nested {
-            return;
-        }
-        let first = dead.take().into_iter().flatten().map(|x| (me.clone(), x));
-        DEAD_LETTERS.with(|d| *d.borrow_mut() = Some(first.collect()));
-        let mut scratch = RouteScratch::default();
-        while let Some((vhost, d)) =
-            DEAD_LETTERS.with(|d| d.borrow_mut().as_mut().and_then(VecDeque::pop_front))
-        {
-            vhost.republish(d, &mut scratch);
-        }
-        DEAD_LETTERS.with(|d| *d.borrow_mut() = None);
-    }
-
-    /// Adds the queues the message's `CC`/`BCC` keys reach from `ex` to `scratch.queues`
-    /// (after [`VHost::route`] computed those of its routing key); returns the message to
-    /// enqueue (without `BCC`). Without such headers it does nothing.
-    pub fn route_cc(
-        &self,
-        ex: &Arc<Exchange>,
-        message: Arc<Message>,
-        scratch: &mut RouteScratch,
-    ) -> Arc<Message> {
-        if !message.properties().has_headers() {
-            return message;
-        }
-        let Some(headers) = message.headers() else {
-            return message;
-        };
-        let keys = dead_letter::cc_keys(&headers);
-        if keys.is_empty() {
-            return message;
-        }
-        let mut extra = RouteScratch::default();
-        let lazy = || Some(headers.clone());
-        for k in &keys {
-            self.route(ex, k, &lazy, &mut extra);
-            for q in &extra.queues {
-                if !scratch.queues.iter().any(|x| Arc::ptr_eq(x, q)) {
-                    scratch.queues.push(q.clone());
-                }
-            }
-        }
-        // The route now depends on headers: it must not be reused for the next publish.
-        scratch.key = None;
-        match dead_letter::without_bcc(&message) {
-            Some(m) => Arc::new(m),
-            None => message,
-        }
-    }
-
-    fn republish(&self, d: DeadLetter, scratch: &mut RouteScratch) {
-        // A missing dead-letter exchange drops the message, as in RabbitMQ.
-        let Some(ex) = self.exchange(&d.exchange) else {
-            return;
-        };
-        metrics::counter!(crate::metrics::dead_lettered(d.reason.as_str())).increment(1);
-        let now = crate::queue::now_ms() / 1000;
-        let Some(m) = dead_letter::rewrite(&d, now) else {
-            return;
-        };
-        let m = Arc::new(m);
-        let headers = m.headers();
-        let lazy = || headers.clone();
-        self.route(&ex, m.routing_key(), &lazy, scratch);
-        // With its own routing key (no x-dead-letter-routing-key), its CC keys count too.
-        let m = if d.routing_key.is_none() {
-            self.route_cc(&ex, m, scratch)
-        } else {
-            m
-        };
-        for q in scratch.queues.clone() {
-            if dead_letter::is_cycle(headers.as_ref(), &q.name) {
-                continue;
-            }
-            q.publish(m.clone());
-            q.poke();
-        }
+    /// What the queues it creates hold on to (weak: the vhost owns its queues).
+    fn owner(&self) -> Weak<dyn Owner> {
+        self.me.clone()
     }
 
     /// Marks routes computed before now as stale.
-    fn topology_changed(&self) {
+    pub(crate) fn topology_changed(&self) {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
@@ -712,6 +456,20 @@ impl VHost {
     }
 }
 
+impl Owner for VHost {
+    fn dead_letter(&self, dead: Vec<DeadLetter>) {
+        VHost::dead_letter(self, dead);
+    }
+
+    fn expire(&self, q: &Arc<Queue>) {
+        if let Some(d) = self.delete_queue(q) {
+            for c in d.consumers {
+                c.outbox.cancelled(c.channel, &c.tag);
+            }
+        }
+    }
+}
+
 /// The destination's kind and id if a binding from `ex` to it is durable (both ends are).
 fn durable_end(ex: &Exchange, dest: &Destination) -> Option<(DestKind, u64)> {
     if !ex.durable {
@@ -721,33 +479,5 @@ fn durable_end(ex: &Exchange, dest: &Destination) -> Option<(DestKind, u64)> {
         Destination::Queue(q) if q.durable => Some((DestKind::Queue, q.qid)),
         Destination::Exchange(e) if e.durable => Some((DestKind::Exchange, e.id)),
         _ => None,
-    }
-}
-
-/// Routes from `ex` through exchange-to-exchange bindings (each exchange once) into `queues`
-/// (each queue once).
-fn route_from(
-    ex: &Arc<Exchange>,
-    input: &RouteInput<'_>,
-    queues: &mut Vec<Arc<Queue>>,
-    exchanges: &mut Vec<Arc<Exchange>>,
-) {
-    exchanges.push(ex.clone());
-    let mut i = 0;
-    while i < exchanges.len() {
-        let current = exchanges[i].clone();
-        i += 1;
-        current.route(input, &mut |d| match d {
-            Destination::Queue(q) => {
-                if !queues.iter().any(|x| Arc::ptr_eq(x, q)) {
-                    queues.push(q.clone());
-                }
-            }
-            Destination::Exchange(e) => {
-                if !exchanges.iter().any(|x| Arc::ptr_eq(x, e)) {
-                    exchanges.push(e.clone());
-                }
-            }
-        });
     }
 }
