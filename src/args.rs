@@ -68,3 +68,61 @@ pub fn tables_equivalent(a: &FieldTable, b: &FieldTable) -> bool {
             .iter()
             .all(|(k, v)| b.inner().get(k).is_some_and(|w| loosely_equal(v, w)))
 }
+
+/// A table's bytes for loose equality (see [`loosely_equal`]): two tables are
+/// [`tables_equivalent`] exactly when their canonical forms are equal, so the form can key a
+/// hash map. Keys in order (a field table keeps them sorted); integers as i64, strings as
+/// their bytes whatever their kind, anything else as its debug form.
+pub fn canonical(t: &FieldTable) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in t.inner() {
+        out.push(k.as_str().len() as u8);
+        out.extend_from_slice(k.as_str().as_bytes());
+        if let Some(i) = as_i64(v) {
+            out.push(b'i');
+            out.extend_from_slice(&i.to_be_bytes());
+        } else if let Some(b) = as_bytes(v) {
+            out.push(b's');
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        } else {
+            let d = format!("{v:?}");
+            out.push(b'o');
+            out.extend_from_slice(&(d.len() as u32).to_be_bytes());
+            out.extend_from_slice(d.as_bytes());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::types::LongString;
+
+    #[test]
+    fn canonical_forms_agree_with_equivalence() {
+        let t = |pairs: &[(&str, AMQPValue)]| {
+            let mut t = FieldTable::default();
+            for (k, v) in pairs {
+                t.insert((*k).into(), v.clone());
+            }
+            t
+        };
+        let a = t(&[
+            ("x", AMQPValue::LongInt(5)),
+            ("s", AMQPValue::LongString(LongString::from("v"))),
+        ]);
+        let b = t(&[
+            ("x", AMQPValue::LongLongInt(5)),
+            ("s", AMQPValue::ShortString("v".into())),
+        ]);
+        let c = t(&[
+            ("x", AMQPValue::LongInt(6)),
+            ("s", AMQPValue::LongString(LongString::from("v"))),
+        ]);
+        assert!(tables_equivalent(&a, &b) && canonical(&a) == canonical(&b));
+        assert!(!tables_equivalent(&a, &c) && canonical(&a) != canonical(&c));
+        assert!(canonical(&FieldTable::default()).is_empty());
+    }
+}

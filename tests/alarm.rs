@@ -397,8 +397,9 @@ async fn filling_the_disk_past_its_free_limit_blocks_and_room_unblocks() {
         .await
         .unwrap();
     let body = vec![3u8; 64 * 1024];
+    // Publishes until blocked: the disk may fill (nacks) before the monitor's next look.
     let publisher = tokio::spawn(async move {
-        for _ in 0..1000 {
+        loop {
             let confirm = ch
                 .basic_publish(
                     "".into(),

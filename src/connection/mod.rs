@@ -198,8 +198,6 @@ pub struct Connection {
     /// Body bytes of messages received in part, over all channels (an upper bound between
     /// recounts: see `frames::count_partial`).
     partial_bytes: usize,
-    /// Not reading: the store's writer is behind (see `store::BACKLOG_HIGH`).
-    flow_paused: bool,
     /// A resource alarm is on (see [`Broker::set_alarm`]); we told the client if it can hear it.
     alarm: AlarmState,
     /// We answered the client's connection.close: don't hang up first (see [`linger`]).
@@ -292,7 +290,6 @@ async fn run(
         channels_reported: 0,
         published_total: 0,
         partial_bytes: 0,
-        flow_paused: false,
         alarm: AlarmState::default(),
         linger: false,
         handshake: Some(handshake),
@@ -353,6 +350,8 @@ impl Connection {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut close_deadline: Option<Instant> = None;
         let mut eof = false;
+        // Set while the store's writer is behind (see `store::BACKLOG_HIGH`): not reading.
+        let mut store_flow: Option<tokio::sync::watch::Receiver<bool>> = None;
 
         loop {
             if self.phase == Phase::Closed && self.out.is_empty() {
@@ -362,9 +361,6 @@ impl Connection {
                 close_deadline = Some(Instant::now() + CLOSE_TIMEOUT);
             }
             let want_events = self.phase == Phase::Open && self.out.len() < OUTPUT_HIGH_WATER;
-            if self.flow_paused && self.broker.store.backlog() < crate::store::BACKLOG_LOW {
-                self.flow_paused = false;
-            }
             if self.phase == Phase::Open && !self.alarm.seen {
                 self.alarm.seen = true;
                 let reason = alarm.borrow_and_update().clone();
@@ -374,7 +370,7 @@ impl Connection {
             // that does not read what we send (returns, confirms, replies) is not read either
             // until its output drains, so it cannot grow our memory without bound.
             let backed_up = self.out.len() >= OUTPUT_READ_LIMIT;
-            let paused = self.flow_paused || self.alarm.blocked || backed_up;
+            let paused = store_flow.is_some() || self.alarm.blocked || backed_up;
             let want_read = !eof && self.phase != Phase::Closed && !paused;
             if paused {
                 // Not reading is our doing: the client's heartbeats are not missed (a dead peer
@@ -414,7 +410,7 @@ impl Connection {
                     if self.published_total != published
                         && self.broker.store.backlog() > crate::store::BACKLOG_HIGH
                     {
-                        self.flow_paused = true;
+                        store_flow = Some(self.broker.store.pause_publisher());
                     }
                     // A read that filled the buffer means more is coming: grow to READ_CHUNK.
                     if inbuf.capacity() - inbuf.len() < 1024 {
@@ -436,8 +432,14 @@ impl Connection {
                         self.on_alarm(reason);
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_millis(1)), if self.flow_paused => {
+                _ = async {
+                    match store_flow.as_mut() {
+                        Some(rx) => drop(rx.wait_for(|go| *go).await),
+                        None => std::future::pending().await,
+                    }
+                }, if store_flow.is_some() => {
                     // Paused by us, not silent: don't count it against the client's heartbeat.
+                    store_flow = None;
                     last_read = Instant::now();
                 }
                 _ = tick.tick() => {

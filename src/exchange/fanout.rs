@@ -1,21 +1,20 @@
-//! Fanout exchange: every binding, whatever the key.
+//! Fanout exchange: every binding, whatever the key; each destination once.
 
+use super::dest_set::DestSet;
 use super::{Binding, Destination, RouteInput, Router};
 
 #[derive(Default)]
 pub struct FanoutRouter {
-    all: Vec<Destination>,
+    all: DestSet,
 }
 
 impl Router for FanoutRouter {
     fn bind(&mut self, b: &Binding) {
-        self.all.push(b.destination.clone());
+        self.all.insert(&b.destination);
     }
 
     fn unbind(&mut self, b: &Binding) {
-        if let Some(i) = self.all.iter().position(|d| d.same(&b.destination)) {
-            self.all.swap_remove(i);
-        }
+        self.all.remove(&b.destination);
     }
 
     fn route(&self, _input: &RouteInput<'_>, out: &mut dyn FnMut(&Destination)) {

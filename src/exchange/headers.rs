@@ -5,7 +5,9 @@
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-use super::{Binding, Destination, RouteInput, Router};
+use std::collections::HashMap;
+
+use super::{Binding, BindingId, Destination, RouteInput, Router};
 use crate::args;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -23,7 +25,8 @@ struct Entry {
 
 #[derive(Default)]
 pub struct HeadersRouter {
-    entries: Vec<Entry>,
+    /// By binding, so unbind costs the same whatever the count (routing tests them all).
+    entries: HashMap<BindingId, Entry>,
 }
 
 fn mode_of(t: &FieldTable) -> (Mode, bool) {
@@ -82,20 +85,19 @@ fn matches(e: &Entry, headers: Option<&FieldTable>) -> bool {
 impl Router for HeadersRouter {
     fn bind(&mut self, b: &Binding) {
         let (mode, with_x) = mode_of(&b.arguments);
-        self.entries.push(Entry {
-            mode,
-            with_x,
-            args: b.arguments.clone(),
-            dest: b.destination.clone(),
-        });
+        self.entries.insert(
+            b.id(),
+            Entry {
+                mode,
+                with_x,
+                args: b.arguments.clone(),
+                dest: b.destination.clone(),
+            },
+        );
     }
 
     fn unbind(&mut self, b: &Binding) {
-        if let Some(i) = self.entries.iter().position(|e| {
-            e.dest.same(&b.destination) && args::tables_equivalent(&e.args, &b.arguments)
-        }) {
-            self.entries.swap_remove(i);
-        }
+        self.entries.remove(&b.id());
     }
 
     fn route(&self, input: &RouteInput<'_>, out: &mut dyn FnMut(&Destination)) {
@@ -103,7 +105,7 @@ impl Router for HeadersRouter {
             return;
         }
         let headers = (input.headers)();
-        for e in &self.entries {
+        for e in self.entries.values() {
             if matches(e, headers.as_ref()) {
                 out(&e.dest);
             }

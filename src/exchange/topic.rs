@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::dest_set::DestSet;
 use super::{Binding, Destination, RouteInput, Router};
 
 #[derive(Default)]
@@ -19,8 +20,8 @@ struct Node {
     hash: Option<Box<Node>>,
     /// Reached by a `#`: may swallow any number of further words and stay here.
     absorbs: bool,
-    /// Bindings whose key ends at this node (one entry per binding).
-    here: Vec<Destination>,
+    /// Destinations of the bindings whose key ends at this node.
+    here: DestSet,
 }
 
 impl Node {
@@ -44,7 +45,7 @@ fn words(key: &str) -> Vec<&str> {
 
 fn insert(node: &mut Node, words: &[&str], dest: &Destination) {
     let Some((first, rest)) = words.split_first() else {
-        node.here.push(dest.clone());
+        node.here.insert(dest);
         return;
     };
     let child = match *first {
@@ -60,12 +61,10 @@ fn insert(node: &mut Node, words: &[&str], dest: &Destination) {
     insert(child, rest, dest);
 }
 
-/// Removes one entry for `dest` at the end of `words`, pruning empty branches.
+/// Removes one binding to `dest` at the end of `words`, pruning empty branches.
 fn remove(node: &mut Node, words: &[&str], dest: &Destination) {
     let Some((first, rest)) = words.split_first() else {
-        if let Some(i) = node.here.iter().position(|d| d.same(dest)) {
-            node.here.swap_remove(i);
-        }
+        node.here.remove(dest);
         return;
     };
     match *first {

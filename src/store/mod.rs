@@ -535,12 +535,13 @@ impl Store {
     /// A publisher that saw the backlog over [`BACKLOG_HIGH`] pauses: the receiver changes
     /// (to true) once the writer has brought it under [`BACKLOG_LOW`].
     pub fn pause_publisher(&self) -> tokio::sync::watch::Receiver<bool> {
-        if self.backlog() >= BACKLOG_LOW {
-            self.flow.send_replace(false);
+        self.flow.send_replace(false);
+        // The writer may have gone under the mark just before that send (it only sends when
+        // the flag changes): seen here, since its count goes down before it sends.
+        if self.backlog() < BACKLOG_LOW {
+            self.flow.send_replace(true);
         }
-        let mut rx = self.flow.subscribe();
-        rx.mark_changed();
-        rx
+        self.flow.subscribe()
     }
 
     /// Bytes on disk: sled's files and the body segments.

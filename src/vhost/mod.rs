@@ -5,11 +5,13 @@
 //! `route` (routing, alternate exchanges, `CC`/`BCC`), `dead_letter` (dead letters
 //! republished), `restore` (rebuilt at start), `reply_to` (direct reply-to targets).
 
+mod bindings;
 mod dead_letter;
 pub mod reply_to;
 mod restore;
 pub mod route;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -17,7 +19,7 @@ use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 
 use crate::error::{AmqpError, AmqpResult};
-use crate::exchange::{Binding, Destination, Exchange, ExchangeConfig, ExchangeKind};
+use crate::exchange::{BindingId, DestId, Destination, Exchange, ExchangeConfig, ExchangeKind};
 use crate::metrics::Counter;
 use crate::queue::arguments::QueueArgs;
 use crate::queue::consumer::Consumer;
@@ -54,6 +56,10 @@ pub struct VHost {
     me: Weak<VHost>,
     /// Direct reply-to consumers by token.
     pub replies: DashMap<String, ReplyTarget>,
+    /// The bindings to each destination (see `bindings`).
+    bound_to: DashMap<DestId, HashMap<(u64, BindingId), Arc<Exchange>>>,
+    /// Exclusive queues by owning connection, so a close touches only its own.
+    exclusive: DashMap<u64, HashMap<u64, Arc<Queue>>>,
 }
 
 /// An exchange declaration as exchange.declare carries it.
@@ -98,6 +104,8 @@ impl VHost {
             queue_ram_budget,
             me,
             replies: DashMap::new(),
+            bound_to: DashMap::new(),
+            exclusive: DashMap::new(),
         };
         for (n, kind) in BUILTIN {
             let ex = Exchange::new(ExchangeConfig::durable(v.store.new_id(), n, *kind));
@@ -222,7 +230,7 @@ impl VHost {
         Ok(())
     }
 
-    fn remove_exchange(&self, ex: &Arc<Exchange>) {
+    pub(crate) fn remove_exchange(&self, ex: &Arc<Exchange>) {
         if self
             .exchanges
             .remove_if(&ex.name, |_, e| Arc::ptr_eq(e, ex))
@@ -231,31 +239,24 @@ impl VHost {
             return;
         }
         // Marked deleted before its bindings go, so no bind can slip in after.
+        let mut gone = Vec::new();
         ex.unbind_all(|b| {
             if let Some((kind, dest)) = durable_end(ex, &b.destination) {
                 self.store
                     .delete_binding(kind, dest, ex.id, &b.routing_key, &b.arguments);
             }
+            gone.push(b.id());
         });
+        self.forget_bindings_from(ex, &gone);
         if ex.durable {
             self.store.delete_exchange(ex.id);
         }
         // Bindings into this exchange (exchange-to-exchange) go with it.
-        self.unbind_everywhere(&Destination::Exchange(ex.clone()));
+        self.unbind_all_to(DestId::Exchange(ex.id));
         self.topology_changed();
     }
 
-    /// Removes every binding to `dest`, then auto-deletes exchanges left without bindings.
-    fn unbind_everywhere(&self, dest: &Destination) {
-        let sources: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
-        for ex in sources {
-            if ex.unbind_destination(dest) > 0 {
-                self.maybe_auto_delete(&ex);
-            }
-        }
-    }
-
-    fn maybe_auto_delete(&self, ex: &Arc<Exchange>) {
+    pub(crate) fn maybe_auto_delete(&self, ex: &Arc<Exchange>) {
         if ex.auto_delete && !ex.has_bindings() {
             self.remove_exchange(ex);
         }
@@ -329,6 +330,12 @@ impl VHost {
             })
             .clone();
         if created {
+            if let Some(owner) = q.exclusive_owner {
+                self.exclusive
+                    .entry(owner)
+                    .or_default()
+                    .insert(q.qid, q.clone());
+            }
             self.topology_changed(); // the default exchange now reaches it
         } else {
             // Lost a race with another declare: apply the same checks.
@@ -345,86 +352,21 @@ impl VHost {
         // it after them: no publish enqueues, no bind binds.
         let (messages, consumers) = q.delete_contents();
         self.store.delete_queue(q.qid, q.durable);
-        self.unbind_everywhere(&Destination::Queue(q.clone()));
+        // Only its own bindings are visited (the index by destination), whatever the count of
+        // queues and bindings in the vhost.
+        self.unbind_all_to(DestId::Queue(q.qid));
+        if let Some(owner) = q.exclusive_owner {
+            if let Some(mut owned) = self.exclusive.get_mut(&owner) {
+                owned.remove(&q.qid);
+            }
+            self.exclusive
+                .remove_if(&owner, |_, owned| owned.is_empty());
+        }
         self.topology_changed();
         Some(DeletedQueue {
             messages,
             consumers,
         })
-    }
-
-    pub fn bind(
-        &self,
-        source: &str,
-        dest: Destination,
-        key: &str,
-        arguments: FieldTable,
-    ) -> AmqpResult<()> {
-        if source.is_empty() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
-        }
-        let ex = self.exchange_or_404(source)?;
-        if ex.kind == crate::exchange::ExchangeKind::Headers {
-            crate::exchange::headers::validate_binding(&arguments)
-                .map_err(AmqpError::precondition_failed)?;
-        }
-        let stored = durable_end(&ex, &dest);
-        let store = &self.store;
-        let added = ex.bind(
-            Binding {
-                destination: dest,
-                routing_key: key.to_string(),
-                arguments,
-            },
-            |b| {
-                if let Some((kind, dest)) = stored {
-                    store.put_binding(kind, dest, ex.id, &b.routing_key, &b.arguments);
-                }
-            },
-        );
-        if added {
-            self.topology_changed();
-        }
-        Ok(())
-    }
-
-    pub fn unbind(
-        &self,
-        source: &str,
-        dest: Destination,
-        key: &str,
-        arguments: FieldTable,
-    ) -> AmqpResult<()> {
-        if source.is_empty() {
-            return Err(AmqpError::access_refused(
-                "operation not permitted on the default exchange",
-            ));
-        }
-        // A missing source (or destination, see the callers) makes unbind a no-op, as RabbitMQ.
-        let Some(ex) = self.exchange(source) else {
-            return Ok(());
-        };
-        let stored = durable_end(&ex, &dest);
-        let store = &self.store;
-        let removed = ex.unbind(
-            &Binding {
-                destination: dest,
-                routing_key: key.to_string(),
-                arguments,
-            },
-            |b| {
-                if let Some((kind, dest)) = stored {
-                    store.delete_binding(kind, dest, ex.id, &b.routing_key, &b.arguments);
-                }
-            },
-        );
-        if removed {
-            self.topology_changed();
-            self.maybe_auto_delete(&ex);
-        }
-        Ok(())
     }
 
     fn disk(&self, qid: u64) -> Disk {
@@ -446,13 +388,13 @@ impl VHost {
 
     /// Deletes the exclusive queues of a closed connection.
     pub fn drop_exclusive_queues(&self, connection: u64) -> Vec<DeletedQueue> {
-        let owned: Vec<Arc<Queue>> = self
-            .queues
-            .iter()
-            .filter(|q| q.exclusive_owner == Some(connection))
-            .map(|q| q.clone())
-            .collect();
-        owned.iter().filter_map(|q| self.delete_queue(q)).collect()
+        let Some((_, owned)) = self.exclusive.remove(&connection) else {
+            return Vec::new();
+        };
+        owned
+            .values()
+            .filter_map(|q| self.delete_queue(q))
+            .collect()
     }
 }
 
@@ -471,7 +413,7 @@ impl Owner for VHost {
 }
 
 /// The destination's kind and id if a binding from `ex` to it is durable (both ends are).
-fn durable_end(ex: &Exchange, dest: &Destination) -> Option<(DestKind, u64)> {
+pub(crate) fn durable_end(ex: &Exchange, dest: &Destination) -> Option<(DestKind, u64)> {
     if !ex.durable {
         return None;
     }

@@ -98,7 +98,8 @@ impl VHost {
             {
                 continue; // another vhost's
             }
-            ex.bind(
+            self.link(
+                ex,
                 Binding {
                     destination: dest.clone(),
                     routing_key: d.routing_key.clone(),

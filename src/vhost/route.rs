@@ -3,6 +3,7 @@
 //! (RabbitMQ's sender-selected distribution). A connection keeps its [`RouteScratch`], and
 //! with it the last route it computed, reused while the vhost's topology is unchanged.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -68,20 +69,19 @@ impl VHost {
         let mut by_key_only = !headers_kind(exchanges);
         // Unroutable: try the exchange's alternate, then its alternate's, and so on.
         if queues.is_empty() {
-            let mut tried = vec![ex.clone()];
+            let mut tried: HashSet<*const Exchange> = HashSet::from([Arc::as_ptr(ex)]);
             let mut alternate = ex.alternate_exchange();
             while queues.is_empty() {
                 let Some(ae) = alternate.and_then(|n| self.exchange(&n)) else {
                     break;
                 };
-                if tried.iter().any(|t| Arc::ptr_eq(t, &ae)) {
+                if !tried.insert(Arc::as_ptr(&ae)) {
                     break;
                 }
                 exchanges.clear();
                 route_from(&ae, &input, queues, exchanges);
                 by_key_only &= !headers_kind(exchanges);
                 alternate = ae.alternate_exchange();
-                tried.push(ae);
             }
         }
         exchanges.clear();
@@ -111,10 +111,17 @@ impl VHost {
         }
         let mut extra = RouteScratch::default();
         let lazy = || Some(headers.clone());
+        // The peer chooses how many keys: each key's queues are checked against a set, and a
+        // key given twice is routed once.
+        let mut seen: HashSet<*const Queue> = scratch.queues.iter().map(Arc::as_ptr).collect();
+        let mut done_keys: HashSet<&str> = HashSet::new();
         for k in &keys {
+            if !done_keys.insert(k.as_str()) {
+                continue;
+            }
             self.route(ex, k, &lazy, &mut extra);
             for q in &extra.queues {
-                if !scratch.queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+                if seen.insert(Arc::as_ptr(q)) {
                     scratch.queues.push(q.clone());
                 }
             }
@@ -164,13 +171,16 @@ fn without_bcc(m: &Message) -> Option<Message> {
 }
 
 /// Routes from `ex` through exchange-to-exchange bindings (each exchange once) into `queues`
-/// (each queue once).
+/// (each queue once). Duplicates are found by a scan while the route is short and by a set
+/// of addresses past [`SCAN_MAX`], so a fanout to N queues costs O(N).
 fn route_from(
     ex: &Arc<Exchange>,
     input: &RouteInput<'_>,
     queues: &mut Vec<Arc<Queue>>,
     exchanges: &mut Vec<Arc<Exchange>>,
 ) {
+    let mut seen_queues = None;
+    let mut seen_exchanges = None;
     exchanges.push(ex.clone());
     let mut i = 0;
     while i < exchanges.len() {
@@ -178,15 +188,34 @@ fn route_from(
         i += 1;
         current.route(input, &mut |d| match d {
             Destination::Queue(q) => {
-                if !queues.iter().any(|x| Arc::ptr_eq(x, q)) {
+                if first_visit(queues, &mut seen_queues, q) {
                     queues.push(q.clone());
                 }
             }
             Destination::Exchange(e) => {
-                if !exchanges.iter().any(|x| Arc::ptr_eq(x, e)) {
+                if first_visit(exchanges, &mut seen_exchanges, e) {
                     exchanges.push(e.clone());
                 }
             }
         });
     }
+}
+
+/// Past this many queues (or exchanges) in one route, duplicates are looked up in a set.
+const SCAN_MAX: usize = 32;
+
+/// True if `x` is not in `list` yet (which `seen`, once built, mirrors).
+fn first_visit<T>(list: &[Arc<T>], seen: &mut Option<HashSet<*const T>>, x: &Arc<T>) -> bool {
+    if let Some(set) = seen {
+        return set.insert(Arc::as_ptr(x));
+    }
+    if list.iter().any(|y| Arc::ptr_eq(y, x)) {
+        return false;
+    }
+    if list.len() >= SCAN_MAX {
+        let mut set: HashSet<*const T> = list.iter().map(Arc::as_ptr).collect();
+        set.insert(Arc::as_ptr(x));
+        *seen = Some(set);
+    }
+    true
 }

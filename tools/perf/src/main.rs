@@ -8,22 +8,17 @@
 //!   warren-perf --uri amqp://guest:guest@127.0.0.1:5672/%2F --publishers 1 --consumers 1 \
 //!     --size 16 --confirm 1000 --prefetch 1000 --ack-every 100 --duration 10
 //! Footprint scenarios: `--idle-connections N --hold S`, `--fill N [--hold S]`,
-//! `--declare-queues N [--hold S]`.
+//! `--declare-queues N [--pipeline P] [--hold S]`, `--bindings N [--hold S]`,
+//! `--connect-close N`, `--wait-queue NAME`.
 //!
 //! Every message body starts with its send time (big-endian nanoseconds since the tool
 //! started; publishers and consumers share that instant), which gives end-to-end latency.
 //! Works against RabbitMQ as well as Warren.
 
-// A crate root looks for modules beside itself; these live in warren-perf/.
-#[path = "warren-perf/conn.rs"]
 mod conn;
-#[path = "warren-perf/consumer.rs"]
 mod consumer;
-#[path = "warren-perf/modes.rs"]
 mod modes;
-#[path = "warren-perf/publisher.rs"]
 mod publisher;
-#[path = "warren-perf/stats.rs"]
 mod stats;
 
 use std::process::ExitCode;
@@ -104,7 +99,7 @@ pub struct Opts {
     /// (Warren reuses a route while the key repeats).
     #[arg(long, value_name = "N", default_value_t = 1)]
     key_variants: usize,
-    /// Seconds to run.
+    /// Seconds to run (SIGINT ends the run sooner, with its summary).
     #[arg(long, default_value_t = 10)]
     duration: u64,
     /// Print the summary as one JSON object on stdout (per-second lines go to stderr).
@@ -127,7 +122,23 @@ pub struct Opts {
     /// if given, else kept).
     #[arg(long, value_name = "N")]
     declare_queues: Option<usize>,
-    /// Seconds to hold the state of --idle-connections, --fill or --declare-queues.
+    /// With --declare-queues or --bindings: requests in flight at once (a pipelining client),
+    /// instead of one at a time.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pipeline: usize,
+    /// Bind one queue ("warren-perf-bq") to the run's exchange (--exchange-type direct or
+    /// topic; both durable with --persistent) with N distinct keys, and report the time per 100,000; with --hold, delete the
+    /// queue after it and report that time.
+    #[arg(long, value_name = "N")]
+    bindings: Option<usize>,
+    /// Open and close N connections one after the other; report the rate.
+    #[arg(long, value_name = "N")]
+    connect_close: Option<usize>,
+    /// Wait until a passive declare of this queue succeeds (the broker starting, recovering);
+    /// report how long it took.
+    #[arg(long, value_name = "QUEUE")]
+    wait_queue: Option<String>,
+    /// Seconds to hold the state of --idle-connections, --fill, --declare-queues or --bindings.
     #[arg(long, value_name = "SECS")]
     hold: Option<u64>,
 }
@@ -142,14 +153,14 @@ fn positive_rate(s: &str) -> std::result::Result<f64, String> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum ExchangeType {
+pub enum ExchangeType {
     Direct,
     Fanout,
     Topic,
 }
 
 impl ExchangeType {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ExchangeType::Direct => "direct",
             ExchangeType::Fanout => "fanout",
@@ -200,6 +211,12 @@ async fn run(opts: &Opts) -> Result<Value> {
         modes::fill(opts, &uri, n).await
     } else if let Some(n) = opts.declare_queues {
         modes::declare_queues(opts, &uri, n).await
+    } else if let Some(n) = opts.bindings {
+        modes::bindings(opts, &uri, n).await
+    } else if let Some(n) = opts.connect_close {
+        modes::connect_close(&uri, n).await
+    } else if let Some(q) = &opts.wait_queue {
+        modes::wait_queue(&uri, q).await
     } else {
         throughput(opts, &uri).await
     }
@@ -295,7 +312,7 @@ async fn throughput(opts: &Opts, uri: &Uri) -> Result<Value> {
 
 /// What a connection task hands back.
 enum Done {
-    Publisher,
+    Publisher(Option<Histogram<u64>>),
     Consumer(Histogram<u64>),
 }
 
@@ -379,7 +396,7 @@ async fn load(
         tasks.spawn(async move {
             publisher::run(c, cfg, stats, epoch, stop)
                 .await
-                .map(|_| Done::Publisher)
+                .map(|p| Done::Publisher(p.confirm_latency))
         });
     }
 
@@ -390,6 +407,7 @@ async fn load(
         Duration::from_secs(1),
     );
     let mut latency = new_histogram()?;
+    let mut confirm_latency = new_histogram()?;
     let mut prev = stats.snapshot();
     let mut prev_at = started;
     let failed: Option<Error> = loop {
@@ -404,9 +422,15 @@ async fn load(
                 (prev, prev_at) = (now, at);
             }
             _ = tokio::time::sleep_until(deadline) => break None,
+            // Interrupted (a script's kill -INT): ends the run early, summary as usual.
+            _ = tokio::signal::ctrl_c() => break None,
             Some(done) = tasks.join_next() => match done {
                 Ok(Ok(Done::Consumer(h))) => merge(&mut latency, &h),
-                Ok(Ok(Done::Publisher)) => {}
+                Ok(Ok(Done::Publisher(h))) => {
+                    if let Some(h) = h {
+                        merge(&mut confirm_latency, &h);
+                    }
+                }
                 Ok(Err(e)) => break Some(e),
                 Err(e) => break Some(err(format!("task failed: {e}"))),
             },
@@ -420,7 +444,11 @@ async fn load(
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(Done::Consumer(h))) => merge(&mut latency, &h),
-            Ok(Ok(Done::Publisher)) => {}
+            Ok(Ok(Done::Publisher(h))) => {
+                if let Some(h) = h {
+                    merge(&mut confirm_latency, &h);
+                }
+            }
             Ok(Err(e)) => eprintln!("warning: while stopping: {e}"),
             Err(e) => eprintln!("warning: while stopping: {e}"),
         }
@@ -458,6 +486,14 @@ async fn load(
             "p99": us(latency.value_at_quantile(0.99)),
             "p999": us(latency.value_at_quantile(0.999)),
             "max": us(latency.max()),
+        },
+        "confirm_latency_us": {
+            "count": confirm_latency.len(),
+            "mean": confirm_latency.mean() / 1000.0,
+            "p50": us(confirm_latency.value_at_quantile(0.5)),
+            "p99": us(confirm_latency.value_at_quantile(0.99)),
+            "p999": us(confirm_latency.value_at_quantile(0.999)),
+            "max": us(confirm_latency.max()),
         },
     }))
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BufMut;
+use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use warren_codec::decode::decode_frame;
 use warren_codec::protocol::{basic, channel};
@@ -120,6 +121,8 @@ pub struct Config {
 /// come singly and out of order, or as `multiple` up to a tag.
 struct ConfirmWindow {
     acked: Vec<bool>,
+    /// When each slot's message went into the write buffer (ns since the run's epoch).
+    sent_at: Vec<u64>,
     /// Lowest tag not yet confirmed.
     low: u64,
     /// Next tag to publish (tags start at 1 after confirm.select).
@@ -130,6 +133,7 @@ impl ConfirmWindow {
     fn new(window: u32) -> Self {
         ConfirmWindow {
             acked: vec![false; window.max(1) as usize],
+            sent_at: vec![0; window.max(1) as usize],
             low: 1,
             next: 1,
         }
@@ -147,8 +151,24 @@ impl ConfirmWindow {
         (tag % self.acked.len() as u64) as usize
     }
 
-    /// Marks `tag` (or everything up to it) confirmed; returns how many were newly so.
-    fn confirm(&mut self, tag: u64, multiple: bool) -> u64 {
+    /// Records that the next `n` tags were published at `ts`.
+    fn sent(&mut self, n: u64, ts: u64) {
+        for t in self.next..self.next + n {
+            let s = self.slot(t);
+            self.sent_at[s] = ts;
+        }
+        self.next += n;
+    }
+
+    /// Marks `tag` (or everything up to it) confirmed; returns how many were newly so, and
+    /// records each one's publish-to-confirm time (`now`, ns since the epoch) in `latency`.
+    fn confirm(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        now: u64,
+        latency: &mut Option<Histogram<u64>>,
+    ) -> u64 {
         if tag < self.low || tag >= self.next {
             return 0;
         }
@@ -159,6 +179,9 @@ impl ConfirmWindow {
             if !self.acked[s] {
                 self.acked[s] = true;
                 newly += 1;
+                if let Some(h) = latency.as_mut() {
+                    let _ = h.record(now.saturating_sub(self.sent_at[s]).max(1));
+                }
             }
         }
         while self.low < self.next {
@@ -173,18 +196,27 @@ impl ConfirmWindow {
     }
 }
 
-/// Runs until `stop` fires (or, with a limit, until done); returns the messages published.
+/// What a publisher measured: (with confirms) each message's time from publish to confirm.
+pub struct Published {
+    pub confirm_latency: Option<Histogram<u64>>,
+}
+
+/// Runs until `stop` fires (or, with a limit, until done).
 pub async fn run(
     mut conn: Conn,
     cfg: Arc<Config>,
     stats: Arc<Stats>,
     epoch: Instant,
     mut stop: watch::Receiver<bool>,
-) -> Result<u64> {
+) -> Result<Published> {
     if cfg.templates.is_empty() {
         return Err(err("publisher without a message template"));
     }
     let mut window = cfg.confirm.map(ConfirmWindow::new);
+    let mut latency = match window {
+        Some(_) => Some(crate::stats::new_histogram()?),
+        None => None,
+    };
     let started = Instant::now();
     let mut sent: u64 = 0;
     let mut next_template = 0usize;
@@ -226,7 +258,7 @@ pub async fn run(
             );
             sent += n;
             if let Some(w) = &mut window {
-                w.next += n;
+                w.sent(n, ts);
             }
             Stats::add(&stats.published, n);
         }
@@ -240,7 +272,10 @@ pub async fn run(
                 conn.rbuf.reserve(READ_CHUNK);
                 match conn.stream.try_read_buf(&mut conn.rbuf) {
                     Ok(0) => return Err(err("the broker closed the connection")),
-                    Ok(_) => read_frames(&mut conn, &mut window, &stats).await?,
+                    Ok(_) => {
+                        let now = epoch.elapsed().as_nanos() as u64;
+                        read_frames(&mut conn, &mut window, &stats, now, &mut latency).await?
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -255,7 +290,9 @@ pub async fn run(
     // `close` first writes out the rest of the buffer (it may end in half a frame), so the
     // connection.close that follows is well-framed.
     conn.close().await;
-    Ok(sent)
+    Ok(Published {
+        confirm_latency: latency,
+    })
 }
 
 /// Appends up to `max` messages, stopping once the buffer reaches [`HIGH_WATER`].
@@ -288,19 +325,21 @@ async fn read_frames(
     conn: &mut Conn,
     window: &mut Option<ConfirmWindow>,
     stats: &Stats,
+    now: u64,
+    latency: &mut Option<Histogram<u64>>,
 ) -> Result<()> {
     let (mut acked, mut nacked) = (0, 0);
     while let Some(frame) = decode_frame(&mut conn.rbuf, conn.frame_max)? {
         match frame {
             Frame::Method(_, Method::Ack(a)) => {
                 if let Some(w) = window.as_mut() {
-                    acked += w.confirm(a.delivery_tag, a.multiple);
+                    acked += w.confirm(a.delivery_tag, a.multiple, now, latency);
                 }
             }
             Frame::Method(_, Method::Other(m)) => match *m {
                 AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => {
                     if let Some(w) = window.as_mut() {
-                        nacked += w.confirm(n.delivery_tag, n.multiple);
+                        nacked += w.confirm(n.delivery_tag, n.multiple, now, latency);
                     }
                 }
                 AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
@@ -327,18 +366,23 @@ mod tests {
 
     #[test]
     fn confirm_window_handles_single_multiple_and_out_of_order() {
+        let mut lat = Some(crate::stats::new_histogram().unwrap());
         let mut w = ConfirmWindow::new(4);
-        w.next += 4; // tags 1..=4 out
+        w.sent(4, 100); // tags 1..=4 out at t=100
         assert_eq!(w.free(), 0);
-        assert_eq!(w.confirm(2, false), 1);
+        assert_eq!(w.confirm(2, false, 150, &mut lat), 1);
         assert_eq!(w.free(), 0); // 1 still holds the window
-        assert_eq!(w.confirm(3, true), 2); // 1 and 3 (2 already)
+        assert_eq!(w.confirm(3, true, 300, &mut lat), 2); // 1 and 3 (2 already)
         assert_eq!(w.free(), 3);
-        assert_eq!(w.confirm(3, false), 0); // duplicate
-        w.next += 3; // 5..=7
-        assert_eq!(w.confirm(7, true), 4);
+        assert_eq!(w.confirm(3, false, 400, &mut lat), 0); // duplicate
+        w.sent(3, 1000); // 5..=7
+        assert_eq!(w.confirm(7, true, 1500, &mut lat), 4);
         assert_eq!(w.outstanding(), 0);
-        assert_eq!(w.confirm(9, false), 0); // never published
+        assert_eq!(w.confirm(9, false, 2000, &mut lat), 0); // never published
+        let lat = lat.unwrap();
+        assert_eq!(lat.len(), 7);
+        assert_eq!(lat.min(), 50);
+        assert_eq!(lat.max(), 1400); // tag 4: out at 100, confirmed at 1500
     }
 
     #[test]

@@ -11,6 +11,9 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use warren_codec::protocol::queue;
+use warren_codec::AMQPClass;
+
 use crate::conn::{err, Conn, Result, Uri};
 use crate::publisher::{self, Template};
 use crate::stats::Stats;
@@ -139,10 +142,35 @@ pub async fn declare_queues(opts: &Opts, uri: &Uri, n: usize) -> Result<Value> {
     let mut conn = Conn::open(uri).await?;
     let names: Vec<String> = (0..n).map(|i| format!("warren-perf-dq-{i}")).collect();
     let started = Instant::now();
-    for name in &names {
-        conn.declare_queue(name, opts.persistent, &Default::default())
-            .await?;
-        conn.bind_queue(name, "amq.direct", name).await?;
+    if opts.pipeline > 1 {
+        let requests = names.iter().flat_map(|name| {
+            [
+                (
+                    AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                        queue: name.as_str().into(),
+                        durable: opts.persistent,
+                        ..Default::default()
+                    })),
+                    (50, 11),
+                ),
+                (
+                    AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+                        queue: name.as_str().into(),
+                        exchange: "amq.direct".into(),
+                        routing_key: name.as_str().into(),
+                        ..Default::default()
+                    })),
+                    (50, 21),
+                ),
+            ]
+        });
+        conn.pipeline(requests, opts.pipeline).await?;
+    } else {
+        for name in &names {
+            conn.declare_queue(name, opts.persistent, &Default::default())
+                .await?;
+            conn.bind_queue(name, "amq.direct", name).await?;
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     let mut out = json!({
@@ -162,4 +190,105 @@ pub async fn declare_queues(opts: &Opts, uri: &Uri, n: usize) -> Result<Value> {
     }
     conn.close().await;
     Ok(out)
+}
+
+/// `--bindings N`: one queue bound to the run's exchange with N distinct keys, pipelined
+/// (queue and exchange durable with `--persistent`, so the bindings are stored);
+/// the time for each 100,000 (a linear cost keeps them equal). With `--hold`, the queue is
+/// deleted after the hold (every binding goes with it) and that is timed too.
+pub async fn bindings(opts: &Opts, uri: &Uri, n: usize) -> Result<Value> {
+    let mut conn = Conn::open(uri).await?;
+    let kind = opts.exchange_type.as_str();
+    let exchange = format!("warren-perf-bx-{kind}");
+    let queue = "warren-perf-bq";
+    conn.declare_exchange(&exchange, kind, opts.persistent)
+        .await?;
+    conn.declare_queue(queue, opts.persistent, &Default::default())
+        .await?;
+    let started = Instant::now();
+    let mut chunks = Vec::new();
+    const CHUNK: usize = 100_000;
+    let mut done = 0;
+    while done < n {
+        let upto = (done + CHUNK).min(n);
+        let t = Instant::now();
+        let requests = (done..upto).map(|i| {
+            let key = match opts.exchange_type {
+                crate::ExchangeType::Topic => format!("k.{}.{}.*", i % 1000, i / 1000),
+                _ => format!("k{i}"),
+            };
+            (
+                AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+                    queue: queue.into(),
+                    exchange: exchange.as_str().into(),
+                    routing_key: key.as_str().into(),
+                    ..Default::default()
+                })),
+                (50, 21),
+            )
+        });
+        conn.pipeline(requests, opts.pipeline.max(1)).await?;
+        chunks.push(t.elapsed().as_secs_f64());
+        done = upto;
+    }
+    let mut out = json!({
+        "mode": "bindings",
+        "exchange_type": kind,
+        "bindings": n,
+        "secs": started.elapsed().as_secs_f64(),
+        "secs_per_100k": chunks,
+    });
+    if let Some(hold) = opts.hold {
+        holding(&format!("{n} bindings"), hold);
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+        let t = Instant::now();
+        conn.delete_queue(queue).await?;
+        out["delete_secs"] = json!(t.elapsed().as_secs_f64());
+    }
+    let _ = conn.delete_exchange(&exchange).await;
+    conn.close().await;
+    Ok(out)
+}
+
+/// `--connect-close N`: N connections opened (handshake, one channel) and closed in turn.
+pub async fn connect_close(uri: &Uri, n: usize) -> Result<Value> {
+    let started = Instant::now();
+    for _ in 0..n {
+        let c = Conn::open(uri).await?;
+        c.close().await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "mode": "connect-close",
+        "connections": n,
+        "secs": secs,
+        "per_sec": n as f64 / secs.max(1e-9),
+    }))
+}
+
+/// `--wait-queue NAME`: retries a connection and a passive declare of NAME until it answers.
+pub async fn wait_queue(uri: &Uri, name: &str) -> Result<Value> {
+    let started = Instant::now();
+    loop {
+        if let Ok(mut c) = Conn::open(uri).await {
+            let passive = AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: name.into(),
+                passive: true,
+                ..Default::default()
+            }));
+            if c.rpc(crate::conn::CHANNEL, passive, (50, 11)).await.is_ok() {
+                c.close().await;
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(err(format!("no queue {name} within 10 minutes")));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(json!({
+        "mode": "wait-queue",
+        "queue": name,
+        "secs": started.elapsed().as_secs_f64(),
+    }))
 }

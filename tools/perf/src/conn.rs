@@ -354,6 +354,41 @@ impl Conn {
         }
     }
 
+    /// Sends requests with up to `window` of them waiting for their reply at once (a
+    /// pipelining client): each `(request, expected reply)` in order.
+    pub async fn pipeline(
+        &mut self,
+        requests: impl IntoIterator<Item = (AMQPClass, (u16, u16))>,
+        window: usize,
+    ) -> Result<()> {
+        let mut waiting = std::collections::VecDeque::new();
+        for (req, reply) in requests {
+            encode::method(&mut self.wbuf, CHANNEL, &req)?;
+            waiting.push_back(reply);
+            if waiting.len() >= window.max(1) {
+                self.flush().await?;
+                while waiting.len() >= window.max(1) {
+                    self.expect(&mut waiting).await?;
+                }
+            }
+        }
+        self.flush().await?;
+        while !waiting.is_empty() {
+            self.expect(&mut waiting).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the next reply and checks it is the first one `waiting` expects.
+    async fn expect(&mut self, waiting: &mut std::collections::VecDeque<(u16, u16)>) -> Result<()> {
+        let m = self.next_method().await?;
+        let got = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        match waiting.pop_front() {
+            Some(want) if want == got => Ok(()),
+            want => Err(err(format!("expected {want:?} in reply, got {got:?}"))),
+        }
+    }
+
     /// Sends `req` and waits for the method `(class, method)` in reply.
     pub async fn rpc(&mut self, ch: u16, req: AMQPClass, reply: (u16, u16)) -> Result<AMQPClass> {
         self.send(ch, &req).await?;
