@@ -104,6 +104,12 @@ trap 'exit 130' INT TERM
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"; }
 
 perf() { local s=$1; shift; timeout 3600 "$PERF" --uri "$(uri "$s")" --json --quiet "$@"; }
+# Ends a background perf run early, with its summary: SIGINT to warren-perf itself (the job
+# is a subshell running timeout, and background subshells of a script ignore SIGINT).
+interrupt() {
+  local t
+  for t in $(pgrep -P "$1"); do pkill -INT -P "$t" 2>/dev/null; done
+}
 
 for s in $SLOTS; do
   if want q; then
@@ -182,7 +188,7 @@ for s in $SLOTS; do
       until grep -q holding "$OUT/b-$kind-$s.log" 2>/dev/null || ! kill -0 "$binder" 2>/dev/null; do sleep 0.2; done
       after=$(rss_kb "${PID[$s]}")
       wait "$binder"
-      kill -INT "$load" 2>/dev/null
+      interrupt "$load"
       wait "$load"
       record b "$n $kind bindings" s "$s" "$(jget "$OUT/b-$kind-$s.json" '["secs"]')"
       record b "$kind: s per 100000 (first, last)" s "$s" \

@@ -22,6 +22,19 @@ pub const MEMORY_EVERY: Duration = Duration::from_millis(200);
 /// How often free disk space is sampled.
 pub const DISK_EVERY: Duration = Duration::from_secs(1);
 
+/// A watermark setting that is not a limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadLimit {
+    #[error("{0:?} is not a non-negative number")]
+    Negative(String),
+    #[error("{0:?} is not a size")]
+    NotASize(String),
+    #[error("unknown unit {0:?} in {1:?}")]
+    Unit(String, String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
 /// A limit in bytes, or a fraction (memory) or multiple (disk) of the machine's RAM.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
@@ -33,17 +46,17 @@ impl Limit {
     /// `0.4` (a number with a decimal point: relative) or `50MB`, `2GiB`, `1048576` (bytes,
     /// with RabbitMQ's units: k/K/KiB, M/MiB, G/GiB, T/TiB are powers of 1024; kB, MB, GB, TB
     /// powers of 1000).
-    pub fn parse(s: &str) -> Result<Limit, String> {
+    pub fn parse(s: &str) -> Result<Limit, BadLimit> {
         let s = s.trim();
         if s.contains('.') {
             return match s.parse::<f64>() {
                 Ok(f) if f.is_finite() && f >= 0.0 => Ok(Limit::Relative(f)),
-                _ => Err(format!("{s:?} is not a non-negative number")),
+                _ => Err(BadLimit::Negative(s.to_string())),
             };
         }
         let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (n, unit) = s.split_at(digits);
-        let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a size"))?;
+        let n: u64 = n.parse().map_err(|_| BadLimit::NotASize(s.to_string()))?;
         let scale: u64 = match unit.trim() {
             "" | "B" => 1,
             "k" | "K" | "KiB" | "kiB" => 1 << 10,
@@ -54,11 +67,11 @@ impl Limit {
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
             "TB" => 1_000_000_000_000,
-            other => return Err(format!("unknown unit {other:?} in {s:?}")),
+            other => return Err(BadLimit::Unit(other.to_string(), s.to_string())),
         };
         n.checked_mul(scale)
             .map(Limit::Absolute)
-            .ok_or_else(|| format!("{s:?} is too large"))
+            .ok_or_else(|| BadLimit::TooLarge(s.to_string()))
     }
 
     /// The limit in bytes for a machine with `ram` bytes.
@@ -168,34 +181,28 @@ impl Alarms {
 
     pub fn check_memory(&self, used: u64) {
         let limit = self.memory_limit.load(Ordering::Relaxed);
-        let over = used > limit;
-        if self.memory.swap(over, Ordering::AcqRel) != over {
-            if over {
-                warn!(
-                    used,
-                    limit, "memory resource limit alarm set: publishers are blocked"
-                );
-            } else {
-                info!(used, limit, "memory resource limit alarm cleared");
-            }
-            self.publish();
-        }
+        self.flip(&self.memory, "memory", used > limit, used, limit);
     }
 
     pub fn check_disk(&self, free: u64) {
         let limit = self.disk_limit.load(Ordering::Relaxed);
-        let under = free < limit;
-        if self.disk.swap(under, Ordering::AcqRel) != under {
-            if under {
-                warn!(
-                    free,
-                    limit, "disk resource limit alarm set: publishers are blocked"
-                );
-            } else {
-                info!(free, limit, "disk resource limit alarm cleared");
-            }
-            self.publish();
+        self.flip(&self.disk, "disk", free < limit, free, limit);
+    }
+
+    /// Sets one alarm's state; a change is logged (RabbitMQ's words) and published.
+    fn flip(&self, alarm: &AtomicBool, what: &str, raised: bool, value: u64, limit: u64) {
+        if alarm.swap(raised, Ordering::AcqRel) == raised {
+            return;
         }
+        if raised {
+            warn!(
+                value,
+                limit, "{what} resource limit alarm set: publishers are blocked"
+            );
+        } else {
+            info!(value, limit, "{what} resource limit alarm cleared");
+        }
+        self.publish();
     }
 
     /// Raises (`Some(reason)`) or clears an alarm by hand (tests and operators).

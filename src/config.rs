@@ -9,7 +9,7 @@ use clap::Parser;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::alarms::Limit;
+use crate::alarms::{BadLimit, Limit};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -29,6 +29,12 @@ pub enum ConfigError {
     LogFormat(String),
     #[error("bad {key}: {reason}")]
     Value { key: &'static str, reason: String },
+    #[error("bad {key}: {reason}")]
+    Limit {
+        key: &'static str,
+        #[source]
+        reason: BadLimit,
+    },
 }
 
 /// `warren [--config FILE] [--listen ADDR] [--data-dir DIR] [--metrics-listen ADDR]`
@@ -79,11 +85,11 @@ pub enum LimitValue {
 }
 
 impl LimitValue {
-    fn limit(&self) -> Result<Limit, String> {
+    fn limit(&self) -> Result<Limit, BadLimit> {
         match self {
             LimitValue::Int(n) => Ok(Limit::Absolute(*n)),
             LimitValue::Float(f) if f.is_finite() && *f >= 0.0 => Ok(Limit::Relative(*f)),
-            LimitValue::Float(f) => Err(format!("{f} is not a non-negative number")),
+            LimitValue::Float(f) => Err(BadLimit::Negative(f.to_string())),
             LimitValue::Text(s) => Limit::parse(s),
         }
     }
@@ -286,7 +292,7 @@ impl Config {
                 (None, Some(v)) => v.limit().map(Some),
                 (None, None) => Ok(None),
             };
-            parsed.map_err(|reason| ConfigError::Value { key, reason })
+            parsed.map_err(|reason| ConfigError::Limit { key, reason })
         };
         if let Some(l) = limit(
             "memory_high_watermark",

@@ -124,7 +124,7 @@ impl Connection {
                     ))
                     .on(class_id, method_id));
                 }
-                self.channels.insert(ch, Channel::new(ch));
+                self.channels.insert(ch, Box::new(Channel::new(ch)));
                 self.tally.add(Counter::ChannelsOpened, 1);
                 self.write_method(
                     ch,

@@ -401,7 +401,7 @@ impl Connection {
     }
 
     pub(super) fn channel_mut(&mut self, ch: u16) -> AmqpResult<&mut super::Channel> {
-        self.channels.get_mut(&ch).ok_or_else(|| {
+        self.channels.get_mut(&ch).map(|c| &mut **c).ok_or_else(|| {
             AmqpError::channel_error(format!("expected 'channel.open' on channel {ch}"))
         })
     }

@@ -5,16 +5,21 @@
 //!
 //! Files: this one (the task's loop: read, deliveries, write, heartbeats, shutdown),
 //! `handshake` (protocol header, start/tune/open, SASL), `frames` (frame dispatch to the
-//! connection's or a channel's state machine, errors to closes), `close` (connection and
-//! channel close, release of consumers and unacked messages, final cleanup), `channel`
-//! (per-channel state), `methods` (channel, exchange, queue, confirm and tx classes), `basic`
-//! (publish, consume, deliveries, acks), `reply_to` (direct reply-to).
+//! connection's or a channel's state machine, errors to closes), `methods` (channel,
+//! exchange, queue, confirm and tx classes), `publish` (basic.publish to a routed message),
+//! `confirms` (sync waits: where a confirm is released after its sync), `consume`
+//! (consumers, deliveries written), `ack` (ack, nack, reject, recover), `reply_to` (direct
+//! reply-to), `events` (what queues and the store send it), `flow` (alarm blocking, store
+//! back-pressure), `output` (the write buffer), `channel` (per-channel state), `close`
+//! (connection and channel close, release of consumers and unacked messages, cleanup).
 
 mod ack;
 mod channel;
 mod close;
 mod confirms;
 mod consume;
+mod events;
+mod flow;
 mod frames;
 mod handshake;
 mod methods;
@@ -40,59 +45,13 @@ use warren_codec::{decode, encode};
 
 use crate::broker::Broker;
 use crate::error::AmqpError;
-use crate::message::Message;
-use crate::queue::consumer::{Delivery, Outbox};
+use crate::queue::consumer::Outbox;
 use crate::queue::Queue;
 use crate::vhost::VHost;
 use channel::Channel;
-
-/// What other tasks tell a connection.
-pub enum ConnEvent {
-    /// A queue hands messages to one of this connection's consumers (credit already taken).
-    Deliver(Delivery),
-    /// The broker cancels a consumer (its queue was deleted).
-    Cancel { channel: u16, tag: String },
-    /// A direct reply-to message for one of this connection's reply consumers.
-    Reply {
-        channel: u16,
-        tag: String,
-        message: Arc<crate::message::Message>,
-    },
-    /// The store synced everything this connection sent before its sync `token`
-    /// (`ok` = false: the write failed, and what waited on it is nacked).
-    Durable { token: u64, ok: bool },
-}
-
-/// A connection's event channel, as the queues (and direct reply-to) see it.
-struct ConnOutbox(mpsc::UnboundedSender<ConnEvent>);
-
-impl Outbox for ConnOutbox {
-    fn deliver(&self, d: Delivery) -> Result<(), Delivery> {
-        match self.0.send(ConnEvent::Deliver(d)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(ConnEvent::Deliver(d))) => Err(d),
-            // What was sent is a Deliver; nothing else can come back.
-            Err(_) => Ok(()),
-        }
-    }
-
-    fn cancelled(&self, channel: u16, tag: &str) {
-        let _ = self.0.send(ConnEvent::Cancel {
-            channel,
-            tag: tag.to_string(),
-        });
-    }
-
-    fn reply(&self, channel: u16, tag: &str, message: Arc<Message>) -> bool {
-        self.0
-            .send(ConnEvent::Reply {
-                channel,
-                tag: tag.to_string(),
-                message,
-            })
-            .is_ok()
-    }
-}
+pub use events::ConnEvent;
+use events::ConnOutbox;
+use flow::AlarmState;
 
 /// Stop taking deliveries while this much output is waiting for the socket.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
@@ -102,6 +61,9 @@ const OUTPUT_READ_LIMIT: usize = 16 << 20;
 const READ_CHUNK: usize = 64 * 1024;
 /// An idle one starts with this: 1,000 idle connections must not hold 64 MiB of buffers.
 const READ_START: usize = 4 * 1024;
+/// A connection silent this long gives its read and write buffers back: 10,000 idle
+/// connections hold about 10 KB each instead of 30.
+const IDLE_RELEASE: Duration = Duration::from_secs(2);
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// After answering a client's connection.close, how long we keep reading (and discarding)
@@ -127,22 +89,6 @@ impl Hasher for ChannelHasher {
     fn write_u16(&mut self, n: u16) {
         self.0 = u64::from(n);
     }
-}
-
-/// A connection's view of the broker's resource alarm. As in RabbitMQ, a raised alarm
-/// blocks a connection when it publishes: from then on its socket is not read (and a client
-/// with the capability gets connection.blocked) until the alarm clears. A connection that
-/// does not publish is never blocked, nor told.
-#[derive(Debug, Default)]
-struct AlarmState {
-    /// The alarm is raised, and why ("low on memory", "low on disk").
-    active: Option<String>,
-    /// It published while the alarm was raised: its socket is not read.
-    blocked: bool,
-    /// We sent connection.blocked (and owe connection.unblocked).
-    told: bool,
-    /// The alarm's state was applied once the connection opened.
-    seen: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +123,8 @@ pub struct Connection {
     channel_max: u16,
     heartbeat: u16,
     /// By channel number; looked up several times per publish, so hashed as the number itself.
-    channels: HashMap<u16, Channel, BuildHasherDefault<ChannelHasher>>,
+    /// Boxed: a map sized for a few 552-byte channels would cost an idle connection 2 KiB.
+    channels: HashMap<u16, Box<Channel>, BuildHasherDefault<ChannelHasher>>,
     out: output::Output,
     events_tx: mpsc::UnboundedSender<ConnEvent>,
     /// The same channel, for consumers and reply targets.
@@ -340,7 +287,8 @@ impl Connection {
     ) -> std::io::Result<()> {
         let (mut rd, mut wr) = stream.split();
         let mut inbuf = BytesMut::with_capacity(READ_START);
-        let mut events = Vec::with_capacity(256);
+        // Allocated on first use: an idle connection holds no event buffer (256 would be 12 KiB).
+        let mut events = Vec::new();
         let mut shutdown = self.broker.shutdown_signal();
         let mut alarm = self.broker.alarm_signal();
         let mut last_read = Instant::now();
@@ -402,18 +350,21 @@ impl Connection {
                     }
                     last_read = Instant::now();
                     let published = self.published_total;
+                    crate::store::Store::take_sent_here();
                     self.process_input(&mut inbuf);
                     if self.published_total != published && self.alarm.active.is_some() {
                         self.block();
                     }
-                    // Flow control: a publisher waits while the store's writer is far behind.
-                    if self.published_total != published
-                        && self.broker.store.backlog() > crate::store::BACKLOG_HIGH
-                    {
-                        store_flow = Some(self.broker.store.pause_publisher());
+                    // Flow control: a connection whose input added to the store's backlog
+                    // (messages, definitions) waits while the writer is far behind.
+                    if crate::store::Store::take_sent_here() > 0 {
+                        store_flow = store_flow.or_else(|| self.store_pause());
                     }
-                    // A read that filled the buffer means more is coming: grow to READ_CHUNK.
-                    if inbuf.capacity() - inbuf.len() < 1024 {
+                    // A read that filled the buffer means more is coming: grow to READ_CHUNK
+                    // (from a released buffer's 64 bytes, to READ_START first).
+                    if inbuf.capacity() < READ_START {
+                        inbuf.reserve(READ_START);
+                    } else if inbuf.capacity() - inbuf.len() < 1024 {
                         inbuf.reserve(READ_CHUNK.max(inbuf.len()));
                     }
                 }
@@ -444,6 +395,15 @@ impl Connection {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    if inbuf.is_empty()
+                        && now.duration_since(last_read) >= IDLE_RELEASE
+                        && now.duration_since(last_write) >= IDLE_RELEASE
+                    {
+                        // Polled again, read_buf takes 64 bytes until data comes.
+                        inbuf = BytesMut::new();
+                        self.out.release();
+                        events = Vec::new();
+                    }
                     if self.phase == Phase::Open {
                         self.check_consumer_timeouts();
                     }
@@ -553,57 +513,9 @@ impl Connection {
         self.tally.flush(&self.counters);
     }
 
-    /// The broker's alarm changed: a blocked connection is unblocked (and told) when it
-    /// clears; it is blocked only when it next publishes (see [`AlarmState`]).
-    fn on_alarm(&mut self, reason: Option<String>) {
-        use amq_protocol::protocol::connection as c;
-        self.alarm.active = reason;
-        if self.alarm.active.is_none() {
-            self.alarm.blocked = false;
-            if std::mem::take(&mut self.alarm.told) {
-                self.write_method(
-                    0,
-                    &AMQPClass::Connection(c::AMQPMethod::Unblocked(c::Unblocked {})),
-                );
-            }
-        }
-    }
-
-    /// It published during an alarm: stop reading, and tell a client that can hear it.
-    fn block(&mut self) {
-        use amq_protocol::protocol::connection as c;
-        if self.alarm.blocked {
-            return;
-        }
-        self.alarm.blocked = true;
-        if self.caps.connection_blocked && !self.alarm.told {
-            self.alarm.told = true;
-            let reason = self.alarm.active.clone().unwrap_or_default();
-            self.write_method(
-                0,
-                &AMQPClass::Connection(c::AMQPMethod::Blocked(c::Blocked {
-                    reason: reason.as_str().into(),
-                })),
-            );
-        }
-    }
-
     pub(super) fn write_method(&mut self, ch: u16, m: &AMQPClass) {
         if let Err(e) = encode::method(self.out.frames(), ch, m) {
             warn!("cannot encode {m:?}: {e}");
-        }
-    }
-
-    pub(super) fn handle_event(&mut self, e: ConnEvent) {
-        match e {
-            ConnEvent::Deliver(d) => self.deliver(d.queue, d.consumer, d.messages),
-            ConnEvent::Cancel { channel, tag } => self.broker_cancel(channel, &tag),
-            ConnEvent::Durable { token, ok } => self.synced(token, ok),
-            ConnEvent::Reply {
-                channel,
-                tag,
-                message,
-            } => self.deliver_reply(channel, &tag, &message),
         }
     }
 }

@@ -150,6 +150,14 @@ impl Output {
         }
     }
 
+    /// An idle connection gives its buffers back (they are allocated again on next use).
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.chunks = VecDeque::new();
+            self.buf = BytesMut::new();
+        }
+    }
+
     fn shrink(&mut self) {
         if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
             self.buf = BytesMut::new();

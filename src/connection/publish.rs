@@ -37,7 +37,7 @@ impl Connection {
         }
         if let Some(exp) = content.properties.expiration() {
             crate::queue::arguments::parse_expiration(exp)
-                .map_err(AmqpError::precondition_failed)?;
+                .map_err(|e| AmqpError::precondition_failed(e.to_string()))?;
         }
         let c = self.channel_mut(ch)?;
         let seq = c.confirms.as_mut().map(|c| c.next());

@@ -39,20 +39,26 @@ fn mode_of(t: &FieldTable) -> (Mode, bool) {
 }
 
 /// RabbitMQ refuses a binding whose `x-match` is not one of the four modes (406).
-pub fn validate_binding(t: &FieldTable) -> Result<(), String> {
+pub fn validate_binding(t: &FieldTable) -> Result<(), BadMatch> {
     match args::get(t, "x-match") {
         None => Ok(()),
         Some(AMQPValue::LongString(s)) => match s.as_bytes() {
             b"all" | b"any" | b"all-with-x" | b"any-with-x" => Ok(()),
-            other => Err(format!(
-                "Invalid x-match field value <<\"{}\">>; expected all, any, all-with-x, or any-with-x",
-                String::from_utf8_lossy(other)
-            )),
+            other => Err(BadMatch::Value(String::from_utf8_lossy(other).into_owned())),
         },
-        Some(other) => Err(format!(
-            "Invalid x-match field type {other:?}; expected longstr"
-        )),
+        Some(other) => Err(BadMatch::Type(format!("{other:?}"))),
     }
+}
+
+/// A headers binding's `x-match` RabbitMQ refuses (406, in its words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadMatch {
+    #[error(
+        "Invalid x-match field value <<\"{0}\">>; expected all, any, all-with-x, or any-with-x"
+    )]
+    Value(String),
+    #[error("Invalid x-match field type {0}; expected longstr")]
+    Type(String),
 }
 
 fn matches(e: &Entry, headers: Option<&FieldTable>) -> bool {

@@ -281,14 +281,13 @@ impl Exchange {
         auto_delete: bool,
         internal: bool,
         arguments: &FieldTable,
-    ) -> Result<(), String> {
+    ) -> Result<(), Inequivalent> {
         if self.kind != kind {
-            return Err(format!(
-                "inequivalent arg 'type' for exchange '{}': received '{}' but current is '{}'",
-                self.name,
-                kind.as_str(),
-                self.kind.as_str()
-            ));
+            return Err(Inequivalent::Type {
+                exchange: self.name.clone(),
+                received: kind.as_str(),
+                current: self.kind.as_str(),
+            });
         }
         let checks = [
             ("durable", self.durable, durable),
@@ -297,10 +296,12 @@ impl Exchange {
         ];
         for (name, current, received) in checks {
             if current != received {
-                return Err(format!(
-                    "inequivalent arg '{name}' for exchange '{}': received '{received}' but current is '{current}'",
-                    self.name
-                ));
+                return Err(Inequivalent::Flag {
+                    exchange: self.name.clone(),
+                    name,
+                    received,
+                    current,
+                });
             }
         }
         // Of the arguments, RabbitMQ compares only `alternate-exchange`.
@@ -314,11 +315,28 @@ impl Exchange {
             _ => false,
         };
         if !same {
-            return Err(format!(
-                "inequivalent arg '{key}' for exchange '{}'",
-                self.name
-            ));
+            return Err(Inequivalent::AlternateExchange(self.name.clone()));
         }
         Ok(())
     }
+}
+
+/// An exchange redeclare that differs (406; the text is RabbitMQ's, completed by the vhost).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inequivalent {
+    #[error("inequivalent arg 'type' for exchange '{exchange}': received '{received}' but current is '{current}'")]
+    Type {
+        exchange: String,
+        received: &'static str,
+        current: &'static str,
+    },
+    #[error("inequivalent arg '{name}' for exchange '{exchange}': received '{received}' but current is '{current}'")]
+    Flag {
+        exchange: String,
+        name: &'static str,
+        received: bool,
+        current: bool,
+    },
+    #[error("inequivalent arg 'alternate-exchange' for exchange '{0}'")]
+    AlternateExchange(String),
 }

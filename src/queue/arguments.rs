@@ -35,11 +35,29 @@ pub struct QueueArgs {
     pub consumer_timeout: Option<u64>,
 }
 
-fn invalid(arg: &str, detail: impl std::fmt::Display) -> String {
-    format!("invalid arg '{arg}' for queue: {detail}")
+/// A queue.declare argument RabbitMQ would refuse (406); the text is its wording, which the
+/// vhost completes with the queue's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("invalid arg '{arg}' for queue: {detail}")]
+    Invalid { arg: String, detail: String },
+    #[error("invalid arg 'x-queue-type' for queue: {0} queues are not supported by Warren (classic only)")]
+    UnsupportedType(String),
 }
 
-fn int(args: &FieldTable, key: &str) -> Result<Option<i64>, String> {
+/// A per-message `expiration` that is not a decimal count of milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid expiration '{0}'")]
+pub struct BadExpiration(pub String);
+
+fn invalid(arg: &str, detail: impl std::fmt::Display) -> ArgError {
+    ArgError::Invalid {
+        arg: arg.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+fn int(args: &FieldTable, key: &str) -> Result<Option<i64>, ArgError> {
     match crate::args::get(args, key) {
         None => Ok(None),
         Some(v) => crate::args::as_i64(v)
@@ -48,14 +66,14 @@ fn int(args: &FieldTable, key: &str) -> Result<Option<i64>, String> {
     }
 }
 
-fn non_negative(args: &FieldTable, key: &str) -> Result<Option<u64>, String> {
+fn non_negative(args: &FieldTable, key: &str) -> Result<Option<u64>, ArgError> {
     match int(args, key)? {
         Some(n) if n < 0 => Err(invalid(key, format!("{{value_negative,{n}}}"))),
         n => Ok(n.map(|n| n as u64)),
     }
 }
 
-fn string(args: &FieldTable, key: &str) -> Result<Option<String>, String> {
+fn string(args: &FieldTable, key: &str) -> Result<Option<String>, ArgError> {
     match crate::args::get(args, key) {
         None => Ok(None),
         Some(v) => crate::args::as_bytes(v)
@@ -65,15 +83,11 @@ fn string(args: &FieldTable, key: &str) -> Result<Option<String>, String> {
 }
 
 impl QueueArgs {
-    pub fn parse(args: &FieldTable) -> Result<QueueArgs, String> {
+    pub fn parse(args: &FieldTable) -> Result<QueueArgs, ArgError> {
         if let Some(t) = string(args, "x-queue-type")? {
             match t.as_str() {
                 "classic" => {}
-                "quorum" | "stream" => {
-                    return Err(format!(
-                        "invalid arg 'x-queue-type' for queue: {t} queues are not supported by Warren (classic only)"
-                    ))
-                }
+                "quorum" | "stream" => return Err(ArgError::UnsupportedType(t)),
                 other => return Err(invalid("x-queue-type", format!("unknown type '{other}'"))),
             }
         }
@@ -132,12 +146,11 @@ impl QueueArgs {
 
 /// A per-message `expiration`: a decimal count of milliseconds (RabbitMQ refuses anything
 /// else with 406).
-pub fn parse_expiration(s: &str) -> Result<u64, String> {
+pub fn parse_expiration(s: &str) -> Result<u64, BadExpiration> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("invalid expiration '{s}'"));
+        return Err(BadExpiration(s.to_string()));
     }
-    s.parse::<u64>()
-        .map_err(|_| format!("invalid expiration '{s}'"))
+    s.parse::<u64>().map_err(|_| BadExpiration(s.to_string()))
 }
 
 #[cfg(test)]
@@ -154,8 +167,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_argument_named() {
-        let e =
-            QueueArgs::parse(&table(&[("x-max-priority", AMQPValue::LongInt(300))])).unwrap_err();
+        let e = QueueArgs::parse(&table(&[("x-max-priority", AMQPValue::LongInt(300))]))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("x-max-priority") && e.contains("value_too_large"),
             "{e}"

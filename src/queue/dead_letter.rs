@@ -192,22 +192,6 @@ pub fn with_delivery_count(raw: &[u8], count: u32) -> Option<Vec<u8>> {
     Some(raw)
 }
 
-/// The keys of the `CC` and `BCC` headers (RabbitMQ's sender-selected distribution).
-pub fn cc_keys(headers: &FieldTable) -> Vec<String> {
-    let mut keys = Vec::new();
-    for h in ["CC", "BCC"] {
-        if let Some(AMQPValue::FieldArray(a)) = crate::args::get(headers, h) {
-            keys.extend(
-                a.as_slice()
-                    .iter()
-                    .filter_map(str_of)
-                    .map(|b| String::from_utf8_lossy(b).into_owned()),
-            );
-        }
-    }
-    keys
-}
-
 /// The message without its `BCC` header (recipients must not see it), or `None` if it has
 /// none.
 pub fn without_bcc(m: &Message) -> Option<Message> {

@@ -101,10 +101,15 @@ pub(super) fn run(setup: Setup) {
     let mut ops = Vec::with_capacity(1024);
     loop {
         let Ok(first) = rx.recv() else { break };
+        // Counted as taken when received (replayed ops were counted when they first came).
+        w.taken += first.cost();
         ops.push(first);
         while ops.len() < MAX_OPS {
             match rx.try_recv() {
-                Ok(op) => ops.push(op),
+                Ok(op) => {
+                    w.taken += op.cost();
+                    ops.push(op);
+                }
                 Err(_) => break,
             }
         }
@@ -133,7 +138,7 @@ struct Writer {
     backlog: Arc<AtomicUsize>,
     /// Paused publishers wait on it (see `Store::pause_publisher`).
     flow: Arc<tokio::sync::watch::Sender<bool>>,
-    /// Message bytes taken off the channel in this commit.
+    /// Backlog taken off the channel for this commit (see `Op::cost`).
     taken: usize,
     batch: sled::Batch,
     /// `batch` holds something.
@@ -259,7 +264,6 @@ impl Writer {
                 persistent,
                 expires_at,
             } => {
-                self.taken += message.ram_cost();
                 if !self.ok || cancelled.contains(&key) {
                     return false;
                 }

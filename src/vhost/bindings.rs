@@ -26,7 +26,7 @@ impl VHost {
         let ex = self.source_exchange(source)?;
         if ex.kind == ExchangeKind::Headers {
             crate::exchange::headers::validate_binding(&arguments)
-                .map_err(AmqpError::precondition_failed)?;
+                .map_err(|e| AmqpError::precondition_failed(e.to_string()))?;
         }
         let stored = durable_end(&ex, &dest);
         let binding = Binding {
