@@ -2,7 +2,6 @@
 //! exclusivity, cancel from either side), get, ack/nack/reject, redelivery, round-robin,
 //! prefetch, requeue on close, recover, and bodies spanning many frames.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -785,34 +784,20 @@ async fn large_bodies_cross_frames_byte_exact() {
 /// test speaks raw AMQP): RabbitMQ closes the connection with 540 NOT_IMPLEMENTED.
 #[tokio::test]
 async fn qos_with_a_prefetch_size_closes_the_connection_with_540() {
-    use amq_protocol::frame::AMQPFrame;
-    use amq_protocol::protocol::{connection as c, AMQPClass};
+    use support::raw::{method_payload, raw_frame, Raw};
     let env = Env::start().await;
-    let addr = env.addr();
-    let close = tokio::task::spawn_blocking(move || {
-        let mut raw = support::raw::Raw::open(&addr);
+    let close = within(async {
+        let mut raw = Raw::open(env.addr()).await;
         // basic.qos (60, 10): prefetch-size 4096, prefetch-count 1, global false.
-        let mut payload = Vec::new();
-        payload.extend_from_slice(&60u16.to_be_bytes());
-        payload.extend_from_slice(&10u16.to_be_bytes());
-        payload.extend_from_slice(&4096u32.to_be_bytes());
-        payload.extend_from_slice(&1u16.to_be_bytes());
-        payload.push(0);
-        let mut frame = vec![1u8];
-        frame.extend_from_slice(&1u16.to_be_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&payload);
-        frame.push(0xCE);
-        raw.send_bytes(&frame);
-        loop {
-            if let AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Close(close))) =
-                raw.recv()
-            {
-                return close;
-            }
-        }
-    });
-    let close = within(close).await.unwrap();
+        let mut args = Vec::new();
+        args.extend_from_slice(&4096u32.to_be_bytes());
+        args.extend_from_slice(&1u16.to_be_bytes());
+        args.push(0);
+        raw.write(&raw_frame(1, 1, &method_payload(60, 10, &args)))
+            .await;
+        raw.expect_close_frame().await
+    })
+    .await;
     assert_eq!(close.reply_code, 540, "{close:?}");
     assert!(
         close.reply_text.as_str().starts_with("NOT_IMPLEMENTED"),

@@ -2,7 +2,6 @@
 //! and vhosts, tune negotiation as lapin sees it, heartbeats, many channels, close from
 //! either side, and server shutdown closing every client with 320.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -12,15 +11,11 @@ use amq_protocol::protocol::{channel as chan, connection as c, AMQPClass};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ErrorKind};
-use support::raw::Raw;
+use support::raw::{channel_open, client_close, close_ok, Raw};
 use support::{code, drain, is_hard, next_error, publish, uniq, within, Env};
 
 async fn connect_uri(uri: &str) -> lapin::Result<Connection> {
     within(Connection::connect(uri, ConnectionProperties::default())).await
-}
-
-fn open_channel(n: u16) -> AMQPFrame {
-    AMQPFrame::Method(n, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})))
 }
 
 #[tokio::test]
@@ -120,7 +115,7 @@ async fn lower_client_limits_win_and_are_honoured() {
 
 #[tokio::test]
 async fn configured_limits_reach_the_client() {
-    let b = common::TestBroker::start_with(|c| {
+    let b = support::TestBroker::start_with(|c| {
         c.channel_max = 16;
         c.frame_max = 16384;
         c.heartbeat = 7;
@@ -133,7 +128,7 @@ async fn configured_limits_reach_the_client() {
         (16, 16384, 7)
     );
     // With heartbeats off on the server, lapin (asking for none) has none either.
-    let b = common::TestBroker::start_with(|c| c.heartbeat = 0).await;
+    let b = support::TestBroker::start_with(|c| c.heartbeat = 0).await;
     let conn = b.connect().await;
     assert_eq!(conn.configuration().heartbeat(), 0);
 }
@@ -141,27 +136,24 @@ async fn configured_limits_reach_the_client() {
 #[tokio::test]
 async fn channel_numbers_are_bounded_by_the_negotiated_channel_max() {
     let env = Env::start().await;
-    let addr = env.addr();
-    let close = tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::connect(&addr, |t| c::TuneOk {
+    let close = within(async {
+        let mut raw = Raw::login_with(env.addr(), |t| c::TuneOk {
             channel_max: 3,
             ..t
-        });
+        })
+        .await;
         for n in [1u16, 3, 2] {
-            raw.send(&open_channel(n));
-            match raw.recv() {
+            raw.send(&channel_open(n)).await;
+            match raw.recv().await {
                 AMQPFrame::Method(m, AMQPClass::Channel(chan::AMQPMethod::OpenOk(_))) if m == n => {
                 }
                 other => panic!("channel.open {n}: got {other:?}"),
             }
         }
-        raw.send(&open_channel(4));
-        match raw.recv() {
-            AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Close(close))) => close,
-            other => panic!("expected connection.close, got {other:?}"),
-        }
-    });
-    let close = within(close).await.unwrap();
+        raw.send(&channel_open(4)).await;
+        raw.expect_close_frame().await
+    })
+    .await;
     assert_eq!(close.reply_code, 504, "{close:?}");
     assert!(
         close.reply_text.as_str().starts_with("CHANNEL_ERROR"),
@@ -172,26 +164,25 @@ async fn channel_numbers_are_bounded_by_the_negotiated_channel_max() {
 #[tokio::test]
 async fn the_broker_sends_heartbeats_at_the_negotiated_rate() {
     let env = Env::start().await;
-    let addr = env.addr();
-    let beats = tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::connect(&addr, |t| c::TuneOk { heartbeat: 1, ..t });
+    let beats = within(async {
+        let mut raw = Raw::login_with(env.addr(), |t| c::TuneOk { heartbeat: 1, ..t }).await;
         let start = std::time::Instant::now();
         let mut beats = 0;
         // An idle connection with a 1 s heartbeat hears from the broker within the second.
         while start.elapsed() < Duration::from_millis(1200) {
-            match raw.recv_within(Duration::from_millis(1200)) {
+            match raw.recv_within(Duration::from_millis(1200)).await {
                 Some(AMQPFrame::Heartbeat) => {
                     beats += 1;
                     // Answer, so the broker does not give up on us.
-                    raw.send(&AMQPFrame::Heartbeat);
+                    raw.send(&AMQPFrame::Heartbeat).await;
                 }
                 Some(other) => panic!("unexpected frame {other:?}"),
                 None => break,
             }
         }
         beats
-    });
-    let beats = within(beats).await.unwrap();
+    })
+    .await;
     assert!(beats >= 1, "no heartbeat from the broker in 1.2 s");
 }
 
@@ -255,21 +246,13 @@ async fn client_close_is_answered_and_leaves_other_connections_alone() {
 #[tokio::test]
 async fn raw_client_close_gets_close_ok() {
     let env = Env::start().await;
-    let addr = env.addr();
-    let reply = tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::open(&addr);
-        raw.send(&AMQPFrame::Method(
-            0,
-            AMQPClass::Connection(c::AMQPMethod::Close(c::Close {
-                reply_code: 200,
-                reply_text: "bye".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-        ));
-        raw.recv()
-    });
-    match within(reply).await.unwrap() {
+    let reply = within(async {
+        let mut raw = Raw::open(env.addr()).await;
+        raw.send(&client_close()).await;
+        raw.recv().await
+    })
+    .await;
+    match reply {
         AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::CloseOk(_))) => {}
         other => panic!("expected connection.close-ok, got {other:?}"),
     }
@@ -278,29 +261,21 @@ async fn raw_client_close_gets_close_ok() {
 #[tokio::test]
 async fn server_close_waits_for_close_ok_then_hangs_up() {
     let env = Env::start().await;
-    let addr = env.addr();
-    let (close, eof) = tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::open(&addr);
-        // A second channel.open on channel 1 is a connection error (504 CHANNEL_ERROR).
-        raw.send(&open_channel(1));
-        let close = match raw.recv() {
-            AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Close(close))) => close,
-            other => panic!("expected connection.close, got {other:?}"),
-        };
-        // Anything but close-ok is ignored now.
-        raw.send(&open_channel(2));
-        assert!(
-            raw.recv_within(Duration::from_millis(200)).is_none(),
-            "broker answered after its connection.close"
-        );
-        raw.send(&AMQPFrame::Method(
-            0,
-            AMQPClass::Connection(c::AMQPMethod::CloseOk(c::CloseOk {})),
-        ));
-        (close, raw.wait_eof(Duration::from_secs(2)))
-    })
-    .await
-    .unwrap();
+    let mut raw = Raw::open(env.addr()).await;
+    // A second channel.open on channel 1 is a connection error (504 CHANNEL_ERROR).
+    raw.send(&channel_open(1)).await;
+    let close = match raw.recv().await {
+        AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Close(close))) => close,
+        other => panic!("expected connection.close, got {other:?}"),
+    };
+    // Anything but close-ok is ignored now.
+    raw.send(&channel_open(2)).await;
+    assert!(
+        raw.recv_within(Duration::from_millis(200)).await.is_none(),
+        "broker answered after its connection.close"
+    );
+    raw.send(&close_ok()).await;
+    let eof = raw.wait_eof(Duration::from_secs(2)).await;
     assert_eq!(close.reply_code, 504, "{close:?}");
     assert_eq!((close.class_id, close.method_id), (20, 10), "{close:?}");
     assert!(eof.is_ok(), "socket still open after close-ok");
@@ -347,7 +322,7 @@ async fn lapin_sees_a_server_close_and_the_connection_ends() {
 
 #[tokio::test]
 async fn shutdown_closes_every_client_with_320() {
-    let b = common::TestBroker::start().await;
+    let b = support::TestBroker::start().await;
     let uri = b.uri();
     let conns = [b.connect().await, b.connect().await];
     let mut events: Vec<_> = conns.iter().map(|c| c.events_listener()).collect();

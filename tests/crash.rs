@@ -10,7 +10,6 @@
 //! `WARREN_CRASH_ROUNDS` sets the number of rounds (default 5). The summary line
 //! (`crash: rounds=...`) is printed with `--nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use support::lab::{Cut, Lab};

@@ -8,7 +8,6 @@
 //! Needs root and /dev/fuse (CI has both). The summary line (`disk full: ...`) is printed
 //! with `--nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::collections::{HashSet, VecDeque};

@@ -3,14 +3,13 @@
 //! delivered before, redelivered), transient ones don't; acks, purges and deletes stick; a
 //! queue past its RAM budget pages to disk and still delivers everything in order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
-use common::TestBroker;
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use support::TestBroker;
 use support::{code, drain, next_delivery, within};
 
 fn persistent() -> BasicProperties {

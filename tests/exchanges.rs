@@ -2,7 +2,6 @@
 //! exchange-to-exchange bindings, auto-delete and internal exchanges, and routing by the
 //! direct, fanout, topic and headers types.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use lapin::options::*;

@@ -9,7 +9,6 @@
 //! Needs root and /dev/fuse (CI has both). `WARREN_POWER_ROUNDS` sets the number of rounds
 //! (default 5). The summary line (`power loss: rounds=...`) is printed with `--nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use forgetfs::ForgetFs;

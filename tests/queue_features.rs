@@ -3,7 +3,6 @@
 //! `x-expires`, `x-queue-type`. Like the other lapin tests these run against RabbitMQ too
 //! (`WARREN_REF_URI`), except where a test says Warren goes beyond it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -654,7 +653,7 @@ async fn dead_letter_cycles_end() {
 /// persistent messages).
 #[tokio::test]
 async fn priorities_and_expiry_times_survive_a_restart() {
-    let b = common::TestBroker::start().await;
+    let b = support::TestBroker::start().await;
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
     let durable = QueueDeclareOptions {
@@ -916,7 +915,7 @@ async fn cc_and_bcc_headers_route_and_bcc_is_hidden() {
 /// still dead-letters and the length limit still holds.
 #[tokio::test]
 async fn dead_lettering_and_length_limits_survive_a_restart() {
-    let b = common::TestBroker::start().await;
+    let b = support::TestBroker::start().await;
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
     let durable = QueueDeclareOptions {

@@ -2,7 +2,6 @@
 //! auto-delete queues, redeclare checks, purge and delete (with if-unused / if-empty), and
 //! the empty name standing for the channel's last declared queue.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;

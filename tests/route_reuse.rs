@@ -3,7 +3,6 @@
 //! very next publish on the same channel.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
 mod support;
 
 use lapin::options::*;

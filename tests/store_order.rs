@@ -2,15 +2,14 @@
 //! connection while another re-declares it (and binds it, and confirms a message into it)
 //! must come back after a restart exactly as it was before, many rounds over.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
 
-use common::TestBroker;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
+use support::TestBroker;
 
 const ROUNDS: usize = 150;
 /// Transient messages in the queue when it is deleted.

@@ -1,7 +1,5 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Shared by the integration tests: a real Warren server on a free loopback port, and a
-//! lapin connection to it.
-#![allow(dead_code)]
+//! A real Warren server in-process on a free loopback port, and a lapin connection to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::net::SocketAddr;
 
