@@ -148,7 +148,7 @@ async fn an_alarm_blocks_a_connection_when_it_publishes_and_clearing_it_unblocks
 // ---- the real monitors --------------------------------------------------------------------
 
 use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use support::child::{rss_of, try_http_get, ChildBroker, Spawn};
 use support::lab::{durable, open};
@@ -239,15 +239,7 @@ async fn memory_scenario(
         .unwrap();
     if growth == Growth::Unacked {
         let (c, ch) = open(&b.uri()).await;
-        let mut d = ch
-            .basic_consume(
-                "mem-q".into(),
-                "hoarder".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let mut d = support::consume(&ch, "mem-q", "hoarder", false).await;
         tokio::spawn(async move {
             // Takes everything, acks nothing.
             let _c = c;
@@ -304,18 +296,7 @@ async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
         memory_scenario(dir.path(), Growth::Queue).await;
     // A consumer drains (it never published, so it is not blocked): memory comes back.
     let (_cconn, cons_ch) = open(&b.uri()).await;
-    let mut deliveries = cons_ch
-        .basic_consume(
-            "mem-q".into(),
-            "drain".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut deliveries = support::consume(&cons_ch, "mem-q", "drain", true).await;
     let drainer = tokio::spawn(async move { while let Some(Ok(_)) = deliveries.next().await {} });
     let status = pconn.status().clone();
     eventually(30, "the publisher to be unblocked", || !status.blocked()).await;

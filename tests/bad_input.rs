@@ -19,67 +19,31 @@ use std::time::{Duration, Instant};
 
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{basic, connection as conn, queue, AMQPClass};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::BasicProperties;
 use support::raw::{
     channel_open, conn_frame, encode, header_frame, method_payload, method_with_table,
-    nested_table, publish_frame, raw_frame, short, Raw, Read, PROTOCOL_HEADER, STEP,
+    nested_table, publish_frame, raw_frame, short, Raw, Read, PROTOCOL_HEADER,
 };
-use support::TestBroker;
-use tokio::time::timeout;
+use support::{drain, publish, server_named_queue, within, TestBroker};
 
 /// The broker still serves: `other`, opened before the bad input, and a new connection both
 /// declare a queue, publish to it and get the message back.
 async fn assert_still_serving(b: &TestBroker, other: &lapin::Connection) {
     assert!(other.status().connected(), "{:?}", other.status());
-    let fresh = timeout(STEP, b.connect()).await.expect("connect in time");
+    let fresh = within(b.connect()).await;
     for (i, c) in [other, &fresh].into_iter().enumerate() {
-        let ch = timeout(STEP, c.create_channel()).await.unwrap().unwrap();
-        let q = timeout(
-            STEP,
-            ch.queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            ),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let ch = within(c.create_channel()).await.unwrap();
+        let q = within(server_named_queue(&ch)).await;
         let body = format!("still here {i}");
-        timeout(
-            STEP,
-            ch.basic_publish(
-                "".into(),
-                q.name().as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default(),
-            ),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        let got = timeout(
-            STEP,
-            ch.basic_get(q.name().as_str().into(), BasicGetOptions { no_ack: true }),
-        )
-        .await
-        .unwrap()
-        .unwrap()
-        .expect("the message back");
-        assert_eq!(got.delivery.data, body.as_bytes());
+        publish(&ch, "", &q, body.as_bytes()).await;
+        assert_eq!(drain(&ch, &q).await, [body]);
     }
-    let _ = timeout(STEP, fresh.close(200, "bye".into())).await;
+    let _ = within(fresh.close(200, "bye".into())).await;
 }
 
 /// A broker, and a lapin connection to it opened before any bad input.
 async fn setup() -> (TestBroker, lapin::Connection) {
     let b = TestBroker::start().await;
-    let other = timeout(STEP, b.connect()).await.expect("connect in time");
+    let other = within(b.connect()).await;
     (b, other)
 }
 
@@ -179,15 +143,7 @@ async fn amqp_0_9_header_is_taken_as_0_9_1() {
     assert_eq!((start.version_major, start.version_minor), (0, 9));
     // And the connection works from there.
     r.start_ok("guest", false).await;
-    let tune = r.expect_tune().await;
-    r.send(&conn_frame(conn::AMQPMethod::TuneOk(conn::TuneOk {
-        channel_max: tune.channel_max,
-        frame_max: tune.frame_max,
-        heartbeat: 0,
-    })))
-    .await;
-    r.send_open("/").await;
-    r.expect_open_ok().await;
+    r.finish_login(|t| t).await;
     r.open_channel(1).await;
     assert_still_serving(&b, &other).await;
 }
@@ -195,7 +151,7 @@ async fn amqp_0_9_header_is_taken_as_0_9_1() {
 #[tokio::test]
 async fn no_protocol_header_within_the_handshake_timeout_closes_the_socket() {
     let b = TestBroker::start_with(|c| c.handshake_timeout = Duration::from_millis(300)).await;
-    let other = timeout(STEP, b.connect()).await.unwrap();
+    let other = within(b.connect()).await;
 
     // Silence.
     let t0 = Instant::now();

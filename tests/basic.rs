@@ -12,22 +12,12 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 use support::{
     assert_channel_error, assert_connection_error, assert_no_delivery, code, drain,
-    exclusive_queue as queue, is_hard, next_delivery, next_error, publish, publish_with, sync,
-    uniq, within, Env,
+    exclusive_queue as queue, next_delivery, next_error, publish, publish_with, sync, uniq, within,
+    Env,
 };
 
 async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> Consumer {
-    within(ch.basic_consume(
-        q.into(),
-        tag.into(),
-        BasicConsumeOptions {
-            no_ack,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("consume {q}: {e:?}"))
+    within(support::consume(ch, q, tag, no_ack)).await
 }
 
 async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
@@ -63,8 +53,7 @@ async fn publish_to_a_missing_exchange_closes_the_channel_with_404() {
     let ch = within(conn.create_channel()).await.unwrap();
     publish(&ch, &uniq("missing"), "k", b"lost").await;
     let e = next_error(&mut events).await;
-    assert_eq!(code(&e), Some(404), "{e:?}");
-    assert!(!is_hard(&e), "{e:?}");
+    support::assert_soft(&e, 404);
     // The channel is gone, the connection is not.
     let r = within(ch.basic_qos(1, Default::default())).await;
     assert!(r.is_err(), "channel still open: {r:?}");
@@ -113,15 +102,14 @@ async fn mandatory_unroutable_message_is_returned_with_312_no_route() {
     }
 
     // Unroutable but not mandatory: dropped silently. Routable and mandatory: delivered.
-    let confirm = within(ch.basic_publish(
-        "amq.direct".into(),
-        key.as_str().into(),
-        BasicPublishOptions::default(),
+    let confirm = within(support::send(
+        &ch,
+        "amq.direct",
+        &key,
         b"dropped",
         BasicProperties::default(),
     ))
-    .await
-    .unwrap();
+    .await;
     assert_eq!(within(confirm).await.unwrap(), Confirmation::Ack(None));
     let q = queue(&ch).await;
     let confirm = within(ch.basic_publish(
@@ -174,8 +162,7 @@ async fn user_id_must_match_the_authenticated_user() {
     )
     .await;
     let e = next_error(&mut events).await;
-    assert_eq!(code(&e), Some(406), "{e:?}");
-    assert!(!is_hard(&e), "{e:?}");
+    support::assert_soft(&e, 406);
     let ch2 = within(conn.create_channel()).await.unwrap();
     assert_eq!(drain(&ch2, &q).await, Vec::<String>::new());
 }
@@ -248,16 +235,7 @@ async fn the_same_consumer_tag_on_two_channels_is_fine() {
     let ch2 = within(conn.create_channel()).await.unwrap();
     let _a = consume(&ch, &q, "same", false).await;
     let _b = consume(&ch2, &q, "same", false).await;
-    let d = within(ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let d = within(support::declare_passive(&ch, &q)).await.unwrap();
     assert_eq!(d.consumer_count(), 2);
 }
 
@@ -460,8 +438,7 @@ async fn acking_twice_or_an_unknown_tag_is_406() {
     within(ch.basic_ack(tag, Default::default())).await.unwrap();
     within(ch.basic_ack(tag, Default::default())).await.unwrap();
     let e = next_error(&mut events).await;
-    assert_eq!(code(&e), Some(406), "{e:?}");
-    assert!(!is_hard(&e), "{e:?}");
+    support::assert_soft(&e, 406);
 
     for (what, tag, multiple) in [("unknown", 42u64, false), ("unknown multiple", 42, true)] {
         let ch = within(conn.create_channel()).await.unwrap();
@@ -696,16 +673,7 @@ async fn unacked_messages_return_in_order_when_the_connection_closes() {
     // The requeue happens as the broker handles the close; poll briefly for it.
     let mut ready = 0;
     for _ in 0..20 {
-        let d = within(ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ))
-        .await
-        .unwrap();
+        let d = within(support::declare_passive(&ch, &q)).await.unwrap();
         ready = d.message_count();
         if ready == 3 {
             break;
@@ -812,15 +780,7 @@ async fn deliveries_carry_exchange_key_and_properties() {
     let (_c, ch) = env.open().await;
     let q = queue(&ch).await;
     let key = uniq("key");
-    within(ch.queue_bind(
-        q.as_str().into(),
-        "amq.topic".into(),
-        key.as_str().into(),
-        Default::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    within(support::bind(&ch, &q, "amq.topic", &key)).await;
     let mut c = consume(&ch, &q, "c", false).await;
     let props = BasicProperties::default()
         .with_content_type("application/json".into())

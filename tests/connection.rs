@@ -94,19 +94,10 @@ async fn lower_client_limits_win_and_are_honoured() {
     // 100 KiB each way in 8 KiB frames: the broker accepts the client's frames at that size
     // and splits its own deliveries to fit.
     let ch = &chans[9];
-    let q = within(ch.queue_declare(
-        "".into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let q = within(support::server_named_queue(ch)).await;
     let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 253) as u8).collect();
-    publish(ch, "", q.name().as_str(), &body).await;
-    let got = within(ch.basic_get(q.name().as_str().into(), BasicGetOptions { no_ack: true }))
+    publish(ch, "", q.as_str(), &body).await;
+    let got = within(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }))
         .await
         .unwrap()
         .expect("a message");
@@ -201,18 +192,9 @@ async fn many_channels_on_one_connection() {
     // Each channel works on its own queue.
     let mut queues = Vec::new();
     for (i, ch) in chans.iter().enumerate() {
-        let q = within(ch.queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ))
-        .await
-        .unwrap();
-        publish(ch, "", q.name().as_str(), format!("from {i}").as_bytes()).await;
-        queues.push(q.name().as_str().to_string());
+        let q = within(support::server_named_queue(ch)).await;
+        publish(ch, "", q.as_str(), format!("from {i}").as_bytes()).await;
+        queues.push(q.as_str().to_string());
     }
     for (i, (ch, q)) in chans.iter().zip(&queues).enumerate() {
         assert_eq!(drain(ch, q).await, [format!("from {i}")]);
@@ -286,27 +268,11 @@ async fn lapin_sees_a_server_close_and_the_connection_ends() {
     let env = Env::start().await;
     let (conn, ch) = env.open().await;
     let mut events = conn.events_listener();
-    let q = within(ch.queue_declare(
-        "".into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-    let _first = within(ch.basic_consume(
-        q.name().as_str().into(),
-        "tag".into(),
-        Default::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let q = within(support::server_named_queue(&ch)).await;
+    let _first = within(support::consume(&ch, &q, "tag", false)).await;
     // A reused consumer tag is a connection error (530).
     let r = within(ch.basic_consume(
-        q.name().as_str().into(),
+        q.as_str().into(),
         "tag".into(),
         Default::default(),
         FieldTable::default(),
@@ -315,8 +281,7 @@ async fn lapin_sees_a_server_close_and_the_connection_ends() {
     let e = r.map(|c| c.tag()).unwrap_err();
     assert_eq!(code(&e), Some(530), "{e:?}");
     let e = next_error(&mut events).await;
-    assert_eq!(code(&e), Some(530), "{e:?}");
-    assert!(is_hard(&e), "{e:?}");
+    support::assert_hard(&e, 530);
     assert!(within(conn.create_channel()).await.is_err());
 }
 

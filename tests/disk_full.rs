@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use forgetfs::ForgetFs;
 use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, PublisherConfirm};
 use support::child::{assert_no_panic, ChildBroker};
@@ -190,18 +190,7 @@ async fn a_full_disk_nacks_and_loses_nothing_confirmed() {
         .await
         .unwrap();
     let expected = q.message_count() as usize;
-    let mut deliveries = ch
-        .basic_consume(
-            QUEUE.into(),
-            "drain".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut deliveries = support::consume(&ch, QUEUE, "drain", true).await;
     let mut got = HashSet::new();
     let mut bad = 0;
     while got.len() < expected {

@@ -64,16 +64,7 @@ async fn publish_confirmed(
 }
 
 async fn queue_exists(ch: &Channel, name: &str) -> Option<u32> {
-    let r = ch
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    let r = support::declare_passive(ch, name).await;
     match r {
         Ok(q) => Some(q.message_count()),
         Err(e) => {
@@ -195,15 +186,7 @@ async fn acked_messages_stay_acked_and_delivered_ones_come_back_redelivered() {
         .basic_qos(10, BasicQosOptions::default())
         .await
         .unwrap();
-    let mut c = consumer_ch
-        .basic_consume(
-            "work".into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut c = support::consume(&consumer_ch, "work", "c", false).await;
     // Ack the first 5 and hold the next 5 unacked; the acks free credit for 5 more (10..15),
     // which are delivered too: 5..15 have all been delivered, 15..20 never.
     let mut held = Vec::new();
@@ -288,15 +271,7 @@ async fn a_queue_past_its_ram_budget_pages_to_disk_and_delivers_in_order() {
     cch.basic_qos(300, BasicQosOptions::default())
         .await
         .unwrap();
-    let mut c = cch
-        .basic_consume(
-            "deep".into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut c = support::consume(&cch, "deep", "c", false).await;
     for expected in &bodies[..3000] {
         let d = next_delivery(&mut c).await;
         assert_eq!(String::from_utf8_lossy(&d.data), *expected);

@@ -45,15 +45,7 @@ async fn adversarial_topic_bindings_cost_polynomial_time() {
     let ch = conn.create_channel().await.unwrap();
     let q = support::exclusive_queue(&ch).await;
     let pattern = ["#"; 8].join(".") + ".nomatch";
-    ch.queue_bind(
-        q.as_str().into(),
-        "amq.topic".into(),
-        pattern.as_str().into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    support::bind(&ch, &q, "amq.topic", &pattern).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -62,33 +54,21 @@ async fn adversarial_topic_bindings_cost_polynomial_time() {
         .collect::<Vec<_>>()
         .join(".");
     for _ in 0..50 {
-        let confirm = within(ch.basic_publish(
-            "amq.topic".into(),
-            key.as_str().into(),
-            BasicPublishOptions::default(),
+        let confirm = within(support::send(
+            &ch,
+            "amq.topic",
+            &key,
             b"x",
             BasicProperties::default(),
         ))
-        .await
-        .unwrap();
+        .await;
         assert!(within(confirm).await.unwrap().is_ack());
     }
     // Another client is still served.
     let other = b.connect().await;
     let och = other.create_channel().await.unwrap();
     support::sync(&och).await;
-    let depth = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count();
+    let depth = support::message_count(&ch, &q).await;
     assert_eq!(depth, 0, "the key does not match the binding");
 }
 
@@ -191,32 +171,13 @@ async fn a_128_mib_message_costs_at_most_about_twice_its_size() {
     )
     .await
     .unwrap();
-    let mut consumer = cch
-        .basic_consume(
-            "big".into(),
-            "c".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = support::consume(&cch, "big", "c", true).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = rss_of(pid);
     let size = 128usize << 20;
     let body = vec![9u8; size];
     let (peak, got) = peak_rss(pid, async {
-        pch.basic_publish(
-            "".into(),
-            "big".into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
+        support::send(&pch, "", "big", &body, BasicProperties::default()).await;
         tokio::time::timeout(Duration::from_secs(60), consumer.next())
             .await
             .expect("the message within 60 s")
@@ -308,15 +269,7 @@ async fn an_unacked_delivery_past_the_consumer_timeout_closes_its_channel_with_4
     let ch = conn.create_channel().await.unwrap();
     let q = support::exclusive_queue(&ch).await;
     support::publish(&ch, "", &q, b"late").await;
-    let mut consumer = ch
-        .basic_consume(
-            q.as_str().into(),
-            "slow".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = support::consume(&ch, &q, "slow", false).await;
     let _d = support::next_delivery(&mut consumer).await;
     let started = Instant::now();
     let e = support::next_error(&mut events).await;

@@ -15,10 +15,7 @@ use forgetfs::ForgetFs;
 use support::lab::{Cut, Lab};
 
 fn rounds() -> usize {
-    std::env::var("WARREN_POWER_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
+    support::env_or("WARREN_POWER_ROUNDS", 5)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

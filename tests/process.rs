@@ -164,15 +164,7 @@ async fn metrics_count_what_happened() {
             BasicProperties::default(),
         )
     };
-    ch.queue_bind(
-        "m".into(),
-        "amq.direct".into(),
-        "m".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    support::bind(&ch, "m", "amq.direct", "m").await;
     for _ in 0..100 {
         assert!(publish("m").await.unwrap().await.unwrap().is_ack());
     }
@@ -181,15 +173,7 @@ async fn metrics_count_what_happened() {
     }
     let cch = conn.create_channel().await.unwrap();
     cch.basic_qos(60, BasicQosOptions::default()).await.unwrap();
-    let mut consumer = cch
-        .basic_consume(
-            "m".into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = support::consume(&cch, "m", "c", false).await;
     use futures_lite::StreamExt;
     // Prefetch 60 and no ack before all 60 arrived: exactly 60 are delivered.
     let mut last = None;
@@ -211,16 +195,7 @@ async fn metrics_count_what_happened() {
     }
     // A round trip on each channel: everything before it was handled (and counted).
     for c in [&ch, &cch] {
-        c.queue_declare(
-            "m".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        support::declare_passive(c, "m").await.unwrap();
     }
     let body = http_get(b.metrics(), "/metrics").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");

@@ -146,28 +146,10 @@ fn hostile(
 /// Adversarial topic traffic through lapin until `stop`.
 async fn adversarial_topic(uri: String, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
     let (c, ch) = support::lab::open(&uri).await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q = support::server_named_queue(&ch).await;
     for n in 6..10 {
         let pattern = vec!["#"; n].join(".") + ".nomatch";
-        ch.queue_bind(
-            q.name().as_str().into(),
-            "amq.topic".into(),
-            pattern.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        support::bind(&ch, &q, "amq.topic", &pattern).await;
     }
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -193,10 +175,7 @@ async fn adversarial_topic(uri: String, stop: Arc<AtomicBool>, done: Arc<AtomicU
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_normal_client_is_served_while_others_attack() {
-    let secs: u64 = std::env::var("WARREN_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(45);
+    let secs: u64 = support::env_or("WARREN_SOAK_SECS", 45);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("broker.log");
     let b = ChildBroker::start(&dir.path().join("data"), &log, &[]).await;
@@ -222,18 +201,7 @@ async fn a_normal_client_is_served_while_others_attack() {
     pch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let mut deliveries = cch
-        .basic_consume(
-            "soak".into(),
-            "soaker".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut deliveries = support::consume(&cch, "soak", "soaker", true).await;
     let mut round_trips = Vec::new();
     let mut confirmed = HashSet::new();
     let mut received = HashSet::new();

@@ -32,15 +32,7 @@ async fn channel(b: &TestBroker) -> (lapin::Connection, Channel) {
 /// None if it does not exist.
 async fn count(conn: &lapin::Connection, name: &str) -> Option<u32> {
     let ch = conn.create_channel().await.unwrap();
-    let r = ch
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    let r = support::declare_passive(&ch, name)
         .await
         .ok()
         .map(|q| q.message_count());
@@ -72,16 +64,7 @@ async fn delete_and_redeclare_races_survive_a_restart() {
         // Transient messages make the delete take a while (the window in which the name is
         // free again but the delete's store write is not yet sent, if it is sent late).
         for _ in 0..FILL {
-            filler
-                .basic_publish(
-                    "".into(),
-                    name.as_str().into(),
-                    BasicPublishOptions::default(),
-                    b"filler",
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap();
+            support::send(&filler, "", &name, b"filler", BasicProperties::default()).await;
         }
         while count(&probe, &name).await < Some(FILL) {
             tokio::task::yield_now().await;
@@ -114,28 +97,17 @@ async fn delete_and_redeclare_races_survive_a_restart() {
             .queue_declare(name.as_str().into(), durable(), FieldTable::default())
             .await
             .unwrap();
-        declarer
-            .queue_bind(
-                name.as_str().into(),
-                "amq.direct".into(),
-                name.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let confirm = declarer
-            .basic_publish(
-                "amq.direct".into(),
-                name.as_str().into(),
-                BasicPublishOptions::default(),
-                format!("m{r}").as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        support::bind(&declarer, &name, "amq.direct", &name).await;
+        let confirm = support::send(
+            &declarer,
+            "amq.direct",
+            &name,
+            format!("m{r}").as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .await
+        .unwrap();
         assert!(confirm.is_ack());
         let n = count(&probe, &name).await;
         if n != Some(1) {
@@ -164,15 +136,14 @@ async fn delete_and_redeclare_races_survive_a_restart() {
         }
         // The binding came back too: a publish through it lands in the queue.
         let (conn, ch) = channel(&b).await;
-        ch.basic_publish(
-            "amq.direct".into(),
-            name.as_str().into(),
-            BasicPublishOptions::default(),
+        support::send(
+            &ch,
+            "amq.direct",
+            &name,
             b"again",
             BasicProperties::default(),
         )
-        .await
-        .unwrap();
+        .await;
         let _ = conn.close(200, "ok".into()).await;
         if count(&probe, &name).await != Some(2) {
             unbound.push(name);

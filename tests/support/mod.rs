@@ -92,6 +92,15 @@ impl Env {
     }
 }
 
+/// The environment variable `name` parsed, or `default` if it is unset or does not parse
+/// (the knobs of the long tests: rounds, seconds).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A name no other test (or earlier run against a long-lived reference broker) uses.
 pub fn uniq(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -134,15 +143,26 @@ pub fn text(e: &lapin::Error) -> String {
     }
 }
 
+/// Asserts that `e` is a channel close (soft error) with `expected`.
+#[track_caller]
+pub fn assert_soft(e: &lapin::Error, expected: u16) {
+    assert_eq!(code(e), Some(expected), "unexpected error: {e:?}");
+    assert!(!is_hard(e), "expected a channel error, got {e:?}");
+}
+
+/// Asserts that `e` is a connection close (hard error) with `expected`.
+#[track_caller]
+pub fn assert_hard(e: &lapin::Error, expected: u16) {
+    assert_eq!(code(e), Some(expected), "unexpected error: {e:?}");
+    assert!(is_hard(e), "expected a connection error, got {e:?}");
+}
+
 /// Asserts that `r` failed with a channel close (soft error) with `expected`.
 #[track_caller]
 pub fn assert_channel_error<T: std::fmt::Debug>(r: lapin::Result<T>, expected: u16) {
     match r {
         Ok(v) => panic!("expected channel error {expected}, got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(code(&e), Some(expected), "unexpected error: {e:?}");
-            assert!(!is_hard(&e), "expected a channel error, got {e:?}");
-        }
+        Err(e) => assert_soft(&e, expected),
     }
 }
 
@@ -151,10 +171,7 @@ pub fn assert_channel_error<T: std::fmt::Debug>(r: lapin::Result<T>, expected: u
 pub fn assert_connection_error<T: std::fmt::Debug>(r: lapin::Result<T>, expected: u16) {
     match r {
         Ok(v) => panic!("expected connection error {expected}, got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(code(&e), Some(expected), "unexpected error: {e:?}");
-            assert!(is_hard(&e), "expected a connection error, got {e:?}");
-        }
+        Err(e) => assert_hard(&e, expected),
     }
 }
 
@@ -297,6 +314,13 @@ pub async fn bind_with(ch: &Channel, q: &str, exchange: &str, key: &str, args: F
     )
     .await
     .unwrap_or_else(|e| panic!("bind {q} to {exchange} with {key:?}: {e:?}"));
+}
+
+/// queue.unbind of `q` from `exchange` with `key`.
+pub async fn unbind(ch: &Channel, q: &str, exchange: &str, key: &str) {
+    ch.queue_unbind(q.into(), exchange.into(), key.into(), FieldTable::default())
+        .await
+        .unwrap_or_else(|e| panic!("unbind {q} from {exchange} with {key:?}: {e:?}"));
 }
 
 /// basic.consume of `q` with consumer tag `tag`.

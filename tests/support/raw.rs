@@ -245,8 +245,15 @@ impl Raw {
     ) -> Raw {
         let mut r = Raw::start(addr).await;
         r.start_ok("guest", false).await;
-        let tune = r.expect_tune().await;
-        r.send(&conn_frame(conn::AMQPMethod::TuneOk(tune_ok(
+        r.finish_login(tune_ok).await;
+        r
+    }
+
+    /// After start-ok: connection.tune answered with `tune_ok` (as in [`Raw::login_with`]),
+    /// then open "/" and open-ok.
+    pub async fn finish_login(&mut self, tune_ok: impl FnOnce(conn::TuneOk) -> conn::TuneOk) {
+        let tune = self.expect_tune().await;
+        self.send(&conn_frame(conn::AMQPMethod::TuneOk(tune_ok(
             conn::TuneOk {
                 channel_max: tune.channel_max,
                 frame_max: tune.frame_max,
@@ -254,9 +261,8 @@ impl Raw {
             },
         ))))
         .await;
-        r.send_open("/").await;
-        r.expect_open_ok().await;
-        r
+        self.send_open("/").await;
+        self.expect_open_ok().await;
     }
 
     /// The handshake with the server's limits and no heartbeats.
