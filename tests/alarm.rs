@@ -151,7 +151,8 @@ use futures_lite::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use support::child::{rss_of, try_http_get, ChildBroker, Spawn};
-use support::lab::{durable, open};
+use support::durable;
+use support::lab::open;
 
 /// A metric's value from the broker's /metrics (retried while the endpoint comes up).
 async fn metric(port: u16, name: &str) -> Option<f64> {

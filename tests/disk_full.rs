@@ -19,7 +19,8 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, PublisherConfirm};
 use support::child::{assert_no_panic, ChildBroker};
-use support::lab::{body_for, durable, id_of, open, persistent};
+use support::lab::{body_for, id_of, open};
+use support::{durable, persistent};
 
 const QUEUE: &str = "full-q";
 const WINDOW: usize = 128;

@@ -10,27 +10,10 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use support::TestBroker;
-use support::{code, drain, next_delivery, within};
-
-fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
-}
+use support::{code, drain, durable, next_delivery, persistent, within};
 
 fn transient() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(1)
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
-}
-
-async fn open(b: &TestBroker) -> (Connection, Channel) {
-    let conn = b.connect().await;
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
 }
 
 /// Publishes with confirms on and waits for every confirm (all must be acks).
@@ -103,7 +86,7 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn durable_definitions_and_persistent_messages_survive_a_restart() {
     let b = TestBroker::start().await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     let opts = |durable| ExchangeDeclareOptions {
         durable,
         ..Default::default()
@@ -160,7 +143,7 @@ async fn durable_definitions_and_persistent_messages_survive_a_restart() {
     drop(conn);
 
     let b = b.restart().await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     assert!(exchange_exists(&conn, "logs").await);
     assert!(exchange_exists(&conn, "hop").await);
     assert!(!exchange_exists(&conn, "scratch").await);
@@ -176,7 +159,7 @@ async fn durable_definitions_and_persistent_messages_survive_a_restart() {
 #[tokio::test]
 async fn acked_messages_stay_acked_and_delivered_ones_come_back_redelivered() {
     let b = TestBroker::start().await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     ch.queue_declare("work".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -203,7 +186,7 @@ async fn acked_messages_stay_acked_and_delivered_ones_come_back_redelivered() {
     drop(held);
 
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     let mut got = Vec::new();
     while let Some(m) = ch
         .basic_get("work".into(), BasicGetOptions { no_ack: true })
@@ -220,7 +203,7 @@ async fn acked_messages_stay_acked_and_delivered_ones_come_back_redelivered() {
 #[tokio::test]
 async fn purged_and_deleted_queues_stay_empty_and_gone() {
     let b = TestBroker::start().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     let none = FieldTable::default;
     ch.queue_declare("purged".into(), durable(), none())
         .await
@@ -242,7 +225,7 @@ async fn purged_and_deleted_queues_stay_empty_and_gone() {
     publish_confirmed(&ch, "", "purged", ["after".to_string()], persistent()).await;
 
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     assert_eq!(drain(&ch, "purged").await, vec!["after".to_string()]);
     assert_eq!(queue_exists(&ch, "deleted").await, None);
 }
@@ -252,7 +235,7 @@ async fn purged_and_deleted_queues_stay_empty_and_gone() {
 #[tokio::test]
 async fn a_queue_past_its_ram_budget_pages_to_disk_and_delivers_in_order() {
     let b = TestBroker::start_with(|c| c.queue_ram_bytes = 64 * 1024).await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     ch.queue_declare("deep".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -288,7 +271,7 @@ async fn a_queue_past_its_ram_budget_pages_to_disk_and_delivers_in_order() {
     // After a restart only the persistent ones of the last 1,000 are left (chunks 6 and 7
     // were persistent and transient: 3000..3500 persistent, 3500..4000 transient).
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     assert_eq!(drain(&ch, "deep").await, bodies[3000..3500].to_vec());
 }
 
@@ -297,7 +280,7 @@ async fn large_messages_page_out_and_back_whole() {
     // Bodies past the page file's write buffer are written straight from the message and
     // read back into a buffer of their own (no copy): each comes back byte for byte.
     let b = TestBroker::start_with(|c| c.queue_ram_bytes = 256 * 1024).await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     ch.queue_declare("big-deep".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -319,7 +302,7 @@ async fn large_messages_page_out_and_back_whole() {
 #[tokio::test]
 async fn a_transient_queue_paged_to_disk_is_gone_after_a_restart() {
     let b = TestBroker::start_with(|c| c.queue_ram_bytes = 16 * 1024).await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     ch.queue_declare(
         "paged".into(),
         QueueDeclareOptions::default(),
@@ -331,7 +314,7 @@ async fn a_transient_queue_paged_to_disk_is_gone_after_a_restart() {
     assert_eq!(drain(&ch, "paged").await.len(), 1000);
     publish_confirmed(&ch, "", "paged", numbered("u", 1000), persistent()).await;
     let b = b.restart().await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     assert_eq!(queue_exists(&ch, "paged").await, None);
     let ch = conn.create_channel().await.unwrap();
     ch.queue_declare(
@@ -348,7 +331,7 @@ async fn a_transient_queue_paged_to_disk_is_gone_after_a_restart() {
 #[tokio::test]
 async fn committed_persistent_messages_survive_a_restart() {
     let b = TestBroker::start().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     ch.queue_declare("txq".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -366,7 +349,7 @@ async fn committed_persistent_messages_survive_a_restart() {
     }
     within(ch.tx_commit()).await.unwrap();
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     assert_eq!(drain(&ch, "txq").await, numbered("c", 10));
 }
 
@@ -375,7 +358,7 @@ async fn committed_persistent_messages_survive_a_restart() {
 #[tokio::test]
 async fn large_bodies_survive_a_restart_and_their_space_is_reclaimed() {
     let b = TestBroker::start().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     ch.queue_declare("big".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -405,7 +388,7 @@ async fn large_bodies_survive_a_restart_and_their_space_is_reclaimed() {
     assert!(segments(&b) > 0, "large bodies are not in segment files");
 
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     assert_eq!(drain(&ch, "big").await, bodies[50..].to_vec());
     let b = b.restart().await;
     assert_eq!(

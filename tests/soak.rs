@@ -191,13 +191,9 @@ async fn a_normal_client_is_served_while_others_attack() {
     // The normal client: publish (persistent, confirmed), receive it, again.
     let (pc, pch) = support::lab::open(&b.uri()).await;
     let (cc, cch) = support::lab::open(&b.uri()).await;
-    pch.queue_declare(
-        "soak".into(),
-        support::lab::durable(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    pch.queue_declare("soak".into(), support::durable(), FieldTable::default())
+        .await
+        .unwrap();
     pch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();

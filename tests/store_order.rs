@@ -8,25 +8,12 @@ use std::time::Duration;
 
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
-use support::TestBroker;
+use lapin::BasicProperties;
+use support::{durable, TestBroker};
 
 const ROUNDS: usize = 150;
 /// Transient messages in the queue when it is deleted.
 const FILL: u32 = 2000;
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
-}
-
-async fn channel(b: &TestBroker) -> (lapin::Connection, Channel) {
-    let conn = b.connect().await;
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
-}
 
 /// Passive declare (on a channel of its own: a 404 closes it): the queue's message count, or
 /// None if it does not exist.
@@ -43,10 +30,10 @@ async fn count(conn: &lapin::Connection, name: &str) -> Option<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_and_redeclare_races_survive_a_restart() {
     let b = TestBroker::start().await;
-    let (_c1, deleter) = channel(&b).await;
-    let (_c3, filler) = channel(&b).await;
+    let (_c1, deleter) = b.open().await;
+    let (_c3, filler) = b.open().await;
     let probe = b.connect().await;
-    let (declare_conn, declarer) = channel(&b).await;
+    let (declare_conn, declarer) = b.open().await;
     declarer
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -135,7 +122,7 @@ async fn delete_and_redeclare_races_survive_a_restart() {
             }
         }
         // The binding came back too: a publish through it lands in the queue.
-        let (conn, ch) = channel(&b).await;
+        let (conn, ch) = b.open().await;
         support::send(
             &ch,
             "amq.direct",

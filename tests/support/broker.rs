@@ -65,4 +65,11 @@ impl TestBroker {
             .await
             .expect("lapin connects")
     }
+
+    /// A new connection and one channel on it.
+    pub async fn open(&self) -> (Connection, lapin::Channel) {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.expect("channel opens");
+        (conn, ch)
+    }
 }

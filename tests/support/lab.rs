@@ -35,13 +35,14 @@ use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::sync::watch;
 
 use super::child::{assert_no_panic, ChildBroker};
+use super::{durable, persistent};
 
 pub const QUEUE: &str = "lab-q";
 pub const PUBLISHERS: usize = 3;
@@ -105,17 +106,6 @@ fn genuine(ledger: &Ledger, id: &str, body: &[u8], props: &BasicProperties) -> b
     ledger.published.contains(id)
         && body == body_for(id).as_slice()
         && props.delivery_mode() == &Some(2)
-}
-
-pub fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
-}
-
-pub fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
 }
 
 async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {

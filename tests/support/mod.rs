@@ -1,8 +1,14 @@
-//! Helpers shared by the lapin integration tests (exchanges, queues, basic, confirms_tx,
-//! connection): the broker under test, unique names, timeouts, and reading AMQP reply codes
-//! out of lapin's errors.
+//! The one harness of the integration tests (each declares `mod support;`):
+//! - [`broker`]: Warren in-process on a free port ([`TestBroker`]);
+//! - [`child`]: the `warren` binary as a child process ([`child::ChildBroker`]), and running
+//!   it to its exit;
+//! - [`raw`]: the raw-frame AMQP client ([`raw::Raw`]) and frame builders;
+//! - [`lab`]: the crash and power-loss rounds;
+//! - here: the broker a lapin test talks to ([`Env`]), unique names, time limits, lapin steps
+//!   (publish, declare, bind, consume, drain), and reading AMQP reply codes out of lapin's
+//!   errors.
 //!
-//! By default every test talks to a Warren started in-process ([`broker::TestBroker`]).
+//! By default every [`Env`] test talks to a Warren started in-process ([`TestBroker`]).
 //! With `WARREN_REF_URI` set (e.g. `amqp://guest:guest@127.0.0.1:5702/%2f`, a RabbitMQ from
 //! `/work/shared/bin/rabbitmq-ref start 5702`), the tests that only need a URI talk to that
 //! broker instead, which checks the expectations themselves against the reference.
@@ -89,6 +95,19 @@ impl Env {
         let conn = self.connect().await;
         let ch = within(conn.create_channel()).await.expect("channel opens");
         (conn, ch)
+    }
+}
+
+/// Persistent: delivery mode 2.
+pub fn persistent() -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2)
+}
+
+/// A durable queue.
+pub fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
     }
 }
 
