@@ -14,7 +14,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::time::timeout;
 
 /// How long one read or write may take before the test fails instead of hanging.
-pub const STEP: Duration = Duration::from_secs(5);
+pub use super::STEP;
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
 // ---- frames ------------------------------------------------------------------------------
