@@ -4,14 +4,13 @@
 //! with the test hook, then for real: the broker (a child process) pushed past a low memory
 //! watermark by real publishes, and past a disk free limit on forgetfs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
 
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{queue, AMQPClass};
-use support::raw::Raw;
+use support::raw::{publish_frames, Raw};
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..300 {
@@ -24,8 +23,8 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// Ready messages in `q`, asked over a raw connection that never publishes.
-fn ready(addr: &str, q: &str) -> u32 {
-    let mut r = Raw::open(addr);
+async fn ready(addr: &str, q: &str) -> u32 {
+    let mut r = Raw::open(addr).await;
     r.send(&AMQPFrame::Method(
         1,
         AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
@@ -33,8 +32,9 @@ fn ready(addr: &str, q: &str) -> u32 {
             passive: true,
             ..Default::default()
         })),
-    ));
-    match r.recv() {
+    ))
+    .await;
+    match r.recv().await {
         AMQPFrame::Method(1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))) => {
             ok.message_count
         }
@@ -42,10 +42,10 @@ fn ready(addr: &str, q: &str) -> u32 {
     }
 }
 
-fn publish(r: &mut Raw, q: &str, body: &[u8]) {
+async fn publish(r: &mut Raw, q: &str, body: &[u8]) {
     let mut out = Vec::new();
-    r.publish_frames("", q, body, &mut out);
-    r.send_bytes(&out);
+    publish_frames("", q, body, &mut out);
+    r.write(&out).await;
 }
 
 #[tokio::test]
@@ -53,7 +53,7 @@ async fn an_alarm_blocks_a_connection_when_it_publishes_and_clearing_it_unblocks
     // As RabbitMQ 3.10.8 does (checked with pika): a raised alarm blocks a connection, and
     // tells it connection.blocked "low on memory", only when it publishes; a connection that
     // does not publish is neither blocked nor told.
-    let b = common::TestBroker::start().await;
+    let b = support::TestBroker::start().await;
     let addr = b.addr.to_string();
     // lapin connections: lapin advertises the connection.blocked capability.
     let listener = b.connect().await;
@@ -79,11 +79,7 @@ async fn an_alarm_blocks_a_connection_when_it_publishes_and_clearing_it_unblocks
             });
         }
     };
-    let count = |a: String| async move {
-        tokio::task::spawn_blocking(move || ready(&a, "q"))
-            .await
-            .unwrap()
-    };
+    let count = |a: String| async move { ready(&a, "q").await };
     send(b"before").await;
     let a = addr.clone();
     for _ in 0..100 {
@@ -114,19 +110,20 @@ async fn an_alarm_blocks_a_connection_when_it_publishes_and_clearing_it_unblocks
     assert!(!listener.status().blocked());
 
     // A raw client without the capability is blocked too, silently.
-    let (mut raw, a2) = {
-        let a = addr.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut p = Raw::open(&a);
-            publish(&mut p, "q", b"raw during");
-            publish(&mut p, "q", b"raw after");
-            (p, a)
-        })
-        .await
-        .unwrap()
-    };
+    let mut raw = Raw::open(&addr).await;
+    publish(&mut raw, "q", b"raw during").await;
+    // The publish that blocks it is taken (as the lapin one above). Only then the next one:
+    // sent at once, both could come in one read (the blocking client of old ran on a thread
+    // of its own, so the broker read between its writes).
+    for _ in 0..100 {
+        if count(a.clone()).await == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    publish(&mut raw, "q", b"raw after").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let during = count(a2.clone()).await;
+    let during = count(addr.clone()).await;
     assert!(
         during <= 3,
         "a blocked raw publisher was read on: {during} ready"
@@ -136,12 +133,7 @@ async fn an_alarm_blocks_a_connection_when_it_publishes_and_clearing_it_unblocks
     until("connection.unblocked", || !publisher.status().blocked()).await;
     for _ in 0..300 {
         if count(a.clone()).await == 5 {
-            raw = tokio::task::spawn_blocking(move || {
-                publish(&mut raw, "q", b"after");
-                raw
-            })
-            .await
-            .unwrap();
+            publish(&mut raw, "q", b"after").await;
             drop(raw);
             return;
         }
@@ -156,10 +148,11 @@ async fn an_alarm_blocks_a_connection_when_it_publishes_and_clearing_it_unblocks
 // ---- the real monitors --------------------------------------------------------------------
 
 use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use support::child::ChildBroker;
-use support::lab::{durable, open};
+use support::child::{rss_of, try_http_get, ChildBroker, Spawn};
+use support::durable;
+use support::lab::open;
 
 /// A metric's value from the broker's /metrics (retried while the endpoint comes up).
 async fn metric(port: u16, name: &str) -> Option<f64> {
@@ -173,28 +166,7 @@ async fn metric(port: u16, name: &str) -> Option<f64> {
 }
 
 async fn metric_once(port: u16, name: &str) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.ok()?;
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-}
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
+    support::child::metric(&try_http_get(port, "/metrics").await?, name)
 }
 
 /// Waits (up to `secs`) until `f` holds.
@@ -242,19 +214,21 @@ async fn memory_scenario(
         rss_of(b.pid())
     };
     let watermark = format!("{}", idle + (150 << 20));
-    let metrics_port = support::child::free_port();
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    let b = ChildBroker::start(
+    let b = ChildBroker::spawn(
         &dir.join("data"),
         &log,
-        &[
-            ("WARREN_MEMORY_HIGH_WATERMARK", watermark.as_str()),
-            // Ready messages stay in RAM: the queue does not page them out.
-            ("WARREN_QUEUE_RAM_BYTES", "4000000000"),
-            ("WARREN_METRICS_LISTEN", metrics.as_str()),
-        ],
+        Spawn {
+            env: &[
+                ("WARREN_MEMORY_HIGH_WATERMARK", watermark.as_str()),
+                // Ready messages stay in RAM: the queue does not page them out.
+                ("WARREN_QUEUE_RAM_BYTES", "4000000000"),
+            ],
+            metrics: true,
+            ..Spawn::default()
+        },
     )
     .await;
+    let metrics_port = b.metrics();
     assert_eq!(
         metric(metrics_port, "rabbitmq_resident_memory_limit_bytes").await,
         Some((idle + (150 << 20)) as f64)
@@ -266,15 +240,7 @@ async fn memory_scenario(
         .unwrap();
     if growth == Growth::Unacked {
         let (c, ch) = open(&b.uri()).await;
-        let mut d = ch
-            .basic_consume(
-                "mem-q".into(),
-                "hoarder".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        let mut d = support::consume(&ch, "mem-q", "hoarder", false).await;
         tokio::spawn(async move {
             // Takes everything, acks nothing.
             let _c = c;
@@ -331,18 +297,7 @@ async fn publishing_past_the_memory_watermark_blocks_and_draining_unblocks() {
         memory_scenario(dir.path(), Growth::Queue).await;
     // A consumer drains (it never published, so it is not blocked): memory comes back.
     let (_cconn, cons_ch) = open(&b.uri()).await;
-    let mut deliveries = cons_ch
-        .basic_consume(
-            "mem-q".into(),
-            "drain".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut deliveries = support::consume(&cons_ch, "mem-q", "drain", true).await;
     let drainer = tokio::spawn(async move { while let Some(Ok(_)) = deliveries.next().await {} });
     let status = pconn.status().clone();
     eventually(30, "the publisher to be unblocked", || !status.blocked()).await;
@@ -377,17 +332,17 @@ async fn filling_the_disk_past_its_free_limit_blocks_and_room_unblocks() {
     std::fs::create_dir(&mount).unwrap();
     let fs = forgetfs::ForgetFs::mount(&mount).expect("mount forgetfs (needs root and /dev/fuse)");
     let log = dir.path().join("broker.log");
-    let metrics_port = support::child::free_port();
-    let metrics = format!("127.0.0.1:{metrics_port}");
-    let b = ChildBroker::start(
+    let b = ChildBroker::spawn(
         &mount.join("data"),
         &log,
-        &[
-            ("WARREN_DISK_FREE_LIMIT", "20MB"),
-            ("WARREN_METRICS_LISTEN", metrics.as_str()),
-        ],
+        Spawn {
+            env: &[("WARREN_DISK_FREE_LIMIT", "20MB")],
+            metrics: true,
+            ..Spawn::default()
+        },
     )
     .await;
+    let metrics_port = b.metrics();
     fs.set_capacity(Some(fs.used() + 40_000_000));
     let (pconn, ch) = open(&b.uri()).await;
     ch.queue_declare("disk-q".into(), durable(), FieldTable::default())

@@ -2,7 +2,6 @@
 //! exclusivity, cancel from either side), get, ack/nack/reject, redelivery, round-robin,
 //! prefetch, requeue on close, recover, and bodies spanning many frames.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -13,22 +12,12 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Consumer};
 use support::{
     assert_channel_error, assert_connection_error, assert_no_delivery, code, drain,
-    exclusive_queue as queue, is_hard, next_delivery, next_error, publish, publish_with, sync,
-    uniq, within, Env,
+    exclusive_queue as queue, next_delivery, next_error, publish, publish_with, sync, uniq, within,
+    Env,
 };
 
 async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> Consumer {
-    within(ch.basic_consume(
-        q.into(),
-        tag.into(),
-        BasicConsumeOptions {
-            no_ack,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap_or_else(|e| panic!("consume {q}: {e:?}"))
+    within(support::consume(ch, q, tag, no_ack)).await
 }
 
 async fn get(ch: &Channel, q: &str, no_ack: bool) -> Option<lapin::message::BasicGetMessage> {
@@ -64,8 +53,7 @@ async fn publish_to_a_missing_exchange_closes_the_channel_with_404() {
     let ch = within(conn.create_channel()).await.unwrap();
     publish(&ch, &uniq("missing"), "k", b"lost").await;
     let e = next_error(&mut events).await;
-    assert_eq!(code(&e), Some(404), "{e:?}");
-    assert!(!is_hard(&e), "{e:?}");
+    support::assert_soft(&e, 404);
     // The channel is gone, the connection is not.
     let r = within(ch.basic_qos(1, Default::default())).await;
     assert!(r.is_err(), "channel still open: {r:?}");
@@ -114,15 +102,14 @@ async fn mandatory_unroutable_message_is_returned_with_312_no_route() {
     }
 
     // Unroutable but not mandatory: dropped silently. Routable and mandatory: delivered.
-    let confirm = within(ch.basic_publish(
-        "amq.direct".into(),
-        key.as_str().into(),
-        BasicPublishOptions::default(),
+    let confirm = within(support::send(
+        &ch,
+        "amq.direct",
+        &key,
         b"dropped",
         BasicProperties::default(),
     ))
-    .await
-    .unwrap();
+    .await;
     assert_eq!(within(confirm).await.unwrap(), Confirmation::Ack(None));
     let q = queue(&ch).await;
     let confirm = within(ch.basic_publish(
@@ -175,8 +162,7 @@ async fn user_id_must_match_the_authenticated_user() {
     )
     .await;
     let e = next_error(&mut events).await;
-    assert_eq!(code(&e), Some(406), "{e:?}");
-    assert!(!is_hard(&e), "{e:?}");
+    support::assert_soft(&e, 406);
     let ch2 = within(conn.create_channel()).await.unwrap();
     assert_eq!(drain(&ch2, &q).await, Vec::<String>::new());
 }
@@ -249,16 +235,7 @@ async fn the_same_consumer_tag_on_two_channels_is_fine() {
     let ch2 = within(conn.create_channel()).await.unwrap();
     let _a = consume(&ch, &q, "same", false).await;
     let _b = consume(&ch2, &q, "same", false).await;
-    let d = within(ch.queue_declare(
-        q.as_str().into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let d = within(support::declare_passive(&ch, &q)).await.unwrap();
     assert_eq!(d.consumer_count(), 2);
 }
 
@@ -461,8 +438,7 @@ async fn acking_twice_or_an_unknown_tag_is_406() {
     within(ch.basic_ack(tag, Default::default())).await.unwrap();
     within(ch.basic_ack(tag, Default::default())).await.unwrap();
     let e = next_error(&mut events).await;
-    assert_eq!(code(&e), Some(406), "{e:?}");
-    assert!(!is_hard(&e), "{e:?}");
+    support::assert_soft(&e, 406);
 
     for (what, tag, multiple) in [("unknown", 42u64, false), ("unknown multiple", 42, true)] {
         let ch = within(conn.create_channel()).await.unwrap();
@@ -697,16 +673,7 @@ async fn unacked_messages_return_in_order_when_the_connection_closes() {
     // The requeue happens as the broker handles the close; poll briefly for it.
     let mut ready = 0;
     for _ in 0..20 {
-        let d = within(ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ))
-        .await
-        .unwrap();
+        let d = within(support::declare_passive(&ch, &q)).await.unwrap();
         ready = d.message_count();
         if ready == 3 {
             break;
@@ -785,34 +752,20 @@ async fn large_bodies_cross_frames_byte_exact() {
 /// test speaks raw AMQP): RabbitMQ closes the connection with 540 NOT_IMPLEMENTED.
 #[tokio::test]
 async fn qos_with_a_prefetch_size_closes_the_connection_with_540() {
-    use amq_protocol::frame::AMQPFrame;
-    use amq_protocol::protocol::{connection as c, AMQPClass};
+    use support::raw::{method_payload, raw_frame, Raw};
     let env = Env::start().await;
-    let addr = env.addr();
-    let close = tokio::task::spawn_blocking(move || {
-        let mut raw = support::raw::Raw::open(&addr);
+    let close = within(async {
+        let mut raw = Raw::open(env.addr()).await;
         // basic.qos (60, 10): prefetch-size 4096, prefetch-count 1, global false.
-        let mut payload = Vec::new();
-        payload.extend_from_slice(&60u16.to_be_bytes());
-        payload.extend_from_slice(&10u16.to_be_bytes());
-        payload.extend_from_slice(&4096u32.to_be_bytes());
-        payload.extend_from_slice(&1u16.to_be_bytes());
-        payload.push(0);
-        let mut frame = vec![1u8];
-        frame.extend_from_slice(&1u16.to_be_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&payload);
-        frame.push(0xCE);
-        raw.send_bytes(&frame);
-        loop {
-            if let AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Close(close))) =
-                raw.recv()
-            {
-                return close;
-            }
-        }
-    });
-    let close = within(close).await.unwrap();
+        let mut args = Vec::new();
+        args.extend_from_slice(&4096u32.to_be_bytes());
+        args.extend_from_slice(&1u16.to_be_bytes());
+        args.push(0);
+        raw.write(&raw_frame(1, 1, &method_payload(60, 10, &args)))
+            .await;
+        raw.expect_close_frame().await
+    })
+    .await;
     assert_eq!(close.reply_code, 540, "{close:?}");
     assert!(
         close.reply_text.as_str().starts_with("NOT_IMPLEMENTED"),
@@ -827,15 +780,7 @@ async fn deliveries_carry_exchange_key_and_properties() {
     let (_c, ch) = env.open().await;
     let q = queue(&ch).await;
     let key = uniq("key");
-    within(ch.queue_bind(
-        q.as_str().into(),
-        "amq.topic".into(),
-        key.as_str().into(),
-        Default::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    within(support::bind(&ch, &q, "amq.topic", &key)).await;
     let mut c = consume(&ch, &q, "c", false).await;
     let props = BasicProperties::default()
         .with_content_type("application/json".into())

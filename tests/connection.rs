@@ -2,7 +2,6 @@
 //! and vhosts, tune negotiation as lapin sees it, heartbeats, many channels, close from
 //! either side, and server shutdown closing every client with 320.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -12,15 +11,11 @@ use amq_protocol::protocol::{channel as chan, connection as c, AMQPClass};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ErrorKind};
-use support::raw::Raw;
+use support::raw::{channel_open, client_close, close_ok, Raw};
 use support::{code, drain, is_hard, next_error, publish, uniq, within, Env};
 
 async fn connect_uri(uri: &str) -> lapin::Result<Connection> {
     within(Connection::connect(uri, ConnectionProperties::default())).await
-}
-
-fn open_channel(n: u16) -> AMQPFrame {
-    AMQPFrame::Method(n, AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})))
 }
 
 #[tokio::test]
@@ -99,19 +94,10 @@ async fn lower_client_limits_win_and_are_honoured() {
     // 100 KiB each way in 8 KiB frames: the broker accepts the client's frames at that size
     // and splits its own deliveries to fit.
     let ch = &chans[9];
-    let q = within(ch.queue_declare(
-        "".into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let q = within(support::server_named_queue(ch)).await;
     let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 253) as u8).collect();
-    publish(ch, "", q.name().as_str(), &body).await;
-    let got = within(ch.basic_get(q.name().as_str().into(), BasicGetOptions { no_ack: true }))
+    publish(ch, "", q.as_str(), &body).await;
+    let got = within(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true }))
         .await
         .unwrap()
         .expect("a message");
@@ -120,7 +106,7 @@ async fn lower_client_limits_win_and_are_honoured() {
 
 #[tokio::test]
 async fn configured_limits_reach_the_client() {
-    let b = common::TestBroker::start_with(|c| {
+    let b = support::TestBroker::start_with(|c| {
         c.channel_max = 16;
         c.frame_max = 16384;
         c.heartbeat = 7;
@@ -133,7 +119,7 @@ async fn configured_limits_reach_the_client() {
         (16, 16384, 7)
     );
     // With heartbeats off on the server, lapin (asking for none) has none either.
-    let b = common::TestBroker::start_with(|c| c.heartbeat = 0).await;
+    let b = support::TestBroker::start_with(|c| c.heartbeat = 0).await;
     let conn = b.connect().await;
     assert_eq!(conn.configuration().heartbeat(), 0);
 }
@@ -141,27 +127,24 @@ async fn configured_limits_reach_the_client() {
 #[tokio::test]
 async fn channel_numbers_are_bounded_by_the_negotiated_channel_max() {
     let env = Env::start().await;
-    let addr = env.addr();
-    let close = tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::connect(&addr, |t| c::TuneOk {
+    let close = within(async {
+        let mut raw = Raw::login_with(env.addr(), |t| c::TuneOk {
             channel_max: 3,
             ..t
-        });
+        })
+        .await;
         for n in [1u16, 3, 2] {
-            raw.send(&open_channel(n));
-            match raw.recv() {
+            raw.send(&channel_open(n)).await;
+            match raw.recv().await {
                 AMQPFrame::Method(m, AMQPClass::Channel(chan::AMQPMethod::OpenOk(_))) if m == n => {
                 }
                 other => panic!("channel.open {n}: got {other:?}"),
             }
         }
-        raw.send(&open_channel(4));
-        match raw.recv() {
-            AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Close(close))) => close,
-            other => panic!("expected connection.close, got {other:?}"),
-        }
-    });
-    let close = within(close).await.unwrap();
+        raw.send(&channel_open(4)).await;
+        raw.expect_close_frame().await
+    })
+    .await;
     assert_eq!(close.reply_code, 504, "{close:?}");
     assert!(
         close.reply_text.as_str().starts_with("CHANNEL_ERROR"),
@@ -172,26 +155,25 @@ async fn channel_numbers_are_bounded_by_the_negotiated_channel_max() {
 #[tokio::test]
 async fn the_broker_sends_heartbeats_at_the_negotiated_rate() {
     let env = Env::start().await;
-    let addr = env.addr();
-    let beats = tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::connect(&addr, |t| c::TuneOk { heartbeat: 1, ..t });
+    let beats = within(async {
+        let mut raw = Raw::login_with(env.addr(), |t| c::TuneOk { heartbeat: 1, ..t }).await;
         let start = std::time::Instant::now();
         let mut beats = 0;
         // An idle connection with a 1 s heartbeat hears from the broker within the second.
         while start.elapsed() < Duration::from_millis(1200) {
-            match raw.recv_within(Duration::from_millis(1200)) {
+            match raw.recv_within(Duration::from_millis(1200)).await {
                 Some(AMQPFrame::Heartbeat) => {
                     beats += 1;
                     // Answer, so the broker does not give up on us.
-                    raw.send(&AMQPFrame::Heartbeat);
+                    raw.send(&AMQPFrame::Heartbeat).await;
                 }
                 Some(other) => panic!("unexpected frame {other:?}"),
                 None => break,
             }
         }
         beats
-    });
-    let beats = within(beats).await.unwrap();
+    })
+    .await;
     assert!(beats >= 1, "no heartbeat from the broker in 1.2 s");
 }
 
@@ -210,18 +192,9 @@ async fn many_channels_on_one_connection() {
     // Each channel works on its own queue.
     let mut queues = Vec::new();
     for (i, ch) in chans.iter().enumerate() {
-        let q = within(ch.queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ))
-        .await
-        .unwrap();
-        publish(ch, "", q.name().as_str(), format!("from {i}").as_bytes()).await;
-        queues.push(q.name().as_str().to_string());
+        let q = within(support::server_named_queue(ch)).await;
+        publish(ch, "", q.as_str(), format!("from {i}").as_bytes()).await;
+        queues.push(q.as_str().to_string());
     }
     for (i, (ch, q)) in chans.iter().zip(&queues).enumerate() {
         assert_eq!(drain(ch, q).await, [format!("from {i}")]);
@@ -255,21 +228,13 @@ async fn client_close_is_answered_and_leaves_other_connections_alone() {
 #[tokio::test]
 async fn raw_client_close_gets_close_ok() {
     let env = Env::start().await;
-    let addr = env.addr();
-    let reply = tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::open(&addr);
-        raw.send(&AMQPFrame::Method(
-            0,
-            AMQPClass::Connection(c::AMQPMethod::Close(c::Close {
-                reply_code: 200,
-                reply_text: "bye".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-        ));
-        raw.recv()
-    });
-    match within(reply).await.unwrap() {
+    let reply = within(async {
+        let mut raw = Raw::open(env.addr()).await;
+        raw.send(&client_close()).await;
+        raw.recv().await
+    })
+    .await;
+    match reply {
         AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::CloseOk(_))) => {}
         other => panic!("expected connection.close-ok, got {other:?}"),
     }
@@ -278,29 +243,21 @@ async fn raw_client_close_gets_close_ok() {
 #[tokio::test]
 async fn server_close_waits_for_close_ok_then_hangs_up() {
     let env = Env::start().await;
-    let addr = env.addr();
-    let (close, eof) = tokio::task::spawn_blocking(move || {
-        let mut raw = Raw::open(&addr);
-        // A second channel.open on channel 1 is a connection error (504 CHANNEL_ERROR).
-        raw.send(&open_channel(1));
-        let close = match raw.recv() {
-            AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Close(close))) => close,
-            other => panic!("expected connection.close, got {other:?}"),
-        };
-        // Anything but close-ok is ignored now.
-        raw.send(&open_channel(2));
-        assert!(
-            raw.recv_within(Duration::from_millis(200)).is_none(),
-            "broker answered after its connection.close"
-        );
-        raw.send(&AMQPFrame::Method(
-            0,
-            AMQPClass::Connection(c::AMQPMethod::CloseOk(c::CloseOk {})),
-        ));
-        (close, raw.wait_eof(Duration::from_secs(2)))
-    })
-    .await
-    .unwrap();
+    let mut raw = Raw::open(env.addr()).await;
+    // A second channel.open on channel 1 is a connection error (504 CHANNEL_ERROR).
+    raw.send(&channel_open(1)).await;
+    let close = match raw.recv().await {
+        AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Close(close))) => close,
+        other => panic!("expected connection.close, got {other:?}"),
+    };
+    // Anything but close-ok is ignored now.
+    raw.send(&channel_open(2)).await;
+    assert!(
+        raw.recv_within(Duration::from_millis(200)).await.is_none(),
+        "broker answered after its connection.close"
+    );
+    raw.send(&close_ok()).await;
+    let eof = raw.wait_eof(Duration::from_secs(2)).await;
     assert_eq!(close.reply_code, 504, "{close:?}");
     assert_eq!((close.class_id, close.method_id), (20, 10), "{close:?}");
     assert!(eof.is_ok(), "socket still open after close-ok");
@@ -311,27 +268,11 @@ async fn lapin_sees_a_server_close_and_the_connection_ends() {
     let env = Env::start().await;
     let (conn, ch) = env.open().await;
     let mut events = conn.events_listener();
-    let q = within(ch.queue_declare(
-        "".into(),
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
-    let _first = within(ch.basic_consume(
-        q.name().as_str().into(),
-        "tag".into(),
-        Default::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let q = within(support::server_named_queue(&ch)).await;
+    let _first = within(support::consume(&ch, &q, "tag", false)).await;
     // A reused consumer tag is a connection error (530).
     let r = within(ch.basic_consume(
-        q.name().as_str().into(),
+        q.as_str().into(),
         "tag".into(),
         Default::default(),
         FieldTable::default(),
@@ -340,14 +281,13 @@ async fn lapin_sees_a_server_close_and_the_connection_ends() {
     let e = r.map(|c| c.tag()).unwrap_err();
     assert_eq!(code(&e), Some(530), "{e:?}");
     let e = next_error(&mut events).await;
-    assert_eq!(code(&e), Some(530), "{e:?}");
-    assert!(is_hard(&e), "{e:?}");
+    support::assert_hard(&e, 530);
     assert!(within(conn.create_channel()).await.is_err());
 }
 
 #[tokio::test]
 async fn shutdown_closes_every_client_with_320() {
-    let b = common::TestBroker::start().await;
+    let b = support::TestBroker::start().await;
     let uri = b.uri();
     let conns = [b.connect().await, b.connect().await];
     let mut events: Vec<_> = conns.iter().map(|c| c.events_listener()).collect();

@@ -10,17 +10,13 @@
 //! `WARREN_CRASH_ROUNDS` sets the number of rounds (default 5). The summary line
 //! (`crash: rounds=...`) is printed with `--nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use support::lab::{Cut, Lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_no_confirmed_message() {
-    let rounds: usize = std::env::var("WARREN_CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let rounds: usize = support::env_or("WARREN_CRASH_ROUNDS", 5);
     let dir = tempfile::tempdir().unwrap();
     let mut lab = Lab::new(&dir.path().join("data"), &dir.path().join("broker.log"));
     for _ in 0..rounds {

@@ -8,7 +8,6 @@
 //! Needs root and /dev/fuse (CI has both). The summary line (`disk full: ...`) is printed
 //! with `--nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::collections::{HashSet, VecDeque};
@@ -16,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use forgetfs::ForgetFs;
 use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, PublisherConfirm};
 use support::child::{assert_no_panic, ChildBroker};
-use support::lab::{body_for, durable, id_of, open, persistent};
+use support::lab::{body_for, id_of, open};
+use support::{durable, persistent};
 
 const QUEUE: &str = "full-q";
 const WINDOW: usize = 128;
@@ -191,18 +191,7 @@ async fn a_full_disk_nacks_and_loses_nothing_confirmed() {
         .await
         .unwrap();
     let expected = q.message_count() as usize;
-    let mut deliveries = ch
-        .basic_consume(
-            QUEUE.into(),
-            "drain".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut deliveries = support::consume(&ch, QUEUE, "drain", true).await;
     let mut got = HashSet::new();
     let mut bad = 0;
     while got.len() < expected {

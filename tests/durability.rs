@@ -3,35 +3,17 @@
 //! delivered before, redelivered), transient ones don't; acks, purges and deletes stick; a
 //! queue past its RAM budget pages to disk and still delivers everything in order.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
-use common::TestBroker;
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
-use support::{code, drain, next_delivery, within};
-
-fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
-}
+use support::TestBroker;
+use support::{code, drain, durable, next_delivery, persistent, within};
 
 fn transient() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(1)
-}
-
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
-}
-
-async fn open(b: &TestBroker) -> (Connection, Channel) {
-    let conn = b.connect().await;
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
 }
 
 /// Publishes with confirms on and waits for every confirm (all must be acks).
@@ -65,16 +47,7 @@ async fn publish_confirmed(
 }
 
 async fn queue_exists(ch: &Channel, name: &str) -> Option<u32> {
-    let r = ch
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await;
+    let r = support::declare_passive(ch, name).await;
     match r {
         Ok(q) => Some(q.message_count()),
         Err(e) => {
@@ -113,7 +86,7 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn durable_definitions_and_persistent_messages_survive_a_restart() {
     let b = TestBroker::start().await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     let opts = |durable| ExchangeDeclareOptions {
         durable,
         ..Default::default()
@@ -170,7 +143,7 @@ async fn durable_definitions_and_persistent_messages_survive_a_restart() {
     drop(conn);
 
     let b = b.restart().await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     assert!(exchange_exists(&conn, "logs").await);
     assert!(exchange_exists(&conn, "hop").await);
     assert!(!exchange_exists(&conn, "scratch").await);
@@ -186,7 +159,7 @@ async fn durable_definitions_and_persistent_messages_survive_a_restart() {
 #[tokio::test]
 async fn acked_messages_stay_acked_and_delivered_ones_come_back_redelivered() {
     let b = TestBroker::start().await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     ch.queue_declare("work".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -196,15 +169,7 @@ async fn acked_messages_stay_acked_and_delivered_ones_come_back_redelivered() {
         .basic_qos(10, BasicQosOptions::default())
         .await
         .unwrap();
-    let mut c = consumer_ch
-        .basic_consume(
-            "work".into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut c = support::consume(&consumer_ch, "work", "c", false).await;
     // Ack the first 5 and hold the next 5 unacked; the acks free credit for 5 more (10..15),
     // which are delivered too: 5..15 have all been delivered, 15..20 never.
     let mut held = Vec::new();
@@ -221,7 +186,7 @@ async fn acked_messages_stay_acked_and_delivered_ones_come_back_redelivered() {
     drop(held);
 
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     let mut got = Vec::new();
     while let Some(m) = ch
         .basic_get("work".into(), BasicGetOptions { no_ack: true })
@@ -238,7 +203,7 @@ async fn acked_messages_stay_acked_and_delivered_ones_come_back_redelivered() {
 #[tokio::test]
 async fn purged_and_deleted_queues_stay_empty_and_gone() {
     let b = TestBroker::start().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     let none = FieldTable::default;
     ch.queue_declare("purged".into(), durable(), none())
         .await
@@ -260,7 +225,7 @@ async fn purged_and_deleted_queues_stay_empty_and_gone() {
     publish_confirmed(&ch, "", "purged", ["after".to_string()], persistent()).await;
 
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     assert_eq!(drain(&ch, "purged").await, vec!["after".to_string()]);
     assert_eq!(queue_exists(&ch, "deleted").await, None);
 }
@@ -270,7 +235,7 @@ async fn purged_and_deleted_queues_stay_empty_and_gone() {
 #[tokio::test]
 async fn a_queue_past_its_ram_budget_pages_to_disk_and_delivers_in_order() {
     let b = TestBroker::start_with(|c| c.queue_ram_bytes = 64 * 1024).await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     ch.queue_declare("deep".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -289,15 +254,7 @@ async fn a_queue_past_its_ram_budget_pages_to_disk_and_delivers_in_order() {
     cch.basic_qos(300, BasicQosOptions::default())
         .await
         .unwrap();
-    let mut c = cch
-        .basic_consume(
-            "deep".into(),
-            "c".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut c = support::consume(&cch, "deep", "c", false).await;
     for expected in &bodies[..3000] {
         let d = next_delivery(&mut c).await;
         assert_eq!(String::from_utf8_lossy(&d.data), *expected);
@@ -314,7 +271,7 @@ async fn a_queue_past_its_ram_budget_pages_to_disk_and_delivers_in_order() {
     // After a restart only the persistent ones of the last 1,000 are left (chunks 6 and 7
     // were persistent and transient: 3000..3500 persistent, 3500..4000 transient).
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     assert_eq!(drain(&ch, "deep").await, bodies[3000..3500].to_vec());
 }
 
@@ -323,7 +280,7 @@ async fn large_messages_page_out_and_back_whole() {
     // Bodies past the page file's write buffer are written straight from the message and
     // read back into a buffer of their own (no copy): each comes back byte for byte.
     let b = TestBroker::start_with(|c| c.queue_ram_bytes = 256 * 1024).await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     ch.queue_declare("big-deep".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -345,7 +302,7 @@ async fn large_messages_page_out_and_back_whole() {
 #[tokio::test]
 async fn a_transient_queue_paged_to_disk_is_gone_after_a_restart() {
     let b = TestBroker::start_with(|c| c.queue_ram_bytes = 16 * 1024).await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     ch.queue_declare(
         "paged".into(),
         QueueDeclareOptions::default(),
@@ -357,7 +314,7 @@ async fn a_transient_queue_paged_to_disk_is_gone_after_a_restart() {
     assert_eq!(drain(&ch, "paged").await.len(), 1000);
     publish_confirmed(&ch, "", "paged", numbered("u", 1000), persistent()).await;
     let b = b.restart().await;
-    let (conn, ch) = open(&b).await;
+    let (conn, ch) = b.open().await;
     assert_eq!(queue_exists(&ch, "paged").await, None);
     let ch = conn.create_channel().await.unwrap();
     ch.queue_declare(
@@ -374,7 +331,7 @@ async fn a_transient_queue_paged_to_disk_is_gone_after_a_restart() {
 #[tokio::test]
 async fn committed_persistent_messages_survive_a_restart() {
     let b = TestBroker::start().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     ch.queue_declare("txq".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -392,7 +349,7 @@ async fn committed_persistent_messages_survive_a_restart() {
     }
     within(ch.tx_commit()).await.unwrap();
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     assert_eq!(drain(&ch, "txq").await, numbered("c", 10));
 }
 
@@ -401,7 +358,7 @@ async fn committed_persistent_messages_survive_a_restart() {
 #[tokio::test]
 async fn large_bodies_survive_a_restart_and_their_space_is_reclaimed() {
     let b = TestBroker::start().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     ch.queue_declare("big".into(), durable(), FieldTable::default())
         .await
         .unwrap();
@@ -431,7 +388,7 @@ async fn large_bodies_survive_a_restart_and_their_space_is_reclaimed() {
     assert!(segments(&b) > 0, "large bodies are not in segment files");
 
     let b = b.restart().await;
-    let (_conn, ch) = open(&b).await;
+    let (_conn, ch) = b.open().await;
     assert_eq!(drain(&ch, "big").await, bodies[50..].to_vec());
     let b = b.restart().await;
     assert_eq!(

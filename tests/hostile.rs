@@ -4,34 +4,20 @@
 //! (returns to a client that never reads, unfinished messages on many channels, one huge
 //! message), connection-level limits, and the consumer timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use amq_protocol::frame::AMQPFrame;
-use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
-use common::TestBroker;
+use amq_protocol::protocol::{connection as conn, AMQPClass};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
-use support::child::ChildBroker;
-use support::raw::Raw;
+use support::child::{rss_of, run_binary, ChildBroker, Spawn};
+use support::raw::{content_frames, publish_frames_mandatory, Raw, Read, PROTOCOL_HEADER};
+use support::TestBroker;
 use support::{code, text, within};
-
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
 
 /// The largest RSS of `pid` sampled every 20 ms while `f` runs.
 async fn peak_rss<F: std::future::Future>(pid: u32, f: F) -> (u64, F::Output) {
@@ -59,15 +45,7 @@ async fn adversarial_topic_bindings_cost_polynomial_time() {
     let ch = conn.create_channel().await.unwrap();
     let q = support::exclusive_queue(&ch).await;
     let pattern = ["#"; 8].join(".") + ".nomatch";
-    ch.queue_bind(
-        q.as_str().into(),
-        "amq.topic".into(),
-        pattern.as_str().into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    support::bind(&ch, &q, "amq.topic", &pattern).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -76,83 +54,59 @@ async fn adversarial_topic_bindings_cost_polynomial_time() {
         .collect::<Vec<_>>()
         .join(".");
     for _ in 0..50 {
-        let confirm = within(ch.basic_publish(
-            "amq.topic".into(),
-            key.as_str().into(),
-            BasicPublishOptions::default(),
+        let confirm = within(support::send(
+            &ch,
+            "amq.topic",
+            &key,
             b"x",
             BasicProperties::default(),
         ))
-        .await
-        .unwrap();
+        .await;
         assert!(within(confirm).await.unwrap().is_ack());
     }
     // Another client is still served.
     let other = b.connect().await;
     let och = other.create_channel().await.unwrap();
     support::sync(&och).await;
-    let depth = ch
-        .queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count();
+    let depth = support::message_count(&ch, &q).await;
     assert_eq!(depth, 0, "the key does not match the binding");
-}
-
-/// A raw blocking client on `addr`, its socket writes timing out after `secs`.
-fn raw_client(addr: &str, secs: u64) -> Raw {
-    let r = Raw::open(addr);
-    r.set_write_timeout(Some(Duration::from_secs(secs)));
-    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn returns_to_a_client_that_never_reads_stop_its_input_not_our_memory() {
     // Mandatory publishes to nowhere come back as basic.return, body and all. A client that
     // never reads them used to grow the broker's output without bound (it kept reading).
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("broker.log");
-    let b = ChildBroker::start(&dir.path().join("data"), &log, &[]).await;
-    let addr = format!("127.0.0.1:{}", b.port);
+    let b = ChildBroker::in_temp_dir(Spawn::default()).await;
+    let addr = b.addr();
     let pid = b.pid();
     let before = rss_of(pid);
-    let sent = tokio::task::spawn_blocking(move || {
-        let mut r = raw_client(&addr, 3);
-        let body = vec![5u8; 64 * 1024];
-        let mut frames = Vec::new();
-        r.publish_frames_mandatory("", "nowhere", &body, &mut frames);
-        let mut sent = 0usize;
-        // Until the broker stops reading (our write times out), or 2 GB.
-        while sent < 2_000_000_000 {
-            if r.try_send_bytes(&frames).is_err() {
-                break;
-            }
-            sent += body.len();
+    let mut r = Raw::open(&addr).await;
+    // Writes time out after 3 s.
+    r.set_write_timeout(Duration::from_secs(3));
+    let body = vec![5u8; 64 * 1024];
+    let mut frames = Vec::new();
+    publish_frames_mandatory("", "nowhere", &body, &mut frames);
+    let mut sent = 0usize;
+    // Until the broker stops reading (our write times out), or 2 GB.
+    while sent < 2_000_000_000 {
+        if r.try_write(&frames).await.is_err() {
+            break;
         }
-        (sent, r)
-    })
-    .await
-    .unwrap();
+        sent += body.len();
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let grew = rss_of(pid).saturating_sub(before);
     eprintln!(
         "hostile: sent {} MB of unroutable mandatory publishes without reading; broker RSS +{} MB",
-        sent.0 >> 20,
+        sent >> 20,
         grew >> 20
     );
     assert!(
-        sent.0 < 1_000_000_000,
+        sent < 1_000_000_000,
         "the broker kept reading a client that never reads"
     );
     assert!(grew < 200 << 20, "RSS grew by {} MB", grew >> 20);
-    drop(sent);
+    drop(r);
     drop(b);
 }
 
@@ -162,35 +116,30 @@ async fn unfinished_messages_on_many_channels_are_capped() {
     // 5.6 GB. The bytes of unfinished messages on one connection are capped at twice the
     // largest message allowed: past it, 506 RESOURCE_ERROR (here with 1 MiB messages).
     let b = TestBroker::start_with(|c| c.max_message_size = 1 << 20).await;
-    let addr = b.addr.to_string();
-    let close = tokio::task::spawn_blocking(move || {
-        let mut r = Raw::open(&addr);
-        for ch in 2..45u16 {
-            r.send(&AMQPFrame::Method(
-                ch,
-                AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})),
-            ));
-            assert!(matches!(
-                r.recv(),
-                AMQPFrame::Method(_, AMQPClass::Channel(chan::AMQPMethod::OpenOk(_)))
-            ));
+    let mut r = Raw::open(b.addr).await;
+    for ch in 2..45u16 {
+        r.open_channel(ch).await;
+    }
+    let almost = vec![1u8; (1 << 20) - 1];
+    let mut close = None;
+    for ch in 2..45u16 {
+        let mut frames = Vec::new();
+        content_frames(ch, ("", "q", false), 1 << 20, &almost, &mut frames);
+        if r.try_write(&frames).await.is_err() {
+            break;
         }
-        let almost = vec![1u8; (1 << 20) - 1];
-        for ch in 2..45u16 {
-            let mut frames = Vec::new();
-            r.partial_publish_frames(ch, "q", 1 << 20, &almost, &mut frames);
-            if r.try_send_bytes(&frames).is_err() {
-                break;
-            }
-            if let Some(f) = r.recv_within(Duration::from_millis(1)) {
-                return f;
-            }
+        close = r.recv_within(Duration::from_millis(1)).await;
+        if close.is_some() {
+            break;
         }
-        r.recv_within(Duration::from_secs(5))
-            .expect("a connection.close")
-    })
-    .await
-    .unwrap();
+    }
+    let close = match close {
+        Some(f) => f,
+        None => r
+            .recv_within(Duration::from_secs(5))
+            .await
+            .expect("a connection.close"),
+    };
     match close {
         AMQPFrame::Method(0, AMQPClass::Connection(conn::AMQPMethod::Close(c))) => {
             assert_eq!(c.reply_code, 506, "{c:?}");
@@ -211,9 +160,7 @@ async fn unfinished_messages_on_many_channels_are_capped() {
 async fn a_128_mib_message_costs_at_most_about_twice_its_size() {
     // One 128 MiB message raised RSS by 660 MB (about 5x): its size reserved up front,
     // then copied into the consumer's output buffer.
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("broker.log");
-    let b = ChildBroker::start(&dir.path().join("data"), &log, &[]).await;
+    let b = ChildBroker::in_temp_dir(Spawn::default()).await;
     let pid = b.pid();
     let (pc, pch) = support::lab::open(&b.uri()).await;
     let (_cc, cch) = support::lab::open(&b.uri()).await;
@@ -224,32 +171,13 @@ async fn a_128_mib_message_costs_at_most_about_twice_its_size() {
     )
     .await
     .unwrap();
-    let mut consumer = cch
-        .basic_consume(
-            "big".into(),
-            "c".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = support::consume(&cch, "big", "c", true).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = rss_of(pid);
     let size = 128usize << 20;
     let body = vec![9u8; size];
     let (peak, got) = peak_rss(pid, async {
-        pch.basic_publish(
-            "".into(),
-            "big".into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
+        support::send(&pch, "", "big", &body, BasicProperties::default()).await;
         tokio::time::timeout(Duration::from_secs(60), consumer.next())
             .await
             .expect("the message within 60 s")
@@ -277,49 +205,30 @@ async fn connections_in_their_handshake_are_capped() {
     // frames before tune-ok are at most 8 KiB, and past `max_handshakes` such sockets are
     // closed at once; those that log in are served.
     let b = TestBroker::start_with(|c| c.max_handshakes = 20).await;
-    let addr = b.addr;
-    let (held, refused) = tokio::task::spawn_blocking(move || {
-        let mut held = Vec::new();
-        let mut refused = 0;
-        for _ in 0..40 {
-            let mut s = std::net::TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(300)))
-                .unwrap();
-            let _ = s.write_all(b"AMQP\x00\x00\x09\x01");
-            let mut buf = [0u8; 512];
-            match s.read(&mut buf) {
-                // connection.start: in the handshake, held.
-                Ok(n) if n > 0 => held.push(s),
-                _ => refused += 1,
-            }
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..40 {
+        let mut r = Raw::tcp(b.addr).await;
+        let _ = r.try_write(PROTOCOL_HEADER).await;
+        match r.next_within(Duration::from_millis(300)).await {
+            // connection.start: in the handshake, held.
+            Some(Read::Frame(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Start(_)),
+            ))) => held.push(r),
+            _ => refused += 1,
         }
-        (held, refused)
-    })
-    .await
-    .unwrap();
+    }
     assert_eq!(held.len(), 20, "{refused} refused");
     assert_eq!(refused, 20);
-    // A partial frame larger than 8 KiB before login is refused at its header.
-    let mut r = tokio::task::spawn_blocking(move || {
-        let mut s = held.into_iter().next().unwrap();
-        let mut header = vec![1u8, 0, 0];
-        header.extend_from_slice(&(128u32 * 1024).to_be_bytes());
-        s.write_all(&header).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut all = Vec::new();
-        let _ = s.read_to_end(&mut all);
-        all
-    })
-    .await
-    .unwrap();
-    // connection.start came first, then connection.close 501.
-    assert!(r.len() > 12);
-    let close_at = r
-        .windows(4)
-        .position(|w| w == [0, 10, 0, 50])
-        .expect("a connection.close");
-    r.drain(..close_at + 4);
-    assert_eq!(u16::from_be_bytes([r[0], r[1]]), 501);
+    // A partial frame larger than 8 KiB before login is refused at its header (after
+    // connection.start, read above): connection.close 501.
+    let mut r = held.into_iter().next().unwrap();
+    let mut header = vec![1u8, 0, 0];
+    header.extend_from_slice(&(128u32 * 1024).to_be_bytes());
+    r.write(&header).await;
+    let close = r.expect_close().await;
+    assert_eq!(close.reply_code, 501, "{close:?}");
     // Once the others are gone, logins work again.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let c = b.connect().await;
@@ -327,39 +236,23 @@ async fn connections_in_their_handshake_are_capped() {
     support::sync(&ch).await;
 }
 
-#[test]
-fn accept_errors_at_the_open_files_limit_are_logged_once_a_second() {
+#[tokio::test]
+async fn accept_errors_at_the_open_files_limit_are_logged_once_a_second() {
     // At the open-files limit "accept failed" was logged 20 times a second.
-    let dir = tempfile::tempdir().unwrap();
-    let port = support::child::free_port();
-    let log = dir.path().join("broker.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 48 && exec {} --listen 127.0.0.1:{port} --metrics-listen off",
-            env!("CARGO_BIN_EXE_warren")
-        ))
-        .env("WARREN_DATA_DIR", dir.path().join("data"))
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut b = ChildBroker::in_temp_dir(Spawn {
+        open_files: Some(48),
+        ..Spawn::default()
+    })
+    .await;
     let mut socks = Vec::new();
     for _ in 0..100 {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", b.port)) {
             socks.push(s);
         }
     }
     std::thread::sleep(Duration::from_secs(3));
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap();
+    b.kill();
+    let text = std::fs::read_to_string(b.log()).unwrap();
     let lines = text.matches("accept failed").count();
     assert!(lines >= 1, "the limit was never reached:\n{text}");
     assert!(lines <= 5, "{lines} accept-failed lines in 3 s:\n{text}");
@@ -376,15 +269,7 @@ async fn an_unacked_delivery_past_the_consumer_timeout_closes_its_channel_with_4
     let ch = conn.create_channel().await.unwrap();
     let q = support::exclusive_queue(&ch).await;
     support::publish(&ch, "", &q, b"late").await;
-    let mut consumer = ch
-        .basic_consume(
-            q.as_str().into(),
-            "slow".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = support::consume(&ch, &q, "slow", false).await;
     let _d = support::next_delivery(&mut consumer).await;
     let started = Instant::now();
     let e = support::next_error(&mut events).await;
@@ -446,14 +331,12 @@ fn a_frame_max_outside_its_bounds_is_a_config_error() {
     for bad in ["0", "4096", "4294967295"] {
         let path = dir.path().join("w.toml");
         std::fs::write(&path, format!("frame_max = {bad}\n")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-            .arg("--config")
-            .arg(&path)
-            .env("WARREN_DATA_DIR", dir.path().join("data"))
-            .output()
-            .unwrap();
+        let out = run_binary(
+            &dir.path().join("data"),
+            &["--config", path.to_str().unwrap()],
+        );
         assert_eq!(out.status.code(), Some(2), "frame_max = {bad}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("frame_max"), "{err}");
+        assert!(err.contains("frame_max"), "frame_max = {bad}: {err}");
     }
 }

@@ -9,17 +9,13 @@
 //! Needs root and /dev/fuse (CI has both). `WARREN_POWER_ROUNDS` sets the number of rounds
 //! (default 5). The summary line (`power loss: rounds=...`) is printed with `--nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use forgetfs::ForgetFs;
 use support::lab::{Cut, Lab};
 
 fn rounds() -> usize {
-    std::env::var("WARREN_POWER_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5)
+    support::env_or("WARREN_POWER_ROUNDS", 5)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

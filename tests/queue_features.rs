@@ -3,7 +3,6 @@
 //! `x-expires`, `x-queue-type`. Like the other lapin tests these run against RabbitMQ too
 //! (`WARREN_REF_URI`), except where a test says Warren goes beyond it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -47,15 +46,7 @@ async fn dead_letter_target(ch: &Channel) -> (String, String) {
     .await
     .unwrap();
     declare(ch, &q, FieldTable::default()).await;
-    ch.queue_bind(
-        q.as_str().into(),
-        x.as_str().into(),
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    support::bind(ch, &q, &x, "").await;
     (x, q)
 }
 
@@ -78,17 +69,10 @@ async fn get(ch: &Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
 }
 
 async fn count(ch: &Channel, q: &str) -> u32 {
-    within(ch.queue_declare(
-        q.into(),
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap()
-    .message_count()
+    within(support::declare_passive(ch, q))
+        .await
+        .unwrap()
+        .message_count()
 }
 
 /// Polls `q` until a message arrives (dead-lettering and expiry happen in the background).
@@ -306,8 +290,7 @@ async fn an_invalid_expiration_is_refused_with_406() {
         .await;
     // The close comes on the connection's events (a method sent after it would race it).
     let e = support::next_error(&mut events).await;
-    assert_eq!(support::code(&e), Some(406), "{e:?}");
-    assert!(!support::is_hard(&e), "{e:?}");
+    support::assert_soft(&e, 406);
 }
 
 #[tokio::test]
@@ -511,31 +494,9 @@ async fn a_single_active_consumer_gets_everything_until_it_leaves() {
         args(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
     )
     .await;
-    let mut first = ch
-        .basic_consume(
-            q.as_str().into(),
-            "first".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut first = support::consume(&ch, &q, "first", true).await;
     let ch2 = env.connect().await.create_channel().await.unwrap();
-    let mut second = ch2
-        .basic_consume(
-            q.as_str().into(),
-            "second".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut second = support::consume(&ch2, &q, "second", true).await;
     for i in 0..4 {
         publish(&ch, "", &q, &format!("m{i}"), BasicProperties::default()).await;
     }
@@ -612,18 +573,7 @@ async fn an_unused_queue_expires() {
     let q = uniq("expiring");
     declare(&ch, &q, args(&[("x-expires", n(150))])).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_channel_error(
-        ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await,
-        404,
-    );
+    assert_channel_error(support::declare_passive(&ch, &q).await, 404);
 }
 
 /// Two full queues dead-lettering into each other: messages move until their history says
@@ -654,7 +604,7 @@ async fn dead_letter_cycles_end() {
 /// persistent messages).
 #[tokio::test]
 async fn priorities_and_expiry_times_survive_a_restart() {
-    let b = common::TestBroker::start().await;
+    let b = support::TestBroker::start().await;
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
     let durable = QueueDeclareOptions {
@@ -725,15 +675,7 @@ async fn a_higher_priority_consumer_is_served_first() {
         .await
         .unwrap();
     let low_ch = env.connect().await.create_channel().await.unwrap();
-    let mut low = low_ch
-        .basic_consume(
-            q.as_str().into(),
-            "low".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut low = support::consume(&low_ch, &q, "low", false).await;
     let mut high = high_ch
         .basic_consume(
             q.as_str().into(),
@@ -771,18 +713,7 @@ async fn direct_reply_to_carries_an_rpc_reply_without_a_queue() {
     let (_c, client) = env.open().await;
     let requests = uniq("rpc");
     declare(&client, &requests, FieldTable::default()).await;
-    let mut replies = client
-        .basic_consume(
-            "amq.rabbitmq.reply-to".into(),
-            "replies".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut replies = support::consume(&client, "amq.rabbitmq.reply-to", "replies", true).await;
     publish(
         &client,
         "",
@@ -823,8 +754,7 @@ async fn direct_reply_to_carries_an_rpc_reply_without_a_queue() {
         )
         .await;
     let e = support::next_error(&mut events).await;
-    assert_eq!(support::code(&e), Some(406), "{e:?}");
-    assert!(!support::is_hard(&e), "{e:?}");
+    support::assert_soft(&e, 406);
     // A reply consumer must be no-ack.
     let (_a, acking) = env.open().await;
     assert_channel_error(
@@ -860,15 +790,7 @@ async fn cc_and_bcc_headers_route_and_bcc_is_hidden() {
     for key in ["to", "cc", "bcc"] {
         let q = uniq(key);
         declare(&ch, &q, args(&[("x-dead-letter-exchange", s(&dlx))])).await;
-        ch.queue_bind(
-            q.as_str().into(),
-            x.as_str().into(),
-            key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        support::bind(&ch, &q, &x, key).await;
         queues.push(q);
     }
     let list = |k: &str| AMQPValue::FieldArray(lapin::types::FieldArray::from(vec![s(k)]));
@@ -916,7 +838,7 @@ async fn cc_and_bcc_headers_route_and_bcc_is_hidden() {
 /// still dead-letters and the length limit still holds.
 #[tokio::test]
 async fn dead_lettering_and_length_limits_survive_a_restart() {
-    let b = common::TestBroker::start().await;
+    let b = support::TestBroker::start().await;
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
     let durable = QueueDeclareOptions {

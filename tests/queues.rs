@@ -2,7 +2,6 @@
 //! auto-delete queues, redeclare checks, purge and delete (with if-unused / if-empty), and
 //! the empty name standing for the channel's last declared queue.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
@@ -17,6 +16,37 @@ use support::{
 fn exclusive() -> QueueDeclareOptions {
     QueueDeclareOptions {
         exclusive: true,
+        ..Default::default()
+    }
+}
+
+/// queue.delete with if-unused: the ready messages it dropped.
+async fn delete_if_unused(ch: &Channel, q: &str) -> lapin::Result<u32> {
+    within(ch.queue_delete(
+        q.into(),
+        QueueDeleteOptions {
+            if_unused: true,
+            ..Default::default()
+        },
+    ))
+    .await
+}
+
+/// queue.delete with if-empty.
+async fn delete_if_empty(ch: &Channel, q: &str) -> lapin::Result<u32> {
+    within(ch.queue_delete(
+        q.into(),
+        QueueDeleteOptions {
+            if_empty: true,
+            ..Default::default()
+        },
+    ))
+    .await
+}
+
+fn auto_delete() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        auto_delete: true,
         ..Default::default()
     }
 }
@@ -128,14 +158,7 @@ async fn declare_ok_counts_ready_messages_and_consumers() {
     within(cch.basic_qos(1, BasicQosOptions::default()))
         .await
         .unwrap();
-    let mut consumer = within(cch.basic_consume(
-        q.as_str().into(),
-        "c1".into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let mut consumer = within(support::consume(&cch, &q, "c1", false)).await;
     let d = next_delivery(&mut consumer).await;
     assert_eq!(d.data, b"m0");
     let again = declare(&ch, &q, exclusive()).await;
@@ -272,15 +295,7 @@ async fn auto_delete_queue_goes_after_its_last_consumer_cancels() {
     let env = Env::start().await;
     let (conn, ch) = env.open().await;
     let q = uniq("auto");
-    declare(
-        &ch,
-        &q,
-        QueueDeclareOptions {
-            auto_delete: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    declare(&ch, &q, auto_delete()).await;
     // (lapin cancels a consumer when its handle is dropped: keep them.)
     let mut consumers = Vec::new();
     for tag in ["c1", "c2"] {
@@ -310,24 +325,9 @@ async fn auto_delete_queue_goes_when_its_consumers_channel_closes() {
     let env = Env::start().await;
     let (conn, ch) = env.open().await;
     let q = uniq("auto");
-    declare(
-        &ch,
-        &q,
-        QueueDeclareOptions {
-            auto_delete: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    declare(&ch, &q, auto_delete()).await;
     let cch = within(conn.create_channel()).await.unwrap();
-    let _consumer = within(cch.basic_consume(
-        q.as_str().into(),
-        "c".into(),
-        Default::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let _consumer = within(support::consume(&cch, &q, "c", false)).await;
     assert!(exists(&conn, &q).await);
     within(cch.close(200, "OK".into())).await.unwrap();
     assert_gone(&conn, &q).await;
@@ -338,15 +338,7 @@ async fn auto_delete_queue_without_consumers_ever_is_kept() {
     let env = Env::start().await;
     let (conn, ch) = env.open().await;
     let q = uniq("auto");
-    declare(
-        &ch,
-        &q,
-        QueueDeclareOptions {
-            auto_delete: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    declare(&ch, &q, auto_delete()).await;
     publish(&ch, "", &q, b"m").await;
     // Gets are not consumers; a closed channel that never consumed changes nothing.
     assert_eq!(drain(&ch, &q).await, ["m"]);
@@ -516,23 +508,9 @@ async fn delete_if_unused_with_a_consumer_is_406() {
     let ch = within(conn.create_channel()).await.unwrap();
     let q = uniq("inuse");
     declare(&ch, &q, exclusive()).await;
-    let _consumer = within(ch.basic_consume(
-        q.as_str().into(),
-        "c".into(),
-        Default::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    let _consumer = within(support::consume(&ch, &q, "c", false)).await;
     let ch2 = within(conn.create_channel()).await.unwrap();
-    let r = within(ch2.queue_delete(
-        q.as_str().into(),
-        QueueDeleteOptions {
-            if_unused: true,
-            ..Default::default()
-        },
-    ))
-    .await;
+    let r = delete_if_unused(&ch2, &q).await;
     assert_channel_error(r, 406);
     assert!(exists(&conn, &q).await);
     // Without a consumer, if-unused deletes.
@@ -540,15 +518,7 @@ async fn delete_if_unused_with_a_consumer_is_406() {
         .await
         .unwrap();
     let ch3 = within(conn.create_channel()).await.unwrap();
-    let n = within(ch3.queue_delete(
-        q.as_str().into(),
-        QueueDeleteOptions {
-            if_unused: true,
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
+    let n = delete_if_unused(&ch3, &q).await.unwrap();
     assert_eq!(n, 0);
     assert!(!exists(&conn, &q).await);
 }
@@ -561,26 +531,11 @@ async fn delete_if_empty_with_messages_is_406() {
     let q = uniq("notempty");
     declare(&ch, &q, exclusive()).await;
     publish(&ch, "", &q, b"m").await;
-    let r = within(ch.queue_delete(
-        q.as_str().into(),
-        QueueDeleteOptions {
-            if_empty: true,
-            ..Default::default()
-        },
-    ))
-    .await;
+    let r = delete_if_empty(&ch, &q).await;
     assert_channel_error(r, 406);
     let ch = within(conn.create_channel()).await.unwrap();
     assert_eq!(drain(&ch, &q).await, ["m"]);
-    let n = within(ch.queue_delete(
-        q.as_str().into(),
-        QueueDeleteOptions {
-            if_empty: true,
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
+    let n = delete_if_empty(&ch, &q).await.unwrap();
     assert_eq!(n, 0);
     assert!(!exists(&conn, &q).await);
 }
@@ -616,15 +571,7 @@ async fn deleting_a_queue_removes_its_bindings() {
     let q = uniq("bound");
     let key = uniq("key");
     declare(&ch, &q, Default::default()).await;
-    within(ch.queue_bind(
-        q.as_str().into(),
-        "amq.direct".into(),
-        key.as_str().into(),
-        Default::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    within(support::bind(&ch, &q, "amq.direct", &key)).await;
     within(ch.queue_delete(q.as_str().into(), Default::default()))
         .await
         .unwrap();
@@ -645,15 +592,7 @@ async fn empty_queue_name_means_the_last_declared_queue() {
     let name = q.name().as_str().to_string();
     // bind "" → the server-named queue.
     let key = uniq("key");
-    within(ch.queue_bind(
-        "".into(),
-        "amq.direct".into(),
-        key.as_str().into(),
-        Default::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    within(support::bind(&ch, "", "amq.direct", &key)).await;
     publish(&ch, "amq.direct", &key, b"one").await;
     publish(&ch, "", &name, b"two").await;
     // get "" and purge "".

@@ -3,7 +3,6 @@
 //! very next publish on the same channel.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
 mod support;
 
 use lapin::options::*;
@@ -21,15 +20,7 @@ async fn declare(ch: &lapin::Channel, name: &str) {
 }
 
 async fn bind(ch: &lapin::Channel, q: &str, ex: &str, key: &str) {
-    within(ch.queue_bind(
-        q.into(),
-        ex.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    within(support::bind(ch, q, ex, key)).await;
 }
 
 #[tokio::test]
@@ -53,14 +44,7 @@ async fn topology_changes_show_in_the_next_publish() {
     publish(&ch, &ex, "k", b"1").await;
     bind(&ch, &q2, &ex, "k").await;
     publish(&ch, &ex, "k", b"2").await;
-    within(ch.queue_unbind(
-        q1.as_str().into(),
-        ex.as_str().into(),
-        "k".into(),
-        FieldTable::default(),
-    ))
-    .await
-    .unwrap();
+    within(support::unbind(&ch, &q1, &ex, "k")).await;
     publish(&ch, &ex, "k", b"3").await;
     sync(&ch).await;
     assert_eq!(drain(&ch, &q1).await, vec!["1", "2"]);

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
+mod support;
 
 use lapin::options::*;
 use lapin::types::FieldTable;
@@ -7,7 +7,7 @@ use lapin::BasicProperties;
 
 #[tokio::test]
 async fn publish_and_get() {
-    let b = common::TestBroker::start().await;
+    let b = support::TestBroker::start().await;
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
     let q = ch

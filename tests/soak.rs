@@ -10,7 +10,6 @@
 //! test --test soak`), since the latency bound is about the broker as shipped.
 //! `WARREN_SOAK_SECS` sets the duration (default 45).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::collections::HashSet;
@@ -19,46 +18,41 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amq_protocol::frame::{gen_frame, AMQPFrame, WriteContext};
+use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{connection as conn, queue, AMQPClass};
 use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use support::child::{assert_no_panic, ChildBroker};
-
-fn frame(f: &AMQPFrame) -> Vec<u8> {
-    let (b, _) = gen_frame(f)(WriteContext::from(Vec::new()))
-        .unwrap()
-        .into_inner();
-    b
-}
+use support::raw::{
+    channel_open, conn_frame, encode, method_with_table, nested_table, raw_frame, Raw,
+    PROTOCOL_HEADER,
+};
 
 /// The bytes of a whole login and a few methods, for mutating.
 fn valid_session() -> Vec<u8> {
-    let mut v = b"AMQP\x00\x00\x09\x01".to_vec();
-    let c = |m| AMQPFrame::Method(0, AMQPClass::Connection(m));
-    v.extend(frame(&c(conn::AMQPMethod::StartOk(conn::StartOk {
-        client_properties: FieldTable::default(),
-        mechanism: "PLAIN".into(),
-        response: "\0guest\0guest".into(),
-        locale: "en_US".into(),
-    }))));
-    v.extend(frame(&c(conn::AMQPMethod::TuneOk(conn::TuneOk {
-        channel_max: 16,
-        frame_max: 131_072,
-        heartbeat: 0,
-    }))));
-    v.extend(frame(&c(conn::AMQPMethod::Open(conn::Open {
+    let mut v = PROTOCOL_HEADER.to_vec();
+    v.extend(encode(&conn_frame(conn::AMQPMethod::StartOk(
+        conn::StartOk {
+            client_properties: FieldTable::default(),
+            mechanism: "PLAIN".into(),
+            response: "\0guest\0guest".into(),
+            locale: "en_US".into(),
+        },
+    ))));
+    v.extend(encode(&conn_frame(conn::AMQPMethod::TuneOk(
+        conn::TuneOk {
+            channel_max: 16,
+            frame_max: 131_072,
+            heartbeat: 0,
+        },
+    ))));
+    v.extend(encode(&conn_frame(conn::AMQPMethod::Open(conn::Open {
         virtual_host: "/".into(),
     }))));
-    v.extend(frame(&AMQPFrame::Method(
-        1,
-        AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(
-            amq_protocol::protocol::channel::Open {},
-        )),
-    )));
-    v.extend(frame(&AMQPFrame::Method(
+    v.extend(encode(&channel_open(1)));
+    v.extend(encode(&AMQPFrame::Method(
         1,
         AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
             queue: "fuzzed".into(),
@@ -66,18 +60,6 @@ fn valid_session() -> Vec<u8> {
         })),
     )));
     v
-}
-
-/// A table nested `depth` deep, raw.
-fn nested_table(depth: usize) -> Vec<u8> {
-    let mut inner: Vec<u8> = 0u32.to_be_bytes().to_vec();
-    for _ in 1..depth {
-        let mut entry = vec![1, b'k', b'F'];
-        entry.extend_from_slice(&inner);
-        inner = (entry.len() as u32).to_be_bytes().to_vec();
-        inner.extend_from_slice(&entry);
-    }
-    inner
 }
 
 /// Hostile connection loops, until `stop`; each counts what it did in `done`.
@@ -138,24 +120,24 @@ fn hostile(
     {
         let (addr, stop, done) = (addr.clone(), stop.clone(), done.clone());
         threads.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                // A broker that died must fail the test's own checks, not this thread.
-                let Ok(mut r) = std::panic::catch_unwind(|| support::raw::Raw::open(&addr)) else {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                };
-                let mut args = vec![0, 0, 4, b'd', b'e', b'e', b'p', 0];
-                args.extend(nested_table(2500));
-                let mut payload = vec![0, 50, 0, 10];
-                payload.extend(args);
-                let mut f = vec![1, 0, 1];
-                f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-                f.extend(payload);
-                f.push(0xCE);
-                let _ = r.try_send_bytes(&f);
-                let _ = r.recv_within(Duration::from_millis(200));
-                done.fetch_add(1, Ordering::Relaxed);
-            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let deep = raw_frame(1, 1, &method_with_table(50, 10, &nested_table(2500, false)));
+                while !stop.load(Ordering::Relaxed) {
+                    // A broker that died must fail the test's own checks, not this thread: a
+                    // login that panics ends only its task.
+                    let Ok(mut r) = tokio::spawn(Raw::open(addr.clone())).await else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    let _ = r.try_write(&deep).await;
+                    let _ = r.recv_within(Duration::from_millis(200)).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
         }));
     }
     threads
@@ -164,28 +146,10 @@ fn hostile(
 /// Adversarial topic traffic through lapin until `stop`.
 async fn adversarial_topic(uri: String, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
     let (c, ch) = support::lab::open(&uri).await;
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q = support::server_named_queue(&ch).await;
     for n in 6..10 {
         let pattern = vec!["#"; n].join(".") + ".nomatch";
-        ch.queue_bind(
-            q.name().as_str().into(),
-            "amq.topic".into(),
-            pattern.as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        support::bind(&ch, &q, "amq.topic", &pattern).await;
     }
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -211,10 +175,7 @@ async fn adversarial_topic(uri: String, stop: Arc<AtomicBool>, done: Arc<AtomicU
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_normal_client_is_served_while_others_attack() {
-    let secs: u64 = std::env::var("WARREN_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(45);
+    let secs: u64 = support::env_or("WARREN_SOAK_SECS", 45);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("broker.log");
     let b = ChildBroker::start(&dir.path().join("data"), &log, &[]).await;
@@ -230,28 +191,13 @@ async fn a_normal_client_is_served_while_others_attack() {
     // The normal client: publish (persistent, confirmed), receive it, again.
     let (pc, pch) = support::lab::open(&b.uri()).await;
     let (cc, cch) = support::lab::open(&b.uri()).await;
-    pch.queue_declare(
-        "soak".into(),
-        support::lab::durable(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    pch.queue_declare("soak".into(), support::durable(), FieldTable::default())
+        .await
+        .unwrap();
     pch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let mut deliveries = cch
-        .basic_consume(
-            "soak".into(),
-            "soaker".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut deliveries = support::consume(&cch, "soak", "soaker", true).await;
     let mut round_trips = Vec::new();
     let mut confirmed = HashSet::new();
     let mut received = HashSet::new();

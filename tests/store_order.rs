@@ -2,46 +2,24 @@
 //! connection while another re-declares it (and binds it, and confirms a message into it)
 //! must come back after a restart exactly as it was before, many rounds over.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-mod common;
 mod support;
 
 use std::time::Duration;
 
-use common::TestBroker;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
+use lapin::BasicProperties;
+use support::{durable, TestBroker};
 
 const ROUNDS: usize = 150;
 /// Transient messages in the queue when it is deleted.
 const FILL: u32 = 2000;
 
-fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
-}
-
-async fn channel(b: &TestBroker) -> (lapin::Connection, Channel) {
-    let conn = b.connect().await;
-    let ch = conn.create_channel().await.unwrap();
-    (conn, ch)
-}
-
 /// Passive declare (on a channel of its own: a 404 closes it): the queue's message count, or
 /// None if it does not exist.
 async fn count(conn: &lapin::Connection, name: &str) -> Option<u32> {
     let ch = conn.create_channel().await.unwrap();
-    let r = ch
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    let r = support::declare_passive(&ch, name)
         .await
         .ok()
         .map(|q| q.message_count());
@@ -52,10 +30,10 @@ async fn count(conn: &lapin::Connection, name: &str) -> Option<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_and_redeclare_races_survive_a_restart() {
     let b = TestBroker::start().await;
-    let (_c1, deleter) = channel(&b).await;
-    let (_c3, filler) = channel(&b).await;
+    let (_c1, deleter) = b.open().await;
+    let (_c3, filler) = b.open().await;
     let probe = b.connect().await;
-    let (declare_conn, declarer) = channel(&b).await;
+    let (declare_conn, declarer) = b.open().await;
     declarer
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -73,16 +51,7 @@ async fn delete_and_redeclare_races_survive_a_restart() {
         // Transient messages make the delete take a while (the window in which the name is
         // free again but the delete's store write is not yet sent, if it is sent late).
         for _ in 0..FILL {
-            filler
-                .basic_publish(
-                    "".into(),
-                    name.as_str().into(),
-                    BasicPublishOptions::default(),
-                    b"filler",
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap();
+            support::send(&filler, "", &name, b"filler", BasicProperties::default()).await;
         }
         while count(&probe, &name).await < Some(FILL) {
             tokio::task::yield_now().await;
@@ -115,28 +84,17 @@ async fn delete_and_redeclare_races_survive_a_restart() {
             .queue_declare(name.as_str().into(), durable(), FieldTable::default())
             .await
             .unwrap();
-        declarer
-            .queue_bind(
-                name.as_str().into(),
-                "amq.direct".into(),
-                name.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let confirm = declarer
-            .basic_publish(
-                "amq.direct".into(),
-                name.as_str().into(),
-                BasicPublishOptions::default(),
-                format!("m{r}").as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        support::bind(&declarer, &name, "amq.direct", &name).await;
+        let confirm = support::send(
+            &declarer,
+            "amq.direct",
+            &name,
+            format!("m{r}").as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .await
+        .unwrap();
         assert!(confirm.is_ack());
         let n = count(&probe, &name).await;
         if n != Some(1) {
@@ -164,16 +122,15 @@ async fn delete_and_redeclare_races_survive_a_restart() {
             }
         }
         // The binding came back too: a publish through it lands in the queue.
-        let (conn, ch) = channel(&b).await;
-        ch.basic_publish(
-            "amq.direct".into(),
-            name.as_str().into(),
-            BasicPublishOptions::default(),
+        let (conn, ch) = b.open().await;
+        support::send(
+            &ch,
+            "amq.direct",
+            &name,
             b"again",
             BasicProperties::default(),
         )
-        .await
-        .unwrap();
+        .await;
         let _ = conn.close(200, "ok".into()).await;
         if count(&probe, &name).await != Some(2) {
             unbound.push(name);

@@ -35,13 +35,14 @@ use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use tokio::sync::watch;
 
 use super::child::{assert_no_panic, ChildBroker};
+use super::{durable, persistent};
 
 pub const QUEUE: &str = "lab-q";
 pub const PUBLISHERS: usize = 3;
@@ -105,17 +106,6 @@ fn genuine(ledger: &Ledger, id: &str, body: &[u8], props: &BasicProperties) -> b
     ledger.published.contains(id)
         && body == body_for(id).as_slice()
         && props.delivery_mode() == &Some(2)
-}
-
-pub fn persistent() -> BasicProperties {
-    BasicProperties::default().with_delivery_mode(2)
-}
-
-pub fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
 }
 
 async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
@@ -429,18 +419,7 @@ impl Lab {
         )
         .await
         .expect("declare the round's queue");
-        within(
-            "queue.bind",
-            ch.queue_bind(
-                name.as_str().into(),
-                "amq.direct".into(),
-                name.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .expect("bind the round's queue");
+        within("queue.bind", super::bind(&ch, &name, "amq.direct", &name)).await;
         within(
             "confirm.select",
             ch.confirm_select(ConfirmSelectOptions::default()),
@@ -479,16 +458,8 @@ impl Lab {
         let round_queues = self.ledger.lock().unwrap().round_queues.clone();
         let mut drained = Vec::new();
         for (name, id) in &round_queues {
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
             let (c, ch2) = open(&broker.uri()).await;
-            let found = within(
-                "passive queue.declare",
-                ch2.queue_declare(name.as_str().into(), passive, FieldTable::default()),
-            )
-            .await;
+            let found = within("passive queue.declare", super::declare_passive(&ch2, name)).await;
             if found.is_err() {
                 lost_queues.push(name.clone());
                 continue;
@@ -514,18 +485,9 @@ impl Lab {
         let expected = q.message_count() as usize;
         let mut deliveries = within(
             "basic.consume",
-            ch.basic_consume(
-                QUEUE.into(),
-                "lab-drain".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            ),
+            super::consume(&ch, QUEUE, "lab-drain", true),
         )
-        .await
-        .expect("basic.consume");
+        .await;
         let mut bad = Vec::new();
         let mut from_queue = 0;
         // Everything the declare counted, then whatever else comes within a moment.
@@ -558,20 +520,7 @@ impl Lab {
         )
         .await
         .expect("basic.cancel");
-        let left = within(
-            "passive queue.declare",
-            ch.queue_declare(
-                QUEUE.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .expect("passive declare the lab queue")
-        .message_count();
+        let left = within("passive queue.declare", super::message_count(&ch, QUEUE)).await;
         let _ = conn.close(200, "bye".into()).await;
         drop(broker);
         assert_no_panic(&self.log, "final drain");

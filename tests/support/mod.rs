@@ -1,8 +1,14 @@
-//! Helpers shared by the lapin integration tests (exchanges, queues, basic, confirms_tx,
-//! connection): the broker under test, unique names, timeouts, and reading AMQP reply codes
-//! out of lapin's errors.
+//! The one harness of the integration tests (each declares `mod support;`):
+//! - [`broker`]: Warren in-process on a free port ([`TestBroker`]);
+//! - [`child`]: the `warren` binary as a child process ([`child::ChildBroker`]), and running
+//!   it to its exit;
+//! - [`raw`]: the raw-frame AMQP client ([`raw::Raw`]) and frame builders;
+//! - [`lab`]: the crash and power-loss rounds;
+//! - here: the broker a lapin test talks to ([`Env`]), unique names, time limits, lapin steps
+//!   (publish, declare, bind, consume, drain), and reading AMQP reply codes out of lapin's
+//!   errors.
 //!
-//! By default every test talks to a Warren started in-process ([`crate::common::TestBroker`]).
+//! By default every [`Env`] test talks to a Warren started in-process ([`TestBroker`]).
 //! With `WARREN_REF_URI` set (e.g. `amqp://guest:guest@127.0.0.1:5702/%2f`, a RabbitMQ from
 //! `/work/shared/bin/rabbitmq-ref start 5702`), the tests that only need a URI talk to that
 //! broker instead, which checks the expectations themselves against the reference.
@@ -14,14 +20,22 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::BasicPublishOptions;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::protocol::AMQPErrorKind;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ErrorKind};
+use lapin::types::FieldTable;
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ErrorKind,
+    PublisherConfirm,
+};
 
-use crate::common::TestBroker;
-
+pub mod broker;
 pub mod child;
 pub mod lab;
+pub mod raw;
+
+pub use broker::TestBroker;
 
 /// How long any single step may take before the test fails instead of hanging.
 pub const STEP: Duration = Duration::from_secs(5);
@@ -57,6 +71,16 @@ impl Env {
         &self.uri
     }
 
+    /// `host:port` of the broker under test.
+    pub fn addr(&self) -> String {
+        self.uri
+            .rsplit('@')
+            .next()
+            .and_then(|rest| rest.split('/').next())
+            .expect("host:port in the URI")
+            .to_string()
+    }
+
     pub async fn connect(&self) -> Connection {
         within(Connection::connect(
             &self.uri,
@@ -72,6 +96,28 @@ impl Env {
         let ch = within(conn.create_channel()).await.expect("channel opens");
         (conn, ch)
     }
+}
+
+/// Persistent: delivery mode 2.
+pub fn persistent() -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2)
+}
+
+/// A durable queue.
+pub fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+/// The environment variable `name` parsed, or `default` if it is unset or does not parse
+/// (the knobs of the long tests: rounds, seconds).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A name no other test (or earlier run against a long-lived reference broker) uses.
@@ -116,15 +162,26 @@ pub fn text(e: &lapin::Error) -> String {
     }
 }
 
+/// Asserts that `e` is a channel close (soft error) with `expected`.
+#[track_caller]
+pub fn assert_soft(e: &lapin::Error, expected: u16) {
+    assert_eq!(code(e), Some(expected), "unexpected error: {e:?}");
+    assert!(!is_hard(e), "expected a channel error, got {e:?}");
+}
+
+/// Asserts that `e` is a connection close (hard error) with `expected`.
+#[track_caller]
+pub fn assert_hard(e: &lapin::Error, expected: u16) {
+    assert_eq!(code(e), Some(expected), "unexpected error: {e:?}");
+    assert!(is_hard(e), "expected a connection error, got {e:?}");
+}
+
 /// Asserts that `r` failed with a channel close (soft error) with `expected`.
 #[track_caller]
 pub fn assert_channel_error<T: std::fmt::Debug>(r: lapin::Result<T>, expected: u16) {
     match r {
         Ok(v) => panic!("expected channel error {expected}, got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(code(&e), Some(expected), "unexpected error: {e:?}");
-            assert!(!is_hard(&e), "expected a channel error, got {e:?}");
-        }
+        Err(e) => assert_soft(&e, expected),
     }
 }
 
@@ -133,10 +190,7 @@ pub fn assert_channel_error<T: std::fmt::Debug>(r: lapin::Result<T>, expected: u
 pub fn assert_connection_error<T: std::fmt::Debug>(r: lapin::Result<T>, expected: u16) {
     match r {
         Ok(v) => panic!("expected connection error {expected}, got Ok({v:?})"),
-        Err(e) => {
-            assert_eq!(code(&e), Some(expected), "unexpected error: {e:?}");
-            assert!(is_hard(&e), "expected a connection error, got {e:?}");
-        }
+        Err(e) => assert_hard(&e, expected),
     }
 }
 
@@ -178,11 +232,11 @@ pub async fn exclusive_queue(ch: &Channel) -> String {
     let name = uniq("q");
     within(ch.queue_declare(
         name.as_str().into(),
-        lapin::options::QueueDeclareOptions {
+        QueueDeclareOptions {
             exclusive: true,
             ..Default::default()
         },
-        lapin::types::FieldTable::default(),
+        FieldTable::default(),
     ))
     .await
     .expect("queue.declare");
@@ -201,15 +255,106 @@ pub async fn publish_with(
     body: &[u8],
     props: BasicProperties,
 ) {
-    within(ch.basic_publish(
+    within(send(ch, exchange, key, body, props)).await;
+}
+
+// ---- lapin steps without a time limit (wrap them in `within` where one belongs) ------------
+
+/// basic.publish of `body`; returns the publisher confirm to await (in confirm mode).
+pub async fn send(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: BasicProperties,
+) -> PublisherConfirm {
+    ch.basic_publish(
         exchange.into(),
         key.into(),
         BasicPublishOptions::default(),
         body,
         props,
-    ))
+    )
     .await
-    .expect("publish");
+    .expect("publish")
+}
+
+/// A passive queue.declare of `q`: its counts, or the error (a 404 closes the channel).
+pub async fn declare_passive(ch: &Channel, q: &str) -> lapin::Result<lapin::Queue> {
+    ch.queue_declare(
+        q.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+}
+
+/// The ready messages of `q`, by a passive declare.
+pub async fn message_count(ch: &Channel, q: &str) -> u32 {
+    declare_passive(ch, q)
+        .await
+        .unwrap_or_else(|e| panic!("passive declare {q}: {e:?}"))
+        .message_count()
+}
+
+/// A server-named queue, exclusive to the channel's connection; returns its name.
+pub async fn server_named_queue(ch: &Channel) -> String {
+    ch.queue_declare(
+        "".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue.declare")
+    .name()
+    .as_str()
+    .to_string()
+}
+
+/// queue.bind of `q` to `exchange` with `key`.
+pub async fn bind(ch: &Channel, q: &str, exchange: &str, key: &str) {
+    bind_with(ch, q, exchange, key, FieldTable::default()).await;
+}
+
+/// queue.bind with binding arguments.
+pub async fn bind_with(ch: &Channel, q: &str, exchange: &str, key: &str, args: FieldTable) {
+    ch.queue_bind(
+        q.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        args,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("bind {q} to {exchange} with {key:?}: {e:?}"));
+}
+
+/// queue.unbind of `q` from `exchange` with `key`.
+pub async fn unbind(ch: &Channel, q: &str, exchange: &str, key: &str) {
+    ch.queue_unbind(q.into(), exchange.into(), key.into(), FieldTable::default())
+        .await
+        .unwrap_or_else(|e| panic!("unbind {q} from {exchange} with {key:?}: {e:?}"));
+}
+
+/// basic.consume of `q` with consumer tag `tag`.
+pub async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> Consumer {
+    ch.basic_consume(
+        q.into(),
+        tag.into(),
+        BasicConsumeOptions {
+            no_ack,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("consume {q}: {e:?}"))
 }
 
 /// Fetches every ready message of `queue` with basic.get (no-ack), in order, as strings.
@@ -239,255 +384,8 @@ pub async fn sync(ch: &Channel) {
             passive: true,
             ..Default::default()
         },
-        lapin::types::FieldTable::default(),
+        FieldTable::default(),
     ))
     .await
     .expect("round trip");
-}
-
-/// A raw AMQP client (blocking std socket, for `spawn_blocking`), for what lapin cannot send
-/// or hides: a prefetch-size, or the delivery tags and `multiple` flags of confirms.
-pub mod raw {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-    use std::time::Duration;
-
-    use amq_protocol::frame::{gen_frame, parse_frame, AMQPContentHeader, AMQPFrame, WriteContext};
-    use amq_protocol::protocol::basic::AMQPProperties;
-    use amq_protocol::protocol::{basic, channel as chan, connection as c, AMQPClass};
-
-    pub struct Raw {
-        s: TcpStream,
-        buf: Vec<u8>,
-    }
-
-    impl Raw {
-        /// Connects as guest and opens the connection and channel 1.
-        pub fn open(addr: &str) -> Raw {
-            let mut r = Raw::connect(addr, |t| t);
-            r.send(&AMQPFrame::Method(
-                1,
-                AMQPClass::Channel(chan::AMQPMethod::Open(chan::Open {})),
-            ));
-            assert!(matches!(
-                r.recv(),
-                AMQPFrame::Method(1, AMQPClass::Channel(chan::AMQPMethod::OpenOk(_)))
-            ));
-            r
-        }
-
-        /// Connects as guest through connection.open-ok; `tune_ok` turns the server's
-        /// connection.tune into the tune-ok sent back.
-        pub fn connect(addr: &str, tune_ok: impl FnOnce(c::TuneOk) -> c::TuneOk) -> Raw {
-            let s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut r = Raw { s, buf: Vec::new() };
-            r.s.write_all(b"AMQP\x00\x00\x09\x01").unwrap();
-            let m = |m| AMQPFrame::Method(0, AMQPClass::Connection(m));
-            assert!(matches!(
-                r.recv(),
-                AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Start(_)))
-            ));
-            r.send(&m(c::AMQPMethod::StartOk(c::StartOk {
-                client_properties: Default::default(),
-                mechanism: "PLAIN".into(),
-                response: "\0guest\0guest".into(),
-                locale: "en_US".into(),
-            })));
-            let AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::Tune(tune))) = r.recv()
-            else {
-                panic!("expected connection.tune");
-            };
-            // By default the server's limits as they are (RabbitMQ refuses 0, "no limit", when
-            // it has one), without heartbeats.
-            r.send(&m(c::AMQPMethod::TuneOk(tune_ok(c::TuneOk {
-                channel_max: tune.channel_max,
-                frame_max: tune.frame_max,
-                heartbeat: 0,
-            }))));
-            r.send(&m(c::AMQPMethod::Open(c::Open {
-                virtual_host: "/".into(),
-            })));
-            assert!(matches!(
-                r.recv(),
-                AMQPFrame::Method(0, AMQPClass::Connection(c::AMQPMethod::OpenOk(_)))
-            ));
-            r
-        }
-
-        /// Reads until the server closes the socket (Ok) or `timeout` passes (Err), dropping
-        /// whatever frames come meanwhile.
-        pub fn wait_eof(&mut self, timeout: Duration) -> Result<(), ()> {
-            let deadline = std::time::Instant::now() + timeout;
-            let mut chunk = [0u8; 8192];
-            loop {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return Err(());
-                }
-                self.s.set_read_timeout(Some(left)).unwrap();
-                match self.s.read(&mut chunk) {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        return Err(())
-                    }
-                    Err(_) => return Ok(()), // reset
-                }
-            }
-        }
-
-        /// The next frame within `timeout`, or None.
-        pub fn recv_within(&mut self, timeout: Duration) -> Option<AMQPFrame> {
-            self.s.set_read_timeout(Some(timeout)).unwrap();
-            let deadline = std::time::Instant::now() + timeout;
-            let f = loop {
-                if let Ok((rest, f)) = parse_frame(&self.buf[..]) {
-                    let used = self.buf.len() - rest.len();
-                    self.buf.drain(..used);
-                    break Some(f);
-                }
-                if std::time::Instant::now() >= deadline {
-                    break None;
-                }
-                let mut chunk = [0u8; 8192];
-                match self.s.read(&mut chunk) {
-                    Ok(0) | Err(_) => break None,
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                }
-            };
-            self.s
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            f
-        }
-
-        pub fn send(&mut self, f: &AMQPFrame) {
-            let mut out = Vec::new();
-            self.encode(f, &mut out);
-            self.send_bytes(&out);
-        }
-
-        pub fn encode(&self, f: &AMQPFrame, out: &mut Vec<u8>) {
-            let (b, _) = gen_frame(f)(WriteContext::from(Vec::new()))
-                .unwrap()
-                .into_inner();
-            out.extend_from_slice(&b);
-        }
-
-        pub fn send_bytes(&mut self, b: &[u8]) {
-            self.s.write_all(b).unwrap();
-        }
-
-        /// The next frame; panics if the socket closes or nothing comes for 5 s.
-        pub fn recv(&mut self) -> AMQPFrame {
-            loop {
-                if let Ok((rest, f)) = parse_frame(&self.buf[..]) {
-                    let used = self.buf.len() - rest.len();
-                    self.buf.drain(..used);
-                    return f;
-                }
-                let mut chunk = [0u8; 8192];
-                let n = self.s.read(&mut chunk).unwrap();
-                assert!(n > 0, "server closed the socket");
-                self.buf.extend_from_slice(&chunk[..n]);
-            }
-        }
-
-        /// The frames of one basic.publish on channel 1 with a small body, appended to `out`.
-        pub fn publish_frames(&self, exchange: &str, key: &str, body: &[u8], out: &mut Vec<u8>) {
-            self.content_frames(1, exchange, key, false, body.len() as u64, body, out);
-        }
-
-        /// As [`Raw::publish_frames`], mandatory.
-        pub fn publish_frames_mandatory(
-            &self,
-            exchange: &str,
-            key: &str,
-            body: &[u8],
-            out: &mut Vec<u8>,
-        ) {
-            self.content_frames(1, exchange, key, true, body.len() as u64, body, out);
-        }
-
-        /// A basic.publish on `ch` announcing `announced` bytes of body, and only `body` of
-        /// them (split into frames of at most 128 KiB).
-        pub fn partial_publish_frames(
-            &self,
-            ch: u16,
-            key: &str,
-            announced: u64,
-            body: &[u8],
-            out: &mut Vec<u8>,
-        ) {
-            self.content_frames(ch, "", key, false, announced, body, out);
-        }
-
-        #[allow(clippy::too_many_arguments)]
-        fn content_frames(
-            &self,
-            ch: u16,
-            exchange: &str,
-            key: &str,
-            mandatory: bool,
-            announced: u64,
-            body: &[u8],
-            out: &mut Vec<u8>,
-        ) {
-            self.encode(
-                &AMQPFrame::Method(
-                    ch,
-                    AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-                        exchange: exchange.into(),
-                        routing_key: key.into(),
-                        mandatory,
-                        immediate: false,
-                    })),
-                ),
-                out,
-            );
-            self.encode(
-                &AMQPFrame::Header(
-                    ch,
-                    AMQPContentHeader {
-                        class_id: 60,
-                        body_size: announced,
-                        properties: AMQPProperties::default(),
-                    },
-                ),
-                out,
-            );
-            for part in body.chunks(128 * 1024 - 8) {
-                self.encode(&AMQPFrame::Body(ch, part.to_vec()), out);
-            }
-        }
-
-        /// Socket writes give up after `t` (see [`Raw::try_send_bytes`]).
-        pub fn set_write_timeout(&self, t: Option<Duration>) {
-            self.s.set_write_timeout(t).unwrap();
-        }
-
-        /// Writes `b`; an error (the write timed out: the server is not reading) instead of a
-        /// panic.
-        pub fn try_send_bytes(&mut self, b: &[u8]) -> std::io::Result<()> {
-            self.s.write_all(b)
-        }
-    }
-}
-
-impl Env {
-    /// `host:port` of the broker under test.
-    pub fn addr(&self) -> String {
-        self.uri
-            .rsplit('@')
-            .next()
-            .and_then(|rest| rest.split('/').next())
-            .expect("host:port in the URI")
-            .to_string()
-    }
 }

@@ -1,7 +1,5 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-//! Shared by the integration tests: a real Warren server on a free loopback port, and a
-//! lapin connection to it.
-#![allow(dead_code)]
+//! A real Warren server in-process on a free loopback port, and a lapin connection to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::net::SocketAddr;
 
@@ -66,5 +64,12 @@ impl TestBroker {
         Connection::connect(&self.uri(), ConnectionProperties::default())
             .await
             .expect("lapin connects")
+    }
+
+    /// A new connection and one channel on it.
+    pub async fn open(&self) -> (Connection, lapin::Channel) {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.expect("channel opens");
+        (conn, ch)
     }
 }
