@@ -119,7 +119,8 @@ for s in $SLOTS; do
       before=$(rss_kb "${PID[$s]}")
       log "q $n on $s"
       perf "$s" --declare-queues "$n" --pipeline 500 --persistent >"$OUT/q$n-$s.json" 2>>"$OUT/perf.log"
-      sleep 1
+      # Settled: the store's writer has applied what the declares queued.
+      sleep 3
       after=$(rss_kb "${PID[$s]}")
       record q "$n queues" s "$s" "$(jget "$OUT/q$n-$s.json" '["secs"]')"
       record q "$n queues: RSS per queue" B "$s" "$(( (after - before) * 1024 / n ))"

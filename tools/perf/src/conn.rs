@@ -161,6 +161,18 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// After the socket was readable: reads what is there into `rbuf`; true if anything
+    /// was read (false: a spurious wake-up), an error once the broker has closed.
+    pub fn read_some(&mut self) -> Result<bool> {
+        self.rbuf.reserve(READ_CHUNK);
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => Err(err("the broker closed the connection")),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes what the socket takes now of the write buffer (after `writable()` said so).
     pub fn write_some(&mut self) -> std::io::Result<()> {
         match self.stream.try_write(&self.wbuf) {

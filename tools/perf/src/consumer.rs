@@ -7,7 +7,6 @@
 //! amq-protocol (three `String`s and a `Box`) and copy small bodies, which is right for a
 //! broker and too slow for a load tool; every other frame still goes through it.
 
-use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +17,7 @@ use warren_codec::decode::decode_frame;
 use warren_codec::protocol::basic;
 use warren_codec::{encode, AMQPClass, Frame, Method, FRAME_END, FRAME_OVERHEAD};
 
-use crate::conn::{err, Conn, Result, CHANNEL, READ_CHUNK};
+use crate::conn::{err, Conn, Result, CHANNEL};
 use crate::stats::{new_histogram, Stats};
 
 /// What one consumer does.
@@ -70,17 +69,11 @@ pub async fn run(
             _ = stop.changed() => break,
             r = conn.stream.readable() => {
                 r?;
-                conn.rbuf.reserve(READ_CHUNK);
-                match conn.stream.try_read_buf(&mut conn.rbuf) {
-                    Ok(0) => return Err(err("the broker closed the connection")),
-                    Ok(_) => {
-                        // One clock read per batch: every message in it had arrived by now.
-                        let now = epoch.elapsed().as_nanos() as u64;
-                        let n = st.scan(&mut conn, now).await?;
-                        Stats::add(&stats.delivered, n);
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.into()),
+                if conn.read_some()? {
+                    // One clock read per batch: every message in it had arrived by now.
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    let n = st.scan(&mut conn, now).await?;
+                    Stats::add(&stats.delivered, n);
                 }
             }
             r = conn.stream.writable(), if want_write => {

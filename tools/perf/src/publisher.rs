@@ -6,7 +6,6 @@
 //! readiness (`readable`/`writable`) and uses `try_read`/`try_write`, so reading confirms
 //! and writing publishes never block each other.
 
-use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use warren_codec::decode::decode_frame;
 use warren_codec::protocol::{basic, channel};
 use warren_codec::{AMQPClass, Frame, Method, FRAME_END, FRAME_OVERHEAD};
 
-use crate::conn::{err, Conn, Result, CHANNEL, READ_CHUNK};
+use crate::conn::{err, Conn, Result, CHANNEL};
 use crate::stats::Stats;
 
 /// Refill the write buffer when it drops below this...
@@ -269,15 +268,9 @@ pub async fn run(
             _ = stop.changed() => break,
             r = conn.stream.readable() => {
                 r?;
-                conn.rbuf.reserve(READ_CHUNK);
-                match conn.stream.try_read_buf(&mut conn.rbuf) {
-                    Ok(0) => return Err(err("the broker closed the connection")),
-                    Ok(_) => {
-                        let now = epoch.elapsed().as_nanos() as u64;
-                        read_frames(&mut conn, &mut window, &stats, now, &mut latency).await?
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.into()),
+                if conn.read_some()? {
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    read_frames(&mut conn, &mut window, &stats, now, &mut latency).await?
                 }
             }
             r = conn.stream.writable(), if want_write => {
