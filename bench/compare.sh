@@ -259,7 +259,7 @@ rss_row() {
 
 # ---------------------------------------------------------------------------------------
 log "building release binaries"
-cargo build --release --locked -p warren --bin warren -p warren-perf >&2 || exit 1
+{ cargo build --release --locked --bin warren && cargo build --release --locked -p warren-perf; } >&2 || exit 1
 log "raw results in $OUT"
 restart_brokers
 WARREN_VERSION="$(git describe --always --dirty 2>/dev/null || echo unknown)"

@@ -36,6 +36,7 @@ BINDINGS=${BINDINGS:-1000000}
 BASE_BINDINGS=${BASE_BINDINGS:-100000}
 RESULTS="$OUT/results.tsv"
 mkdir -p "$OUT"
+{ cargo build --release --locked --bin warren && cargo build --release --locked -p warren-perf; } >&2 || exit 1
 : >"$RESULTS"
 # 10,000 connections need as many descriptors on both sides.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -15,7 +15,8 @@ if ! command -v prometheus >/dev/null; then
 fi
 # The package may start its own instance (when the machine runs services); ours is separate.
 
-cargo build --release --locked -p warren --bin warren -p warren-perf
+cargo build --release --locked --bin warren
+cargo build --release --locked -p warren-perf
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 amqp=$(free_port); metrics=$(free_port); prom=$(free_port)
 work=$(mktemp -d)

@@ -1,6 +1,6 @@
 //! Durable storage over sled: definitions (vhosts, durable exchanges and queues, bindings
-//! between durable ends), persistent messages of durable queues, and transient bodies paged
-//! out of RAM by deep queues.
+//! between durable ends) and persistent messages of durable queues. (Deep queues' tails go
+//! to page files of their own, `queue/page_file.rs`, not here.)
 //!
 //! Every write goes through one channel to the group-commit writer ([`writer`]), in the order
 //! it was sent: a queue sends a message's write under its own lock, before any consumer can
@@ -8,9 +8,12 @@
 //! everything waiting, applies it as one sled batch (a write and its delete in the same batch
 //! cancel out), syncs, then releases the publisher confirms that waited on it.
 //!
-//! Reads (recovery at start, paging a deep queue's messages back in) go straight to sled.
+//! Reads (recovery at start, a recovered queue's tail read back) go straight to sled.
+//! Files: `op` (the writer's ops and their weight in its backlog), `writer`, `durable` (the
+//! syncs sled does not do), `records`, `segments`, `recovery`.
 
 mod durable;
+mod op;
 pub mod records;
 pub mod recovery;
 pub mod segments;
@@ -29,7 +32,8 @@ use thiserror::Error;
 use tracing::error;
 
 use crate::message::Message;
-use records::{DestKind, MessageKey};
+pub(crate) use op::Op;
+use records::DestKind;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -75,70 +79,6 @@ pub(crate) fn open_sled(
         .open()?;
     let files = durable::SledFiles::open(dir)?;
     Ok((db, files))
-}
-
-/// One unit of work for the writer.
-pub(crate) enum Op {
-    PutMessage {
-        key: MessageKey,
-        message: Arc<Message>,
-        persistent: bool,
-        /// ms since the epoch, 0 = never.
-        expires_at: u64,
-    },
-    /// `external`: its body may be in a segment (the writer looks the record up first).
-    DeleteMessage {
-        key: MessageKey,
-        external: bool,
-    },
-    /// Messages `from..to` of a queue (a purged tail).
-    DeleteMessages {
-        qid: u64,
-        from: u64,
-        to: u64,
-    },
-    /// Highest delivered seq of a durable queue (recovery marks those redelivered).
-    Delivered {
-        qid: u64,
-        seq: u64,
-    },
-    Put {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Delete(Vec<u8>),
-    /// Every key under a prefix (a queue's messages, the bindings to a queue or exchange).
-    DeletePrefix(Vec<u8>),
-    /// Calls `done` once everything sent before this is durable (`true`) or could not be
-    /// made so (`false`). `epoch`: the store's failure epoch when the caller began the batch
-    /// this covers (see `writer`). The caller owns what `done` does: the store knows nothing
-    /// of connections.
-    Notify {
-        epoch: u64,
-        done: SyncDone,
-    },
-    /// Answer once everything sent before this is durable (shutdown, tests).
-    Barrier(mpsc::Sender<bool>),
-    /// Commit what came before, then end the writer.
-    Stop,
-}
-
-/// What a definition op (declare, bind, delete) counts for in the writer's backlog: a
-/// client pipelining a million binds must pause like a publisher does, or every other
-/// client's confirm waits behind its queued writes (measured: confirm latency of seconds
-/// while 1M bindings were made). At this cost 16,384 pending definitions are the high mark.
-const DEFINITION_COST: usize = 4096;
-
-impl Op {
-    /// Its weight in the backlog: a message's RAM; a definition, [`DEFINITION_COST`];
-    /// deletes of messages and the rest nothing (they must never pause an acking consumer).
-    pub(crate) fn cost(&self) -> usize {
-        match self {
-            Op::PutMessage { message, .. } => message.ram_cost(),
-            Op::Put { .. } | Op::Delete(_) | Op::DeletePrefix(_) => DEFINITION_COST,
-            _ => 0,
-        }
-    }
 }
 
 thread_local! {
