@@ -61,11 +61,7 @@ mkdir -p "$OUT"
 chmod 755 "$OUT" # the rabbitmq user reads rabbitmq-env.conf from here
 : >"$RESULTS"
 
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-want() { [[ "$SCENARIOS" == *" $1 "* ]]; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
+. bench/lib.sh
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo ""; }
 
 WARREN_PID=""
@@ -166,15 +162,6 @@ restart_brokers() {
 # record SCENARIO METRIC UNIT WARREN RABBITMQ [BASELINE] (raw numbers; "" for a failed run)
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${6:-}" >>"$RESULTS"; }
 
-# jget FILE EXPR: a value from the JSON summary in FILE (EXPR indexes it, e.g. ["latency_us"]["p50"])
-jget() {
-  python3 -c 'import json,sys
-try:
-    v = json.load(open(sys.argv[1]))
-    print(eval("v" + sys.argv[2]))
-except Exception:
-    print("")' "$1" "$2"
-}
 
 # run_load NAME BROKER ARGS...: one throughput run, summary in $OUT/NAME-BROKER.json
 run_load() {

@@ -41,18 +41,8 @@ mkdir -p "$OUT"
 # 10,000 connections need as many descriptors on both sides.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-want() { [[ "$SCENARIOS" == *" $1 "* ]]; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+. bench/lib.sh
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-jget() {
-  python3 -c 'import json,sys
-try:
-    v = json.load(open(sys.argv[1]))
-    print(eval("v" + sys.argv[2]))
-except Exception:
-    print("")' "$1" "$2"
-}
 
 # Broker slots: "cur" (target/release/warren) and "base" (BASELINE_BIN).
 declare -A BIN PORTS PID DATA

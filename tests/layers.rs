@@ -42,11 +42,18 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The `crate::<module>` names in `text`, comments left out.
+/// The `crate::<module>` names in `text`: code and doc comments (intra-doc links), not
+/// plain comments.
 fn crate_refs(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let code = line.split("//").next().unwrap_or("");
+        // Doc comments count (an intra-doc link is a dependency too); plain ones do not.
+        let t = line.trim_start();
+        let code = if t.starts_with("///") || t.starts_with("//!") {
+            line
+        } else {
+            line.split("//").next().unwrap_or("")
+        };
         let mut rest = code;
         while let Some(at) = rest.find("crate::") {
             let after = &rest[at + "crate::".len()..];

@@ -2,9 +2,9 @@
 //! out by a length limit or past its delivery limit is republished to its queue's
 //! dead-letter exchange with an `x-death` history, its `expiration` removed.
 //!
-//! A queue never dead-letters under its own lock: it collects [`DeadLetter`]s and the caller
-//! republishes them afterwards ([`crate::vhost::VHost::dead_letter`]), one at a time from a
-//! work list, so queues dead-lettering into each other neither deadlock nor recurse. A
+//! A queue never dead-letters under its own lock: it collects [`DeadLetter`]s and hands them
+//! to its [`Owner`](super::Owner) afterwards (the vhost republishes them one at a time from a
+//! work list), so queues dead-lettering into each other neither deadlock nor recurse. A
 //! message is dropped rather than dead-lettered into a queue it already died in, unless a
 //! rejection happened since (RabbitMQ's cycle rule); its history grows each time, so every
 //! chain ends.
