@@ -424,16 +424,11 @@ async fn load(
             _ = tokio::time::sleep_until(deadline) => break None,
             // Interrupted (a script's kill -INT): ends the run early, summary as usual.
             _ = tokio::signal::ctrl_c() => break None,
-            Some(done) = tasks.join_next() => match done {
-                Ok(Ok(Done::Consumer(h))) => merge(&mut latency, &h),
-                Ok(Ok(Done::Publisher(h))) => {
-                    if let Some(h) = h {
-                        merge(&mut confirm_latency, &h);
-                    }
+            Some(done) = tasks.join_next() => {
+                if let Err(e) = absorb(done, &mut latency, &mut confirm_latency) {
+                    break Some(e);
                 }
-                Ok(Err(e)) => break Some(e),
-                Err(e) => break Some(err(format!("task failed: {e}"))),
-            },
+            }
         }
     };
     let secs = started.elapsed().as_secs_f64();
@@ -442,22 +437,14 @@ async fn load(
     // Stop every task and collect the consumers' histograms (each close is bounded).
     let _ = stop_tx.send(true);
     while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok(Ok(Done::Consumer(h))) => merge(&mut latency, &h),
-            Ok(Ok(Done::Publisher(h))) => {
-                if let Some(h) = h {
-                    merge(&mut confirm_latency, &h);
-                }
-            }
-            Ok(Err(e)) => eprintln!("warning: while stopping: {e}"),
-            Err(e) => eprintln!("warning: while stopping: {e}"),
+        if let Err(e) = absorb(done, &mut latency, &mut confirm_latency) {
+            eprintln!("warning: while stopping: {e}");
         }
     }
     if let Some(e) = failed {
         return Err(e);
     }
     let rate = |n: u64| n as f64 / secs.max(1e-9);
-    let us = |ns: u64| ns as f64 / 1000.0;
     Ok(json!({
         "mode": "throughput",
         "publishers": opts.publishers,
@@ -479,23 +466,39 @@ async fn load(
         "publish_rate": rate(total.published),
         "confirm_rate": rate(total.confirmed),
         "deliver_rate": rate(total.delivered),
-        "latency_us": {
-            "count": latency.len(),
-            "mean": latency.mean() / 1000.0,
-            "p50": us(latency.value_at_quantile(0.5)),
-            "p99": us(latency.value_at_quantile(0.99)),
-            "p999": us(latency.value_at_quantile(0.999)),
-            "max": us(latency.max()),
-        },
-        "confirm_latency_us": {
-            "count": confirm_latency.len(),
-            "mean": confirm_latency.mean() / 1000.0,
-            "p50": us(confirm_latency.value_at_quantile(0.5)),
-            "p99": us(confirm_latency.value_at_quantile(0.99)),
-            "p999": us(confirm_latency.value_at_quantile(0.999)),
-            "max": us(confirm_latency.max()),
-        },
+        "latency_us": summary_us(&latency),
+        "confirm_latency_us": summary_us(&confirm_latency),
     }))
+}
+
+/// A finished task's histogram added to the run's (consumers: delivery latency; publishers:
+/// confirm latency); its error, if it failed.
+fn absorb(
+    done: std::result::Result<Result<Done>, tokio::task::JoinError>,
+    latency: &mut Histogram<u64>,
+    confirm_latency: &mut Histogram<u64>,
+) -> Result<()> {
+    match done {
+        Ok(Ok(Done::Consumer(h))) => merge(latency, &h),
+        Ok(Ok(Done::Publisher(Some(h)))) => merge(confirm_latency, &h),
+        Ok(Ok(Done::Publisher(None))) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(e) => return Err(err(format!("task failed: {e}"))),
+    }
+    Ok(())
+}
+
+/// A latency histogram (ns) as the JSON summary gives it, in µs.
+fn summary_us(h: &Histogram<u64>) -> Value {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    json!({
+        "count": h.len(),
+        "mean": h.mean() / 1000.0,
+        "p50": us(h.value_at_quantile(0.5)),
+        "p99": us(h.value_at_quantile(0.99)),
+        "p999": us(h.value_at_quantile(0.999)),
+        "max": us(h.max()),
+    })
 }
 
 fn merge(into: &mut Histogram<u64>, h: &Histogram<u64>) {
