@@ -1,6 +1,6 @@
 //! A queue: ready messages ([`ready::Ready`], RAM then disk), consumers, and dispatch.
 //!
-//! Each queue is guarded by one mutex, held for a few instructions, never across an
+//! Each queue is guarded by one mutex, held for a few instructions, never across disk I/O or an
 //! `.await`. There is no queue task: whoever changes what can be delivered (a publish, an
 //! ack, a new consumer, a qos change, a requeue) runs dispatch ([`dispatch`]) under that
 //! lock, which hands messages to consumers with credit, round-robin, through each consumer's
@@ -11,7 +11,8 @@
 //!
 //! Files: this one (the queue, publish, get, settle, requeue, consumers), `dispatch`,
 //! `expiry` (TTLs and `x-expires`), `equivalence` (redeclares and exclusivity), `ready`
-//! (the ready messages, RAM then disk) and `page_file` (the on-disk tail), `arguments`
+//! (the ready messages, RAM then disk), `pager` (the disk side, run off the lock) and
+//! `page_file` (the on-disk tail), `arguments`
 //! (x-arguments checked at declare), `consumer` (consumers, credit, the outbox),
 //! `dead_letter` (the dead-lettered message and `x-death`).
 
@@ -21,7 +22,8 @@ pub mod dead_letter;
 mod dispatch;
 pub mod equivalence;
 mod expiry;
-pub mod page_file;
+mod page_file;
+mod pager;
 pub mod ready;
 
 pub use expiry::now_ms;
@@ -152,10 +154,41 @@ impl Queue {
             }),
             deleted: AtomicBool::new(false),
         });
+        let me = Arc::downgrade(&q);
+        q.state.lock().store.set_on_refill(Box::new(move |r| {
+            if let Some(q) = me.upgrade() {
+                q.refilled(r);
+            }
+        }));
         if let Some(ms) = q.args.expires {
             q.watch_expires(Duration::from_millis(ms));
         }
         q
+    }
+
+    /// Messages read back from disk (on the pager's thread): into the head, then on to
+    /// consumers; a drop-head limit and the head's expiry timer see them now.
+    fn refilled(self: &Arc<Self>, r: pager::Refill) {
+        let mut st = self.state.lock();
+        if st.store.refilled(r) {
+            self.enforce_drop_head(&mut st);
+            self.arm_expiry(&mut st);
+            self.dispatch(&mut st);
+        }
+        self.unlock(st);
+    }
+
+    /// `x-overflow: drop-head`: the oldest messages go (dead-lettered) while over a limit.
+    /// Those still on disk wait for their refill (a deep queue may be over by one read).
+    fn enforce_drop_head(&self, st: &mut State) {
+        if self.args.overflow != Overflow::DropHead {
+            return;
+        }
+        while self.over_limit(st) {
+            let Some(m) = st.store.pop() else { break };
+            st.store.settle(&m);
+            self.dead_letter(st, m.message, Reason::Maxlen);
+        }
     }
 
     /// Fills a queue created at start with what the store had for it.
@@ -262,13 +295,7 @@ impl Queue {
             expires_at,
             deliveries: 0,
         });
-        if self.args.overflow == Overflow::DropHead {
-            while self.over_limit(&st) {
-                let Some(m) = st.store.pop() else { break };
-                st.store.settle(&m);
-                self.dead_letter(&mut st, m.message, Reason::Maxlen);
-            }
-        }
+        self.enforce_drop_head(&mut st);
         if expires_at != 0 {
             self.arm_expiry(&mut st);
         }
@@ -301,23 +328,37 @@ impl Queue {
     }
 
     /// basic.get: the next ready message and how many remain. `ack` = the client will settle it.
+    ///
+    /// If the head is empty while messages are on their way from disk, it waits for them
+    /// (with the lock released, off the runtime's worker): a get answers get-empty only
+    /// when the queue is.
     pub fn get(&self, ack: bool) -> Option<(QueuedMessage, u32)> {
-        let mut st = self.state.lock();
-        st.last_used = Instant::now();
-        let got = self.pop_live(&mut st);
-        if let Some(m) = &got {
-            if ack {
-                st.unacked += 1;
-                if self.durable && m.on_disk {
-                    st.store.disk().store.delivered(self.qid, m.seq);
-                }
-            } else {
-                st.store.settle(m);
+        const TRIES: usize = 3;
+        for attempt in 1..=TRIES {
+            let mut st = self.state.lock();
+            st.last_used = Instant::now();
+            let got = self.pop_live(&mut st);
+            if got.is_none() && st.store.refilling() && attempt < TRIES {
+                let pager = st.store.pager();
+                self.unlock(st);
+                pager.wait_idle(Duration::from_secs(5));
+                continue;
             }
+            if let Some(m) = &got {
+                if ack {
+                    st.unacked += 1;
+                    if self.durable && m.on_disk {
+                        st.store.disk().store.delivered(self.qid, m.seq);
+                    }
+                } else {
+                    st.store.settle(m);
+                }
+            }
+            let remaining = st.store.len() as u32;
+            self.unlock(st);
+            return got.map(|m| (m, remaining));
         }
-        let remaining = st.store.len() as u32;
-        self.unlock(st);
-        got.map(|m| (m, remaining))
+        None
     }
 
     /// Settles delivered messages for good (ack, or reject/nack without requeue).

@@ -13,7 +13,7 @@ use super::ready::QueuedMessage;
 use crate::message::Message;
 use crate::store::records;
 
-/// Appends are buffered up to this much.
+/// Appends are written in pieces of about this much.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Reads take this much at a time (or one record, if larger).
 const READ_CHUNK: usize = 1 << 20;
@@ -21,7 +21,7 @@ const READ_CHUNK: usize = 1 << 20;
 pub struct PageFile {
     path: PathBuf,
     file: File,
-    /// Appended, not yet written.
+    /// The piece being encoded (empty between appends).
     out: Vec<u8>,
     /// Bytes written to the file, and read back from it.
     written: u64,
@@ -55,40 +55,54 @@ impl PageFile {
         })
     }
 
-    /// `len | seq | record` (the record as the store writes it, body inline).
-    pub fn push(&mut self, m: &QueuedMessage) -> std::io::Result<()> {
-        self.record.clear();
-        let flags = if m.on_disk { records::PERSISTENT } else { 0 };
-        let body = m.message.body();
-        let large = body.len() >= WRITE_BUFFER;
-        // A large body is written from the message itself, not copied into the buffer.
-        records::encode_message_head(&m.message, flags, m.expires_at, &mut self.record);
-        let len = 8 + self.record.len() + body.len();
-        self.out.extend_from_slice(&(len as u32).to_be_bytes());
-        self.out.extend_from_slice(&m.seq.to_be_bytes());
-        self.out.extend_from_slice(&self.record);
-        if large {
-            self.flush()?;
-            self.file.write_all_at(body, self.written)?;
-            self.written += body.len() as u64;
-        } else {
-            self.out.extend_from_slice(body);
+    /// Appends `batch` in order: all of it, or (on a write error) none of it. Each record is
+    /// `len | seq | record` (the record as the store writes it, body inline). Writes go to
+    /// explicit offsets from `written`, so a failed one leaves nothing the reads would see.
+    pub fn append(&mut self, batch: &[QueuedMessage]) -> std::io::Result<()> {
+        let mut at = self.written;
+        let result = self.write_batch(batch, &mut at);
+        self.out.clear();
+        result?;
+        for m in batch {
+            if self.count == 0 {
+                self.floor = m.seq;
+            }
+            self.count += 1;
+            self.bytes += m.message.size();
         }
-        if self.count == 0 {
-            self.floor = m.seq;
-        }
-        self.count += 1;
-        self.bytes += m.message.size();
-        if self.out.len() >= WRITE_BUFFER {
-            self.flush()?;
-        }
+        self.written = at;
         Ok(())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn write_batch(&mut self, batch: &[QueuedMessage], at: &mut u64) -> std::io::Result<()> {
+        for m in batch {
+            self.record.clear();
+            let flags = if m.on_disk { records::PERSISTENT } else { 0 };
+            let body = m.message.body();
+            records::encode_message_head(&m.message, flags, m.expires_at, &mut self.record);
+            let len = 8 + self.record.len() + body.len();
+            self.out.extend_from_slice(&(len as u32).to_be_bytes());
+            self.out.extend_from_slice(&m.seq.to_be_bytes());
+            self.out.extend_from_slice(&self.record);
+            if body.len() >= WRITE_BUFFER {
+                // A large body is written from the message itself, not copied into the buffer.
+                self.write_out(at)?;
+                self.file.write_all_at(body, *at)?;
+                *at += body.len() as u64;
+            } else {
+                self.out.extend_from_slice(body);
+            }
+            if self.out.len() >= WRITE_BUFFER {
+                self.write_out(at)?;
+            }
+        }
+        self.write_out(at)
+    }
+
+    fn write_out(&mut self, at: &mut u64) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.file.write_all_at(&self.out, self.written)?;
-            self.written += self.out.len() as u64;
+            self.file.write_all_at(&self.out, *at)?;
+            *at += self.out.len() as u64;
             self.out.clear();
         }
         Ok(())
@@ -96,7 +110,6 @@ impl PageFile {
 
     /// The next messages, up to about `max_cost` bytes of RAM (at least one).
     pub fn pop_chunk(&mut self, max_cost: usize) -> std::io::Result<Vec<QueuedMessage>> {
-        self.flush()?;
         let mut out = Vec::new();
         let mut cost = 0;
         while self.count > 0 && cost < max_cost {

@@ -2,15 +2,20 @@
 //!
 //! Messages enter at the back and leave from the front, so a deep queue keeps its oldest
 //! messages in RAM (about to be delivered) and everything after the first message that did
-//! not fit in its page file ([`super::page_file`]), appended and read back in order: a tail
-//! message costs no RAM. When the head runs dry the next chunk is read back. A queue
-//! recovered at start also has a tail of persistent records in the store (a seq range read
-//! back from sled); it comes before anything paged since.
+//! not fit on disk, in its page file ([`super::page_file`]), appended and read back in order:
+//! a tail message costs no RAM. A queue recovered at start also has a tail of persistent
+//! records in the store (a seq range read back from sled); it comes before anything paged
+//! since.
+//!
+//! None of that disk I/O happens here, under the queue's lock: messages bound for the tail
+//! gather in `outgoing` and go to the [`Pager`] as one write job; when the head falls under
+//! half its budget the next chunk is asked for ahead of need, and arrives through
+//! [`Ready::refilled`]. Meanwhile this side only counts what is on disk.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::page_file::PageFile;
+use super::pager::{Job, Pager, Refill};
 use crate::message::Message;
 use crate::store::Store;
 
@@ -53,11 +58,19 @@ pub struct Ready {
     head: VecDeque<QueuedMessage>,
     head_cost: usize,
     head_bytes: usize,
-    tail: Tail,
-    /// Messages past the budget, in order, on disk (opened when first needed).
-    pages: Option<PageFile>,
-    /// Recovered messages with a seq up to this were delivered before the restart.
-    delivered_before: Option<u64>,
+    /// Bound for the tail, not handed to the pager yet (they follow everything on disk).
+    outgoing: Vec<QueuedMessage>,
+    outgoing_bytes: usize,
+    /// Messages on disk (handed to the pager, not read back), and their body bytes.
+    on_disk: usize,
+    on_disk_bytes: usize,
+    /// No message on disk has a seq below this (a purge deletes their records from here).
+    disk_floor: u64,
+    /// A read is on its way.
+    reading: bool,
+    /// Bumped by a purge or delete: a read asked for before it is stale.
+    generation: u64,
+    pager: Arc<Pager>,
     /// A priority queue (`x-max-priority`): one FIFO per priority, highest first, all in
     /// RAM (it does not page), instead of `head` and the tail.
     levels: Option<Levels>,
@@ -79,6 +92,11 @@ impl Levels {
     }
 }
 
+/// `outgoing` goes to the pager once it holds this many body bytes.
+const WRITE_BATCH: usize = 256 * 1024;
+/// A read asks for at most this much RAM's worth of messages.
+const READ_CHUNK: usize = 4 << 20;
+
 impl Ready {
     pub fn new(disk: Disk, budget: usize, max_priority: Option<u8>) -> Self {
         Ready {
@@ -86,15 +104,25 @@ impl Ready {
                 by_priority: (0..=p).map(|_| VecDeque::new()).collect(),
                 len: 0,
             }),
+            pager: Pager::new(disk.clone()),
             disk,
             budget,
             head: VecDeque::new(),
             head_cost: 0,
             head_bytes: 0,
-            tail: Tail::default(),
-            pages: None,
-            delivered_before: None,
+            outgoing: Vec::new(),
+            outgoing_bytes: 0,
+            on_disk: 0,
+            on_disk_bytes: 0,
+            disk_floor: 0,
+            reading: false,
+            generation: 0,
         }
+    }
+
+    /// Where the pager's reads go (the queue sets it once it exists).
+    pub(super) fn set_on_refill(&self, f: Box<dyn Fn(Refill) + Send + Sync>) {
+        self.pager.set_on_refill(f);
     }
 
     /// A queue recovered at start: its head (already in order), tail, and delivery watermark.
@@ -102,8 +130,11 @@ impl Ready {
         for m in head {
             self.add_to_head_back(m);
         }
-        self.tail = tail;
-        self.delivered_before = delivered;
+        self.pager.restore(tail, delivered);
+        self.on_disk = tail.count;
+        self.on_disk_bytes = tail.bytes;
+        self.disk_floor = tail.from;
+        self.read_ahead();
     }
 
     pub fn disk(&self) -> &Disk {
@@ -123,127 +154,115 @@ impl Ready {
     }
 
     /// When the message that would be delivered next expires (0 = never → `None`).
-    pub fn front_expiry(&mut self) -> Option<u64> {
-        if let Some(l) = &self.levels {
-            return l.front().map(|m| m.expires_at).filter(|&e| e != 0);
-        }
-        if self.head.is_empty() && (self.tail.count > 0 || self.paged() > 0) {
-            self.page_in();
-        }
-        self.head.front().map(|m| m.expires_at).filter(|&e| e != 0)
-    }
-
-    fn paged(&self) -> usize {
-        self.pages.as_ref().map_or(0, |p| p.count)
+    pub fn front_expiry(&self) -> Option<u64> {
+        let front = match &self.levels {
+            Some(l) => l.front(),
+            None => self.head.front(),
+        };
+        front.map(|m| m.expires_at).filter(|&e| e != 0)
     }
 
     /// Appends a new message (its `seq` is higher than any stored). Past the budget, or
-    /// behind messages already on disk, it goes to the page file.
+    /// behind messages bound for disk, it goes to the tail.
     pub fn push(&mut self, m: QueuedMessage) {
         let cost = m.message.ram_cost();
         let fits =
-            self.tail.count == 0 && self.paged() == 0 && self.head_cost + cost <= self.budget;
+            self.on_disk == 0 && self.outgoing.is_empty() && self.head_cost + cost <= self.budget;
         if self.levels.is_some() || fits {
             self.add_to_head_back(m);
             return;
         }
-        if let Err(e) = self.page_out(&m) {
-            // A full or failing disk: keep it in RAM rather than lose it.
-            tracing::error!(qid = self.disk.qid, "cannot page a message out: {e}");
-            self.add_to_head_back(m);
+        self.outgoing_bytes += m.message.size();
+        self.outgoing.push(m);
+        if self.outgoing_bytes >= WRITE_BATCH.min(self.budget / 4) {
+            self.write_outgoing();
         }
     }
 
-    fn page_out(&mut self, m: &QueuedMessage) -> std::io::Result<()> {
-        if self.pages.is_none() {
-            let path = self
-                .disk
-                .store
-                .pages_dir()
-                .join(format!("{:016x}.pg", self.disk.qid));
-            self.pages = Some(PageFile::create(path)?);
+    /// Hands `outgoing` to the pager: from now on it counts as on disk.
+    fn write_outgoing(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
         }
-        match &mut self.pages {
-            Some(p) => p.push(m),
-            None => Ok(()),
+        if self.on_disk == 0 {
+            self.disk_floor = self.outgoing[0].seq;
         }
+        self.on_disk += self.outgoing.len();
+        self.on_disk_bytes += self.outgoing_bytes;
+        self.outgoing_bytes = 0;
+        self.pager
+            .submit(Job::Write(std::mem::take(&mut self.outgoing)));
     }
 
-    /// Takes the next message to deliver.
+    /// Takes the next message to deliver. `None` also while the head is empty and its next
+    /// messages are on their way from disk ([`Ready::refilling`]).
     pub fn pop(&mut self) -> Option<QueuedMessage> {
         let m = if let Some(l) = &mut self.levels {
             let m = l.by_priority.iter_mut().rev().find_map(|q| q.pop_front())?;
             l.len -= 1;
             m
         } else {
-            if self.head.is_empty() && (self.tail.count > 0 || self.paged() > 0) {
-                self.page_in();
+            if self.head.is_empty() && self.on_disk == 0 && !self.outgoing.is_empty() {
+                // Nothing on disk comes before them: they move up without a disk in between.
+                self.outgoing_bytes = 0;
+                for m in std::mem::take(&mut self.outgoing) {
+                    self.add_to_head_back(m);
+                }
             }
-            self.head.pop_front()?
+            let m = self.head.pop_front();
+            self.read_ahead();
+            m?
         };
         self.head_cost -= m.message.ram_cost();
         self.head_bytes -= m.message.size();
         Some(m)
     }
 
-    /// Moves the next chunk of the tail into the head: the store's recovered records first,
-    /// then the page file.
-    fn page_in(&mut self) {
-        const CHUNK: usize = 4 << 20;
-        let chunk = (self.budget / 4).clamp(1, CHUNK);
-        let mut cost = 0;
-        while cost < chunk && self.tail.count > 0 {
-            let (qid, from, to) = (self.disk.qid, self.tail.from, self.tail.to);
-            let read = match self.disk.store.read_messages(qid, from, to, chunk - cost) {
-                Ok(r) => r,
-                Err(e) => {
-                    // The messages stay where they are; the next pop tries again.
-                    tracing::error!(qid, "{e}");
-                    return;
-                }
-            };
-            if read.is_empty() {
-                // Records that vanished (damaged ones are dropped) leave no phantom count.
-                self.tail = Tail::default();
-                break;
-            }
-            for (seq, message, expires_at) in read {
-                cost += message.ram_cost();
-                let redelivered = self.delivered_before.is_some_and(|d| seq <= d);
-                self.take_from_tail(QueuedMessage {
-                    seq,
-                    message: Arc::new(message),
-                    redelivered,
-                    on_disk: true,
-                    expires_at,
-                    deliveries: 0,
-                });
-            }
-        }
-        if cost > 0 {
+    /// Asks for the next chunk from disk once the head is under half its budget.
+    fn read_ahead(&mut self) {
+        if self.reading || self.on_disk == 0 || self.head_cost > self.budget / 2 {
             return;
         }
-        let Some(pages) = &mut self.pages else { return };
-        match pages.pop_chunk(chunk) {
-            Ok(ms) => {
-                for m in ms {
-                    self.add_to_head_back(m);
-                }
-            }
-            Err(e) => {
-                // Unreadable scratch: those messages are lost (persistent ones come back
-                // from the store at the next start). Said loudly; the queue goes on.
-                tracing::error!(qid = self.disk.qid, lost = pages.count, "page file: {e}");
-                let _ = pages.clear();
-            }
-        }
+        self.reading = true;
+        self.pager.submit(Job::Read {
+            generation: self.generation,
+            max_cost: (self.budget / 4).clamp(1, READ_CHUNK),
+        });
     }
 
-    fn take_from_tail(&mut self, m: QueuedMessage) {
-        self.tail.from = m.seq + 1;
-        self.tail.count = self.tail.count.saturating_sub(1);
-        self.tail.bytes = self.tail.bytes.saturating_sub(m.message.size());
-        self.add_to_head_back(m);
+    /// The head is empty and messages are on their way from disk.
+    pub fn refilling(&self) -> bool {
+        self.head.is_empty() && self.on_disk > 0
+    }
+
+    /// The pager, to wait on (see [`Pager::wait_idle`]).
+    pub(super) fn pager(&self) -> Arc<Pager> {
+        self.pager.clone()
+    }
+
+    /// A read came back: its messages join the back of the head (everything there is older).
+    /// False if it was stale (asked for before a purge) and so dropped.
+    pub(super) fn refilled(&mut self, r: Refill) -> bool {
+        if r.generation != self.generation {
+            return false;
+        }
+        self.reading = false;
+        let progress = !r.messages.is_empty() || r.dropped > 0;
+        self.on_disk = self.on_disk.saturating_sub(r.messages.len() + r.dropped);
+        self.on_disk_bytes = self.on_disk_bytes.saturating_sub(r.dropped_bytes);
+        for m in r.messages {
+            self.on_disk_bytes = self.on_disk_bytes.saturating_sub(m.message.size());
+            self.disk_floor = m.seq + 1;
+            self.add_to_head_back(m);
+        }
+        if self.on_disk == 0 {
+            self.on_disk_bytes = 0;
+        }
+        if progress {
+            // A read that failed is not retried at once (the next pop does).
+            self.read_ahead();
+        }
+        true
     }
 
     /// Gives a delivered message back, in its original place (by `seq`), which is in the
@@ -282,12 +301,12 @@ impl Ready {
                 self.settle(m);
             }
         }
-        // Everything from the first record on disk on is ready (never delivered): its records
-        // go by range.
-        let from = match (&self.pages, self.tail.count) {
-            (_, n) if n > 0 => Some(self.tail.from),
-            (Some(p), _) if p.count > 0 => Some(p.floor),
-            _ => None,
+        // Everything past the head is ready (never delivered): its records go by range, sent
+        // now, under the lock, so no later publish's record can be in it.
+        let from = match self.outgoing.first() {
+            _ if self.on_disk > 0 => Some(self.disk_floor),
+            Some(m) => Some(m.seq),
+            None => None,
         };
         if let Some(from) = from {
             self.disk
@@ -305,17 +324,25 @@ impl Ready {
             l.by_priority.iter_mut().for_each(VecDeque::clear);
             l.len = 0;
         }
-        if let Some(p) = &mut self.pages {
-            let _ = p.clear();
+        if self.on_disk > 0 || self.reading {
+            self.pager.submit(Job::Clear);
         }
+        self.outgoing.clear();
+        self.outgoing_bytes = 0;
+        self.on_disk = 0;
+        self.on_disk_bytes = 0;
+        self.reading = false;
+        self.generation += 1;
         self.head_cost = 0;
         self.head_bytes = 0;
-        self.tail = Tail::default();
         n
     }
 
     pub fn len(&self) -> usize {
-        self.head.len() + self.tail.count + self.paged() + self.levels.as_ref().map_or(0, |l| l.len)
+        self.head.len()
+            + self.outgoing.len()
+            + self.on_disk
+            + self.levels.as_ref().map_or(0, |l| l.len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -324,11 +351,11 @@ impl Ready {
 
     /// Body bytes of the ready messages.
     pub fn bytes(&self) -> usize {
-        self.head_bytes + self.tail.bytes + self.pages.as_ref().map_or(0, |p| p.bytes)
+        self.head_bytes + self.outgoing_bytes + self.on_disk_bytes
     }
 
-    /// Body bytes of ready messages held in RAM, and of those only on disk.
+    /// Body bytes of ready messages held in RAM here (the head and what waits to be written).
     pub fn bytes_in_ram(&self) -> usize {
-        self.head_bytes
+        self.head_bytes + self.outgoing_bytes
     }
 }

@@ -35,6 +35,14 @@ impl Fuse {
         self.model.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A slow file's read or write waits first (the model's lock is not held meanwhile).
+    fn wait_if_slow(&self, ino: u64) {
+        let delay = self.model().delay_of(ino);
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
+    }
+
     fn attr(m: &Model, ino: u64) -> Result<FileAttr, Fail> {
         let n = m.node(ino)?;
         let (kind, nlink) = match n.kind {
@@ -209,6 +217,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.wait_if_slow(ino.0);
         match self.model().read(ino.0, offset, size) {
             Ok(d) => reply.data(d),
             Err(e) => reply.error(errno(e)),
@@ -227,6 +236,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.wait_if_slow(ino.0);
         let append = flags.0 & libc::O_APPEND != 0;
         match self.model().write(ino.0, offset, data, append) {
             Ok(n) => reply.written(n),

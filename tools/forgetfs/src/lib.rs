@@ -16,6 +16,7 @@ pub mod model;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fuser::{BackgroundSession, MountOption};
 
@@ -90,6 +91,12 @@ impl ForgetFs {
     /// it are cut short, then refused with ENOSPC.
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.model().capacity = bytes;
+    }
+
+    /// Makes every read and write of a file created from now on whose name ends with
+    /// `suffix` wait `delay` (a slow disk under one kind of file); None: none is slow.
+    pub fn set_slow(&self, slow: Option<(&str, Duration)>) {
+        self.model().slow = slow.map(|(s, d)| (s.to_string(), d));
     }
 
     /// Bytes of file contents held now.

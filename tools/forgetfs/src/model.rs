@@ -160,6 +160,9 @@ pub struct Model {
     used: u64,
     /// The last write not yet synced: (ino, offset, length), for torn power cuts.
     last_write: Option<(u64, u64, u64)>,
+    /// Files whose name ends with `.0` are slow: each read and write of one waits `.1`.
+    pub slow: Option<(String, std::time::Duration)>,
+    slow_files: std::collections::HashSet<u64>,
     pub stats: Stats,
 }
 
@@ -176,6 +179,8 @@ impl Default for Model {
             capacity: None,
             used: 0,
             last_write: None,
+            slow: None,
+            slow_files: Default::default(),
             stats: Stats::default(),
         }
     }
@@ -234,10 +239,21 @@ impl Model {
         let mut node = Node::new(kind, perm);
         node.links = 1;
         self.nodes.insert(ino, node);
+        if let Some((suffix, _)) = &self.slow {
+            if name.to_string_lossy().ends_with(suffix.as_str()) {
+                self.slow_files.insert(ino);
+            }
+        }
         let p = self.node_mut(parent)?;
         p.entries.insert(name.to_os_string(), ino);
         p.mtime = SystemTime::now();
         Ok(ino)
+    }
+
+    /// How long a read or write of `ino` waits (see [`Model::slow`]).
+    pub fn delay_of(&self, ino: u64) -> Option<std::time::Duration> {
+        let (_, delay) = self.slow.as_ref()?;
+        self.slow_files.contains(&ino).then_some(*delay)
     }
 
     pub fn opened(&mut self, ino: u64) -> Result<()> {
