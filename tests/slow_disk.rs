@@ -197,16 +197,22 @@ async fn page_writes_on_a_full_disk_keep_their_messages_in_order() {
     // Room for a few page writes, then none: the rest of 2.4 MB fails to page out.
     fs.set_capacity(Some(fs.used() + 200 * 1024));
     publish_numbered(&ch, "deep", 0, 600).await;
+    // Page writes run after the confirms, on the pager's thread: wait for the refusal.
+    let refused =
+        || std::fs::read_to_string(&log).is_ok_and(|s| s.contains("cannot page messages out"));
+    let waited = Instant::now();
+    while !refused() && waited.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused(),
+        "the disk never refused a page write:\n{}",
+        support::child::tail(&log)
+    );
     // Room again: later messages still queue behind those kept in RAM.
     fs.set_capacity(None);
     publish_numbered(&ch, "deep", 600, 200).await;
     drain_in_order(&ch, "deep", 800).await;
-    let said = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        said.contains("cannot page messages out"),
-        "the disk never refused a page write:\n{}",
-        support::child::tail(&log)
-    );
     assert_no_panic(&log, "the full-disk paging run");
     broker.stop();
 }

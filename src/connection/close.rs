@@ -2,7 +2,6 @@
 //! consumers and unacked messages, and the final cleanup of a connection.
 
 use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{ConnEvent, Connection, Phase};
@@ -60,10 +59,9 @@ impl Connection {
     }
 
     /// Final cleanup: channels released, exclusive queues deleted, queued events returned.
-    pub(super) fn cleanup(&mut self, events_rx: &mut mpsc::UnboundedReceiver<ConnEvent>) {
+    pub(super) fn cleanup(&mut self) {
         self.release_channels();
-        events_rx.close();
-        while let Ok(e) = events_rx.try_recv() {
+        for e in self.inbox.close() {
             if let ConnEvent::Deliver(d) = e {
                 d.queue.undeliver(d.messages, &d.consumer);
             }

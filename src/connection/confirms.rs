@@ -138,7 +138,7 @@ impl Connection {
         if std::mem::take(&mut self.sync.wrote_durably) {
             self.sync.token += 1;
             self.sync.asked.push_back((self.sync.token, Instant::now()));
-            let (token, to) = (self.sync.token, self.events_tx.clone());
+            let (token, to) = (self.sync.token, self.inbox.clone());
             self.broker.store.notify(
                 self.sync.batch_epoch,
                 Box::new(move |ok| {

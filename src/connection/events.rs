@@ -1,10 +1,11 @@
 //! What other tasks tell a connection: deliveries from queues, broker cancels, direct
-//! reply-to messages and the store's sync completions, all through one unbounded channel
-//! that the connection's loop drains in batches.
+//! reply-to messages and the store's sync completions, all through its [`Inbox`], which the
+//! connection's loop drains in batches.
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use super::Connection;
 use crate::message::Message;
@@ -27,34 +28,96 @@ pub enum ConnEvent {
     Durable { token: u64, ok: bool },
 }
 
-/// A connection's event channel, as the queues (and direct reply-to) see it.
-pub(super) struct ConnOutbox(pub(super) mpsc::UnboundedSender<ConnEvent>);
+/// A connection's events: other tasks push, the connection's loop takes all there are at
+/// once. Not a tokio mpsc: its first block of 32 slots would cost every idle connection
+/// 1.5 KiB; this costs an empty `Vec` until something arrives.
+#[derive(Default)]
+pub(super) struct Inbox {
+    queue: Mutex<Pending>,
+    /// Woken when `queue` goes from empty to not (a permit is kept if nobody waits).
+    ready: Notify,
+}
 
-impl Outbox for ConnOutbox {
+#[derive(Default)]
+struct Pending {
+    events: Vec<ConnEvent>,
+    /// The connection is gone: nothing more is taken.
+    closed: bool,
+}
+
+impl Inbox {
+    /// Queues `e`, or gives it back if the connection is gone.
+    pub(super) fn send(&self, e: ConnEvent) -> Result<(), ConnEvent> {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return Err(e);
+        }
+        let wake = q.events.is_empty();
+        q.events.push(e);
+        drop(q);
+        if wake {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until there are events, then swaps them into `into` (empty on entry; its
+    /// buffer becomes the inbox's, so the two are reused in turn). Cancel-safe: nothing is
+    /// taken until it returns.
+    pub(super) async fn recv(&self, into: &mut Vec<ConnEvent>) {
+        loop {
+            {
+                let mut q = self.queue.lock();
+                if !q.events.is_empty() {
+                    std::mem::swap(&mut q.events, into);
+                    return;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Frees an empty inbox's buffer (an idle connection).
+    pub(super) fn release(&self) {
+        let mut q = self.queue.lock();
+        if q.events.is_empty() {
+            q.events = Vec::new();
+        }
+    }
+
+    /// The connection ends: later sends are refused; returns what was still queued.
+    pub(super) fn close(&self) -> Vec<ConnEvent> {
+        let mut q = self.queue.lock();
+        q.closed = true;
+        std::mem::take(&mut q.events)
+    }
+}
+
+/// The inbox as the queues (and direct reply-to) see it.
+impl Outbox for Inbox {
     fn deliver(&self, d: Delivery) -> Result<(), Delivery> {
-        match self.0.send(ConnEvent::Deliver(d)) {
+        match self.send(ConnEvent::Deliver(d)) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::SendError(ConnEvent::Deliver(d))) => Err(d),
+            Err(ConnEvent::Deliver(d)) => Err(d),
             // What was sent is a Deliver; nothing else can come back.
             Err(_) => Ok(()),
         }
     }
 
     fn cancelled(&self, channel: u16, tag: &str) {
-        let _ = self.0.send(ConnEvent::Cancel {
+        let _ = self.send(ConnEvent::Cancel {
             channel,
             tag: tag.to_string(),
         });
     }
 
     fn reply(&self, channel: u16, tag: &str, message: Arc<Message>) -> bool {
-        self.0
-            .send(ConnEvent::Reply {
-                channel,
-                tag: tag.to_string(),
-                message,
-            })
-            .is_ok()
+        self.send(ConnEvent::Reply {
+            channel,
+            tag: tag.to_string(),
+            message,
+        })
+        .is_ok()
     }
 }
 

@@ -38,7 +38,6 @@ use amq_protocol::protocol::AMQPClass;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 use warren_codec::{decode, encode};
@@ -50,7 +49,6 @@ use crate::queue::Queue;
 use crate::vhost::VHost;
 use channel::Channel;
 pub use events::ConnEvent;
-use events::ConnOutbox;
 use flow::AlarmState;
 
 /// Stop taking deliveries while this much output is waiting for the socket.
@@ -126,8 +124,9 @@ pub struct Connection {
     /// Boxed: a map sized for a few 552-byte channels would cost an idle connection 2 KiB.
     channels: HashMap<u16, Box<Channel>, BuildHasherDefault<ChannelHasher>>,
     out: output::Output,
-    events_tx: mpsc::UnboundedSender<ConnEvent>,
-    /// The same channel, for consumers and reply targets.
+    /// Where other tasks' events for this connection wait (see `events`).
+    inbox: Arc<events::Inbox>,
+    /// The same inbox, for consumers and reply targets.
     outbox: Arc<dyn Outbox>,
     /// Queues whose dispatch must run once the current batch is done (credit was freed).
     to_poke: Vec<Arc<Queue>>,
@@ -137,7 +136,7 @@ pub struct Connection {
     sync: confirms::SyncWaits,
     /// Counts for the metrics, added to the registry once per batch.
     tally: crate::metrics::Tally,
-    counters: crate::metrics::Counters,
+    counters: Arc<crate::metrics::Counters>,
     /// Channels open at the last batch's end (the broker's gauge has them).
     channels_reported: usize,
     /// Messages published on this connection in all (transactions' included, when received).
@@ -211,7 +210,7 @@ async fn run(
         let _ = stream.shutdown().await;
         return Ok(());
     }
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let inbox = Arc::new(events::Inbox::default());
     let mut c = Connection {
         id,
         peer,
@@ -223,17 +222,17 @@ async fn run(
         // not logged in can make the broker buffer 8 KiB at most.
         frame_max: handshake::FRAME_MIN_SIZE,
         channel_max: broker.config.channel_max,
+        counters: broker.counters(),
         heartbeat: 0,
         broker,
         channels: HashMap::default(),
         out: output::Output::default(),
-        outbox: Arc::new(ConnOutbox(events_tx.clone())),
-        events_tx,
+        outbox: inbox.clone(),
+        inbox,
         to_poke: Vec::new(),
         sync: Default::default(),
         route_scratch: Default::default(),
         tally: Default::default(),
-        counters: Default::default(),
         channels_reported: 0,
         published_total: 0,
         partial_bytes: 0,
@@ -242,8 +241,8 @@ async fn run(
         handshake: Some(handshake),
     };
     c.send_start();
-    let result = c.main_loop(&mut stream, &mut events_rx, deadline).await;
-    c.cleanup(&mut events_rx);
+    let result = c.main_loop(&mut stream, deadline).await;
+    c.cleanup();
     if result.is_ok() && c.linger {
         let timeout = match c.heartbeat {
             hb @ 1..=29 => Duration::from_secs(hb as u64),
@@ -282,13 +281,13 @@ impl Connection {
     async fn main_loop(
         &mut self,
         stream: &mut TcpStream,
-        events_rx: &mut mpsc::UnboundedReceiver<ConnEvent>,
         handshake_deadline: Instant,
     ) -> std::io::Result<()> {
         let (mut rd, mut wr) = stream.split();
         let mut inbuf = BytesMut::with_capacity(READ_START);
-        // Allocated on first use: an idle connection holds no event buffer (256 would be 12 KiB).
+        // Swapped with the inbox's (see `Inbox::recv`): an idle connection holds neither.
         let mut events = Vec::new();
+        let inbox = self.inbox.clone();
         let mut shutdown = self.broker.shutdown_signal();
         let mut alarm = self.broker.alarm_signal();
         let mut last_read = Instant::now();
@@ -326,11 +325,13 @@ impl Connection {
                 last_read = Instant::now();
             }
             tokio::select! {
-                r = async {
+                r = std::future::poll_fn(|cx| {
+                    // The slices live on the stack during a poll, not in this future (which
+                    // every idle connection holds: 1 KiB).
                     let mut slices = [std::io::IoSlice::new(&[]); output::MAX_SLICES];
                     let n = self.out.slices(&mut slices);
-                    wr.write_vectored(&slices[..n]).await
-                }, if !self.out.is_empty() => {
+                    tokio::io::AsyncWrite::poll_write_vectored(std::pin::Pin::new(&mut wr), cx, &slices[..n])
+                }), if !self.out.is_empty() => {
                     let n = r?;
                     if n == 0 {
                         return Err(std::io::ErrorKind::WriteZero.into());
@@ -368,10 +369,7 @@ impl Connection {
                         inbuf.reserve(READ_CHUNK.max(inbuf.len()));
                     }
                 }
-                n = events_rx.recv_many(&mut events, 256), if want_events => {
-                    if n == 0 {
-                        continue;
-                    }
+                () = inbox.recv(&mut events), if want_events => {
                     for e in events.drain(..) {
                         self.handle_event(e);
                     }
@@ -403,6 +401,7 @@ impl Connection {
                         inbuf = BytesMut::new();
                         self.out.release();
                         events = Vec::new();
+                        self.inbox.release();
                     }
                     if self.phase == Phase::Open {
                         self.check_consumer_timeouts();

@@ -131,18 +131,17 @@ impl Queue {
             disk,
             ram_budget,
         } = c;
-        let store = Ready::new(disk, ram_budget, args.max_priority);
-        let q = Arc::new(Queue {
+        let qid = disk.qid;
+        let q = Arc::new_cyclic(|me| Queue {
             name,
-            qid: store.disk().qid,
+            qid,
             durable,
             exclusive_owner,
             auto_delete,
             arguments,
-            args,
             owner,
             state: Mutex::new(State {
-                store,
+                store: Ready::new(disk, ram_budget, args.max_priority, me.clone()),
                 next_seq: 0,
                 consumers: Vec::new(),
                 next_consumer: 0,
@@ -152,14 +151,9 @@ impl Queue {
                 timer_at: None,
                 last_used: Instant::now(),
             }),
+            args,
             deleted: AtomicBool::new(false),
         });
-        let me = Arc::downgrade(&q);
-        q.state.lock().store.set_on_refill(Box::new(move |r| {
-            if let Some(q) = me.upgrade() {
-                q.refilled(r);
-            }
-        }));
         if let Some(ms) = q.args.expires {
             q.watch_expires(Duration::from_millis(ms));
         }
@@ -341,7 +335,9 @@ impl Queue {
             if got.is_none() && st.store.refilling() && attempt < TRIES {
                 let pager = st.store.pager();
                 self.unlock(st);
-                pager.wait_idle(Duration::from_secs(5));
+                if let Some(p) = pager {
+                    p.wait_idle(Duration::from_secs(5));
+                }
                 continue;
             }
             if let Some(m) = &got {

@@ -13,13 +13,14 @@
 //! write sees that write's messages.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
 use super::page_file::PageFile;
 use super::ready::{Disk, QueuedMessage, Tail};
+use super::Queue;
 
 /// What a queue asks of its disk side.
 pub(super) enum Job {
@@ -41,15 +42,14 @@ pub(super) struct Refill {
     pub dropped_bytes: usize,
 }
 
-type OnRefill = Box<dyn Fn(Refill) + Send + Sync>;
-
 pub(super) struct Pager {
     jobs: Mutex<Jobs>,
     /// Signalled when the last job handed in has run.
     idle: Condvar,
     /// Only the running job touches it (jobs run one at a time): never contended.
     tail: Mutex<DiskTail>,
-    on_refill: OnceLock<OnRefill>,
+    /// Where reads go ([`Queue::refilled`]; weak: the queue holds its pager).
+    queue: Weak<Queue>,
 }
 
 #[derive(Default)]
@@ -72,7 +72,7 @@ struct DiskTail {
 }
 
 impl Pager {
-    pub fn new(disk: Disk) -> Arc<Pager> {
+    pub fn new(disk: Disk, queue: Weak<Queue>) -> Arc<Pager> {
         Arc::new(Pager {
             jobs: Mutex::new(Jobs::default()),
             idle: Condvar::new(),
@@ -83,13 +83,8 @@ impl Pager {
                 pages: None,
                 spilled: VecDeque::new(),
             }),
-            on_refill: OnceLock::new(),
+            queue,
         })
-    }
-
-    /// Where read results go (set once, when the queue exists).
-    pub fn set_on_refill(&self, f: OnRefill) {
-        let _ = self.on_refill.set(f);
     }
 
     /// A queue recovered at start: the records still in the store (before any job runs).
@@ -153,8 +148,8 @@ impl Pager {
             // The jobs lock is free here: the refill callback takes the queue's lock, and a
             // queue hands in jobs while holding it.
             let refill = self.tail.lock().run(job);
-            if let (Some(r), Some(f)) = (refill, self.on_refill.get()) {
-                f(r);
+            if let (Some(r), Some(q)) = (refill, self.queue.upgrade()) {
+                q.refilled(r);
             }
         }
     }

@@ -13,9 +13,10 @@
 //! [`Ready::refilled`]. Meanwhile this side only counts what is on disk.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::pager::{Job, Pager, Refill};
+use super::Queue;
 use crate::message::Message;
 use crate::store::Store;
 
@@ -70,7 +71,10 @@ pub struct Ready {
     reading: bool,
     /// Bumped by a purge or delete: a read asked for before it is stale.
     generation: u64,
-    pager: Arc<Pager>,
+    /// Made when the tail is first needed (most queues never page).
+    pager: Option<Arc<Pager>>,
+    /// The queue this is part of (the pager's reads go to it).
+    queue: Weak<Queue>,
     /// A priority queue (`x-max-priority`): one FIFO per priority, highest first, all in
     /// RAM (it does not page), instead of `head` and the tail.
     levels: Option<Levels>,
@@ -98,13 +102,15 @@ const WRITE_BATCH: usize = 256 * 1024;
 const READ_CHUNK: usize = 4 << 20;
 
 impl Ready {
-    pub fn new(disk: Disk, budget: usize, max_priority: Option<u8>) -> Self {
+    /// The ready messages of `queue` (the one being built: see `Arc::new_cyclic`).
+    pub fn new(disk: Disk, budget: usize, max_priority: Option<u8>, queue: Weak<Queue>) -> Self {
         Ready {
             levels: max_priority.map(|p| Levels {
                 by_priority: (0..=p).map(|_| VecDeque::new()).collect(),
                 len: 0,
             }),
-            pager: Pager::new(disk.clone()),
+            pager: None,
+            queue,
             disk,
             budget,
             head: VecDeque::new(),
@@ -120,9 +126,10 @@ impl Ready {
         }
     }
 
-    /// Where the pager's reads go (the queue sets it once it exists).
-    pub(super) fn set_on_refill(&self, f: Box<dyn Fn(Refill) + Send + Sync>) {
-        self.pager.set_on_refill(f);
+    fn pager_mut(&mut self) -> &Arc<Pager> {
+        let (disk, queue) = (&self.disk, &self.queue);
+        self.pager
+            .get_or_insert_with(|| Pager::new(disk.clone(), queue.clone()))
     }
 
     /// A queue recovered at start: its head (already in order), tail, and delivery watermark.
@@ -130,7 +137,9 @@ impl Ready {
         for m in head {
             self.add_to_head_back(m);
         }
-        self.pager.restore(tail, delivered);
+        if tail.count > 0 {
+            self.pager_mut().restore(tail, delivered);
+        }
         self.on_disk = tail.count;
         self.on_disk_bytes = tail.bytes;
         self.disk_floor = tail.from;
@@ -190,8 +199,8 @@ impl Ready {
         self.on_disk += self.outgoing.len();
         self.on_disk_bytes += self.outgoing_bytes;
         self.outgoing_bytes = 0;
-        self.pager
-            .submit(Job::Write(std::mem::take(&mut self.outgoing)));
+        let batch = std::mem::take(&mut self.outgoing);
+        self.pager_mut().submit(Job::Write(batch));
     }
 
     /// Takes the next message to deliver. `None` also while the head is empty and its next
@@ -224,10 +233,11 @@ impl Ready {
             return;
         }
         self.reading = true;
-        self.pager.submit(Job::Read {
+        let job = Job::Read {
             generation: self.generation,
             max_cost: (self.budget / 4).clamp(1, READ_CHUNK),
-        });
+        };
+        self.pager_mut().submit(job);
     }
 
     /// The head is empty and messages are on their way from disk.
@@ -236,7 +246,7 @@ impl Ready {
     }
 
     /// The pager, to wait on (see [`Pager::wait_idle`]).
-    pub(super) fn pager(&self) -> Arc<Pager> {
+    pub(super) fn pager(&self) -> Option<Arc<Pager>> {
         self.pager.clone()
     }
 
@@ -324,8 +334,12 @@ impl Ready {
             l.by_priority.iter_mut().for_each(VecDeque::clear);
             l.len = 0;
         }
-        if self.on_disk > 0 || self.reading {
-            self.pager.submit(Job::Clear);
+        if let Some(p) = self
+            .pager
+            .as_ref()
+            .filter(|_| self.on_disk > 0 || self.reading)
+        {
+            p.submit(Job::Clear);
         }
         self.outgoing.clear();
         self.outgoing_bytes = 0;
