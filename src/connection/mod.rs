@@ -285,6 +285,8 @@ impl Connection {
     ) -> std::io::Result<()> {
         let (mut rd, mut wr) = stream.split();
         let mut inbuf = BytesMut::with_capacity(READ_START);
+        // Reads fill the buffer (see the read below): it is READ_CHUNK, not READ_START.
+        let mut busy = false;
         // Swapped with the inbox's (see `Inbox::recv`): an idle connection holds neither.
         let mut events = Vec::new();
         let inbox = self.inbox.clone();
@@ -324,6 +326,8 @@ impl Connection {
                 // still shows, as writes that make no progress).
                 last_read = Instant::now();
             }
+            // What a read may fill (`read_buf` gives an empty buffer 64 bytes).
+            let room = (inbuf.capacity() - inbuf.len()).max(64);
             tokio::select! {
                 r = std::future::poll_fn(|cx| {
                     // The slices live on the stack during a poll, not in this future (which
@@ -340,7 +344,8 @@ impl Connection {
                     last_write = Instant::now();
                 }
                 r = rd.read_buf(&mut inbuf), if want_read => {
-                    if r? == 0 {
+                    let n = r?;
+                    if n == 0 {
                         eof = true;
                         if self.phase != Phase::Closing {
                             debug!("client closed the socket");
@@ -361,12 +366,19 @@ impl Connection {
                     if crate::store::Store::take_sent_here() > 0 {
                         store_flow = store_flow.or_else(|| self.store_pause());
                     }
-                    // A read that filled the buffer means more is coming: grow to READ_CHUNK
-                    // (from a released buffer's 64 bytes, to READ_START first).
-                    if inbuf.capacity() < READ_START {
+                    // A read that filled all the room there was means more is coming: the
+                    // connection is busy (until an idle release) and reads READ_CHUNK at a
+                    // time; before that, READ_START. Not judged by the room left: frames
+                    // taken off the front shrink it, and a busy connection would fall back
+                    // to reads of a few KiB.
+                    busy |= n == room;
+                    let spare = inbuf.capacity() - inbuf.len();
+                    if busy {
+                        if spare < 1024 || (n == room && spare < READ_CHUNK / 2) {
+                            inbuf.reserve(READ_CHUNK.max(inbuf.len()));
+                        }
+                    } else if spare < 1024 {
                         inbuf.reserve(READ_START);
-                    } else if inbuf.capacity() - inbuf.len() < 1024 {
-                        inbuf.reserve(READ_CHUNK.max(inbuf.len()));
                     }
                 }
                 () = inbox.recv(&mut events), if want_events => {
@@ -399,6 +411,7 @@ impl Connection {
                     {
                         // Polled again, read_buf takes 64 bytes until data comes.
                         inbuf = BytesMut::new();
+                        busy = false;
                         self.out.release();
                         events = Vec::new();
                         self.inbox.release();
