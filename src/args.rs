@@ -62,6 +62,7 @@ pub fn get_str<'a>(t: &'a FieldTable, key: &str) -> Option<&'a [u8]> {
 }
 
 /// Two argument tables compared with loose equality on their values.
+#[cfg(test)]
 pub fn tables_equivalent(a: &FieldTable, b: &FieldTable) -> bool {
     a.inner().len() == b.inner().len()
         && a.inner()
@@ -70,7 +71,7 @@ pub fn tables_equivalent(a: &FieldTable, b: &FieldTable) -> bool {
 }
 
 /// A table's bytes for loose equality (see [`loosely_equal`]): two tables are
-/// [`tables_equivalent`] exactly when their canonical forms are equal, so the form can key a
+/// `tables_equivalent` exactly when their canonical forms are equal, so the form can key a
 /// hash map. Keys in order (a field table keeps them sorted); integers as i64, strings as
 /// their bytes whatever their kind, anything else as its debug form.
 pub fn canonical(t: &FieldTable) -> Vec<u8> {

@@ -46,7 +46,6 @@ impl AmqpError {
     ctor!(resource_locked, reply::RESOURCE_LOCKED, Soft);
     ctor!(precondition_failed, reply::PRECONDITION_FAILED, Soft);
     ctor!(connection_forced, reply::CONNECTION_FORCED, Hard);
-    ctor!(frame_error, reply::FRAME_ERROR, Hard);
     ctor!(syntax_error, reply::SYNTAX_ERROR, Hard);
     ctor!(command_invalid, reply::COMMAND_INVALID, Hard);
     ctor!(channel_error, reply::CHANNEL_ERROR, Hard);

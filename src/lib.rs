@@ -17,18 +17,18 @@
 //! - [`metrics`]: metric names, the per-connection tally, the recorder.
 //! - [`http`]: the HTTP endpoint (`/metrics`), gauges computed when scraped.
 
-pub mod alarms;
-pub mod args;
-pub mod broker;
+pub(crate) mod alarms;
+pub(crate) mod args;
+pub(crate) mod broker;
 pub mod config;
-pub mod connection;
-pub mod error;
-pub mod exchange;
-pub mod http;
-pub mod message;
+pub(crate) mod connection;
+pub(crate) mod error;
+pub(crate) mod exchange;
+pub(crate) mod http;
+pub(crate) mod message;
 pub mod metrics;
-pub mod names;
-pub mod queue;
+pub(crate) mod names;
+pub(crate) mod queue;
 pub mod server;
 pub mod store;
-pub mod vhost;
+pub(crate) mod vhost;

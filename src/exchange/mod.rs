@@ -47,14 +47,6 @@ impl Destination {
             Destination::Exchange(e) => e.is_deleted(),
         }
     }
-
-    pub fn same(&self, other: &Destination) -> bool {
-        match (self, other) {
-            (Destination::Queue(a), Destination::Queue(b)) => Arc::ptr_eq(a, b),
-            (Destination::Exchange(a), Destination::Exchange(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
 }
 
 /// One binding: destination, key and arguments (all three make its identity).
@@ -259,10 +251,6 @@ impl Exchange {
         }
         let kind = self.kind;
         g.router = new_router(kind);
-    }
-
-    pub fn binding_count(&self) -> usize {
-        self.bindings.read().all.len()
     }
 
     pub fn has_bindings(&self) -> bool {

@@ -191,22 +191,3 @@ pub fn with_delivery_count(raw: &[u8], count: u32) -> Option<Vec<u8>> {
     let (raw, _) = gen_properties(&props)(ctx).ok()?.into_inner();
     Some(raw)
 }
-
-/// The message without its `BCC` header (recipients must not see it), or `None` if it has
-/// none.
-pub fn without_bcc(m: &Message) -> Option<Message> {
-    let (_, props) = parse_properties(m.properties_raw()).ok()?;
-    let mut headers = props.headers().clone()?;
-    crate::args::get(&headers, "BCC")?;
-    let mut kept = FieldTable::default();
-    for (k, v) in headers.inner() {
-        if k.as_str() != "BCC" {
-            kept.insert(k.clone(), v.clone());
-        }
-    }
-    headers = kept;
-    let props = props.with_headers(headers);
-    let ctx = amq_protocol::frame::WriteContext::from(Vec::new());
-    let (raw, _) = gen_properties(&props)(ctx).ok()?.into_inner();
-    Message::from_parts(m.exchange(), m.routing_key(), &raw, m.body())
-}

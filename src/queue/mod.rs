@@ -113,7 +113,6 @@ pub enum Enqueued {
 
 /// What [`Queue::remove_consumer`] found.
 pub struct Removed {
-    pub consumer: Arc<Consumer>,
     /// The queue is auto-delete and this was its last consumer.
     pub now_unused: bool,
 }
@@ -462,14 +461,12 @@ impl Queue {
         let i = st.consumers.iter().position(|c| {
             c.connection_id == connection_id && c.channel == channel && c.tag == tag
         })?;
-        let consumer = st.consumers.remove(i);
-        consumer.cancel();
+        st.consumers.remove(i).cancel();
         if st.next_consumer > i {
             st.next_consumer -= 1;
         }
         st.last_used = Instant::now();
         Some(Removed {
-            consumer,
             now_unused: self.auto_delete && st.had_consumer && st.consumers.is_empty(),
         })
     }

@@ -126,10 +126,6 @@ impl VHost {
         self.queues.iter().map(|q| q.clone()).collect()
     }
 
-    pub fn queue_count(&self) -> usize {
-        self.queues.len()
-    }
-
     pub fn exchange_or_404(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
         self.exchange(name).ok_or_else(|| {
             AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))
