@@ -513,12 +513,15 @@ pub fn report_progress(opts: &Opts, t: f64, prev: &Snapshot, now: &Snapshot, dt:
         return;
     }
     let per_sec = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / dt.max(1e-9);
-    let line = format!(
+    let mut line = format!(
         "{t:6.1}s  published {:>10.0}/s  confirmed {:>10.0}/s  delivered {:>10.0}/s",
         per_sec(prev.published, now.published),
         per_sec(prev.confirmed, now.confirmed),
         per_sec(prev.delivered, now.delivered),
     );
+    if now.confirm_max_ns > 0 {
+        line += &format!("  confirm max {:>8.2} ms", now.confirm_max_ns as f64 / 1e6);
+    }
     if opts.json {
         eprintln!("{line}");
     } else {

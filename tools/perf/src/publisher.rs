@@ -161,25 +161,29 @@ impl ConfirmWindow {
 
     /// Marks `tag` (or everything up to it) confirmed; returns how many were newly so, and
     /// records each one's publish-to-confirm time (`now`, ns since the epoch) in `latency`.
+    /// Marks `tag` (and, with `multiple`, every earlier one) confirmed: how many were newly
+    /// confirmed, and the longest wait among them (ns).
     fn confirm(
         &mut self,
         tag: u64,
         multiple: bool,
         now: u64,
         latency: &mut Option<Histogram<u64>>,
-    ) -> u64 {
+    ) -> (u64, u64) {
         if tag < self.low || tag >= self.next {
-            return 0;
+            return (0, 0);
         }
         let from = if multiple { self.low } else { tag };
-        let mut newly = 0;
+        let (mut newly, mut worst) = (0, 0);
         for t in from..=tag {
             let s = self.slot(t);
             if !self.acked[s] {
                 self.acked[s] = true;
                 newly += 1;
+                let waited = now.saturating_sub(self.sent_at[s]).max(1);
+                worst = worst.max(waited);
                 if let Some(h) = latency.as_mut() {
-                    let _ = h.record(now.saturating_sub(self.sent_at[s]).max(1));
+                    let _ = h.record(waited);
                 }
             }
         }
@@ -191,7 +195,7 @@ impl ConfirmWindow {
             self.acked[s] = false;
             self.low += 1;
         }
-        newly
+        (newly, worst)
     }
 }
 
@@ -321,18 +325,22 @@ async fn read_frames(
     now: u64,
     latency: &mut Option<Histogram<u64>>,
 ) -> Result<()> {
-    let (mut acked, mut nacked) = (0, 0);
+    let (mut acked, mut nacked, mut worst) = (0, 0, 0);
     while let Some(frame) = decode_frame(&mut conn.rbuf, conn.frame_max)? {
         match frame {
             Frame::Method(_, Method::Ack(a)) => {
                 if let Some(w) = window.as_mut() {
-                    acked += w.confirm(a.delivery_tag, a.multiple, now, latency);
+                    let (n, waited) = w.confirm(a.delivery_tag, a.multiple, now, latency);
+                    acked += n;
+                    worst = worst.max(waited);
                 }
             }
             Frame::Method(_, Method::Other(m)) => match *m {
                 AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => {
                     if let Some(w) = window.as_mut() {
-                        nacked += w.confirm(n.delivery_tag, n.multiple, now, latency);
+                        let (n, waited) = w.confirm(n.delivery_tag, n.multiple, now, latency);
+                        nacked += n;
+                        worst = worst.max(waited);
                     }
                 }
                 AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
@@ -350,6 +358,11 @@ async fn read_frames(
     }
     Stats::add(&stats.confirmed, acked);
     Stats::add(&stats.nacked, nacked);
+    if worst > 0 {
+        stats
+            .confirm_max_ns
+            .fetch_max(worst, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(())
 }
 
@@ -363,15 +376,15 @@ mod tests {
         let mut w = ConfirmWindow::new(4);
         w.sent(4, 100); // tags 1..=4 out at t=100
         assert_eq!(w.free(), 0);
-        assert_eq!(w.confirm(2, false, 150, &mut lat), 1);
+        assert_eq!(w.confirm(2, false, 150, &mut lat).0, 1);
         assert_eq!(w.free(), 0); // 1 still holds the window
-        assert_eq!(w.confirm(3, true, 300, &mut lat), 2); // 1 and 3 (2 already)
+        assert_eq!(w.confirm(3, true, 300, &mut lat).0, 2); // 1 and 3 (2 already)
         assert_eq!(w.free(), 3);
-        assert_eq!(w.confirm(3, false, 400, &mut lat), 0); // duplicate
+        assert_eq!(w.confirm(3, false, 400, &mut lat).0, 0); // duplicate
         w.sent(3, 1000); // 5..=7
-        assert_eq!(w.confirm(7, true, 1500, &mut lat), 4);
+        assert_eq!(w.confirm(7, true, 1500, &mut lat), (4, 1400)); // 4..=7; 4 waited longest
         assert_eq!(w.outstanding(), 0);
-        assert_eq!(w.confirm(9, false, 2000, &mut lat), 0); // never published
+        assert_eq!(w.confirm(9, false, 2000, &mut lat).0, 0); // never published
         let lat = lat.unwrap();
         assert_eq!(lat.len(), 7);
         assert_eq!(lat.min(), 50);

@@ -16,6 +16,8 @@ pub struct Stats {
     pub confirmed: AtomicU64,
     pub nacked: AtomicU64,
     pub delivered: AtomicU64,
+    /// The longest confirm wait (ns) since the last snapshot.
+    pub confirm_max_ns: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -25,6 +27,8 @@ pub struct Snapshot {
     pub confirmed: u64,
     pub nacked: u64,
     pub delivered: u64,
+    /// The longest confirm wait (ns) since the snapshot before (per-second lines).
+    pub confirm_max_ns: u64,
 }
 
 impl Stats {
@@ -34,6 +38,7 @@ impl Stats {
             confirmed: self.confirmed.load(Ordering::Relaxed),
             nacked: self.nacked.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
+            confirm_max_ns: self.confirm_max_ns.swap(0, Ordering::Relaxed),
         }
     }
 
