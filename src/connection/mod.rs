@@ -379,7 +379,7 @@ impl Connection {
                         if spare < 1024 || (n == room && spare < READ_CHUNK / 2) {
                             inbuf.reserve(READ_CHUNK.max(inbuf.len()));
                         }
-                    } else if spare < 1024 {
+                    } else if spare < READ_START {
                         inbuf.reserve(READ_START);
                     }
                 }

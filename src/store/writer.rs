@@ -99,19 +99,21 @@ pub(super) fn run(setup: Setup) {
         value: Vec::new(),
     };
     let mut ops = Vec::with_capacity(1024);
-    // Ops applied since sled's garbage was last collected (see `reclaim`).
-    let mut unreclaimed = 0usize;
+    // Collection rounds owed to sled's garbage, two per op applied (see `reclaim`).
+    let mut owed = 0usize;
     loop {
         let first = loop {
             match rx.try_recv() {
                 Ok(op) => break Some(op),
                 Err(TryRecvError::Disconnected) => break None,
                 // A slice at a time: an op that comes meanwhile waits for one slice only.
-                Err(TryRecvError::Empty) if unreclaimed >= RECLAIM_AFTER => {
+                Err(TryRecvError::Empty) if owed >= RECLAIM_FROM => {
                     reclaim(RECLAIM_SLICE);
-                    unreclaimed = unreclaimed.saturating_sub(RECLAIM_SLICE / 2);
-                    if unreclaimed < RECLAIM_AFTER {
-                        unreclaimed = 0;
+                    owed -= RECLAIM_SLICE;
+                    // Under the mark is what steady traffic leaves, and sled's own pins
+                    // collect that: only a burst's excess is paid.
+                    if owed < RECLAIM_FROM {
+                        owed = 0;
                     }
                 }
                 Err(TryRecvError::Empty) => break rx.recv().ok(),
@@ -130,7 +132,7 @@ pub(super) fn run(setup: Setup) {
                 Err(_) => break,
             }
         }
-        unreclaimed += ops.len();
+        owed += 2 * ops.len();
         if w.commit(&mut ops) {
             break;
         }
@@ -138,9 +140,9 @@ pub(super) fn run(setup: Setup) {
     debug!("store writer stopped");
 }
 
-/// Ops after which an idle writer collects sled's garbage.
-const RECLAIM_AFTER: usize = 4096;
-/// Collection rounds between two looks at the channel (two per op applied).
+/// Rounds owed (4,096 ops) from which an idle writer collects sled's garbage.
+const RECLAIM_FROM: usize = 8192;
+/// Collection rounds between two looks at the channel.
 const RECLAIM_SLICE: usize = 512;
 
 /// sled frees the nodes a write replaces through crossbeam-epoch, which runs a few bags of

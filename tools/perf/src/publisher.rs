@@ -159,10 +159,9 @@ impl ConfirmWindow {
         self.next += n;
     }
 
-    /// Marks `tag` (or everything up to it) confirmed; returns how many were newly so, and
-    /// records each one's publish-to-confirm time (`now`, ns since the epoch) in `latency`.
-    /// Marks `tag` (and, with `multiple`, every earlier one) confirmed: how many were newly
-    /// confirmed, and the longest wait among them (ns).
+    /// Marks `tag` (or everything up to it) confirmed and records each one's
+    /// publish-to-confirm time (`now`, ns since the epoch) in `latency`; returns how many
+    /// were newly confirmed and the longest of their waits (ns).
     fn confirm(
         &mut self,
         tag: u64,

@@ -32,6 +32,7 @@ pub struct Snapshot {
 }
 
 impl Stats {
+    /// The counters now; takes the longest confirm wait, so each snapshot has its own.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             published: self.published.load(Ordering::Relaxed),
