@@ -467,7 +467,11 @@ impl Store {
         let mut bytes = 0;
         let mut file = None;
         let range = records::message_key(qid, from)..records::message_key(qid, to);
-        let Some(db) = self.db() else {
+        // The slot stays read-locked for the read, not cloned out of it: `close` then waits
+        // for a pager read in flight, and sled's file lock is gone when it returns (a
+        // clone outlived it, and a broker restarted in the same process could not open).
+        let slot = self.db.read();
+        let Some(db) = slot.as_ref() else {
             return Err(self.read_error(sled::Error::Io(std::io::Error::other(
                 "the store is being reopened",
             ))));
