@@ -27,7 +27,9 @@
 #       swallow any number of words)
 #   ("f" selects f1 and f2.)
 #
-# Environment: DURATION (seconds per throughput run, default 15), WARREN_PORT (5742),
+# Environment: DURATION (seconds per throughput run, default 15), REPS (runs of each
+# throughput scenario per broker, default 1: with more, the runs alternate which broker goes
+# first, every run's JSON is kept, and the table shows each broker's median), WARREN_PORT (5742),
 # RABBIT_PORT (5752), OUT (folder for logs and raw JSON, default a new temporary one).
 # BASELINE_BIN: another warren binary (say, a build of an older commit) run beside the
 # current one in every scenario, on BASE_PORT (5762): the table gains a baseline column and
@@ -44,6 +46,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-15}
+REPS=${REPS:-1}
 WARREN_PORT=${WARREN_PORT:-5742}
 RABBIT_PORT=${RABBIT_PORT:-5752}
 SCENARIOS=" ${SCENARIOS:-a b c d e f1 f2 g p1 p2 p3 q1 q2 t1} "
@@ -168,11 +171,12 @@ run_load() {
   local name=$1 broker=$2 uri
   shift 2
   case $broker in warren) uri=$WARREN_URI ;; base) uri=$BASE_URI ;; *) uri=$RABBIT_URI ;; esac
-  log "$name on $broker: warren-perf $*"
+  log "$name on $broker (run $REP of $REPS): warren-perf $*"
   timeout $((DURATION + 90)) "$PERF" --uri "$uri" --json --duration "$DURATION" "$@" \
-    >"$OUT/$name-$broker.json" 2>"$OUT/$name-$broker.log" ||
-    log "  failed: $(tail -n 3 "$OUT/$name-$broker.log")"
+    >"$OUT/$name-$broker.run$REP.json" 2>"$OUT/$name-$broker.run$REP.log" ||
+    log "  failed: $(tail -n 3 "$OUT/$name-$broker.run$REP.log")"
 }
+REP=1
 
 # run_hold NAME BROKER SETTLE ARGS...: a footprint run; samples the broker's RSS SETTLE
 # seconds after the tool says it is holding, into $OUT/NAME-BROKER.rss (KiB)
@@ -216,11 +220,34 @@ both() {
   fi
 }
 
+# repeated NAME ORDER FN ARGS...: `both` REPS times, the first broker alternating run by run
+repeated() {
+  local name=$1 order=$2 fn=$3
+  shift 3
+  for REP in $(seq 1 "$REPS"); do
+    both "$name" "$(((order + REP + 1) % 2))" "$fn" "$@"
+  done
+}
+
 # rate NAME SCENARIO METRIC KEY: a rate from both summaries
 # json NAME BROKER EXPR: a value from a summary ("" without a baseline)
+# (the median over the runs of a repeated scenario; every run's value goes to runs.tsv)
 json() {
   [ "$2" = base ] && [ -z "$BASELINE_BIN" ] && return 0
-  jget "$OUT/$1-$2.json" "$3"
+  if [ -e "$OUT/$1-$2.json" ]; then
+    jget "$OUT/$1-$2.json" "$3"
+    return
+  fi
+  local values=() v f
+  for f in "$OUT/$1-$2".run*.json; do
+    [ -e "$f" ] || continue
+    v=$(jget "$f" "$3")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(basename "$f" .json)" "$v" >>"$OUT/runs.tsv"
+    values+=("$v")
+  done
+  python3 -c 'import statistics, sys
+v = [float(x) for x in sys.argv[1:] if x]
+print(statistics.median(v) if v else "")' "${values[@]}"
 }
 
 rate_row() {
@@ -255,27 +282,27 @@ record "idle brokers" "RSS at start" "MiB" "$(mib "$(rss_kb "$WARREN_PID")")" \
   "$(mib "$(rss_kb "$RABBIT_PID")")" "$([ -n "$BASE_PID" ] && mib "$(rss_kb "$BASE_PID")")"
 
 if want a; then
-  both a 0 run_load --size 16 --autoack
+  repeated a 0 run_load --size 16 --autoack
   rate_row a "a. 16 B, 1p/1c, autoack, no confirms" "published" publish_rate
   rate_row a "a. 16 B, 1p/1c, autoack, no confirms" "delivered" deliver_rate
 fi
 if want b; then
-  both b 1 run_load --size 16 --confirm 1000 --prefetch 1000 --ack-every 100
+  repeated b 1 run_load --size 16 --confirm 1000 --prefetch 1000 --ack-every 100
   rate_row b "b. 16 B, 1p/1c, confirms 1000, prefetch 1000, ack/100" "confirmed" confirm_rate
   rate_row b "b. 16 B, 1p/1c, confirms 1000, prefetch 1000, ack/100" "delivered" deliver_rate
 fi
 if want c; then
-  both c 0 run_load --size 1024 --confirm 1000 --prefetch 1000 --ack-every 100
+  repeated c 0 run_load --size 1024 --confirm 1000 --prefetch 1000 --ack-every 100
   rate_row c "c. 1 KiB, as b" "confirmed" confirm_rate
   rate_row c "c. 1 KiB, as b" "delivered" deliver_rate
 fi
 if want d; then
-  both d 1 run_load --size 16 --exchange-type fanout --queues 10 --consumers 10 --autoack
+  repeated d 1 run_load --size 16 --exchange-type fanout --queues 10 --consumers 10 --autoack
   rate_row d "d. fanout 1p -> 10 queues/10c, autoack" "published" publish_rate
   rate_row d "d. fanout 1p -> 10 queues/10c, autoack" "delivered (all queues)" deliver_rate
 fi
 if want e; then
-  both e 0 run_load --size 16 --rate 10000 --autoack
+  repeated e 0 run_load --size 16 --rate 10000 --autoack
   rate_row e "e. fixed 10,000 msg/s, 16 B, autoack" "delivered" deliver_rate
   latency_row e "e. fixed 10,000 msg/s, 16 B, autoack" "latency p50" p50
   latency_row e "e. fixed 10,000 msg/s, 16 B, autoack" "latency p99" p99
@@ -303,36 +330,36 @@ fi
 
 if want p1; then
   restart_brokers
-  both p1 0 run_load --size 16 --persistent --confirm 1000 --prefetch 1000 --ack-every 100
+  repeated p1 0 run_load --size 16 --persistent --confirm 1000 --prefetch 1000 --ack-every 100
   rate_row p1 "p1. 16 B persistent, confirms 1000, prefetch 1000, ack/100" "confirmed" confirm_rate
   rate_row p1 "p1. 16 B persistent, confirms 1000, prefetch 1000, ack/100" "delivered" deliver_rate
   latency_row p1 "p1. 16 B persistent, confirms 1000, prefetch 1000, ack/100" "latency p99" p99
 fi
 if want p2; then
   restart_brokers
-  both p2 1 run_load --size 1024 --persistent --confirm 1000 --prefetch 1000 --ack-every 100
+  repeated p2 1 run_load --size 1024 --persistent --confirm 1000 --prefetch 1000 --ack-every 100
   rate_row p2 "p2. 1 KiB persistent, as p1" "confirmed" confirm_rate
   rate_row p2 "p2. 1 KiB persistent, as p1" "delivered" deliver_rate
 fi
 if want p3; then
   restart_brokers
-  both p3 0 run_load --size 16 --persistent --confirm 1000 --consumers 0
+  repeated p3 0 run_load --size 16 --persistent --confirm 1000 --consumers 0
   rate_row p3 "p3. 16 B persistent, confirms 1000, no consumer" "confirmed" confirm_rate
 fi
 if want q1; then
-  both q1 0 run_load --size 16 --max-priority 10 --confirm 1000 --prefetch 1000 --ack-every 100
+  repeated q1 0 run_load --size 16 --max-priority 10 --confirm 1000 --prefetch 1000 --ack-every 100
   rate_row q1 "q1. priority queue (10 levels), as b" "confirmed" confirm_rate
   rate_row q1 "q1. priority queue (10 levels), as b" "delivered" deliver_rate
 fi
 if want q2; then
-  both q2 1 run_load --size 16 --message-ttl 1 --consumers 0 --confirm 1000
+  repeated q2 1 run_load --size 16 --message-ttl 1 --consumers 0 --confirm 1000
   rate_row q2 "q2. TTL 1 ms, no consumer (all expire)" "confirmed" confirm_rate
 fi
 
 if want t1; then
   ADVERSARIAL="#.#.#.#.#.#.#.#.nomatch"
   LONG_KEY=$(printf 'w.%.0s' $(seq 1 99))w # 100 words, 199 bytes (a key is at most 255)
-  both t1 0 run_load --size 16 --autoack --exchange-type topic --binding-key '#' \
+  repeated t1 0 run_load --size 16 --autoack --exchange-type topic --binding-key '#' \
     --extra-binding "$ADVERSARIAL" --routing-key "$LONG_KEY" --key-variants 2
   rate_row t1 "t1. topic, # and #x8.nomatch bindings, 100-word keys, autoack" "delivered" deliver_rate
 fi

@@ -1,8 +1,8 @@
 //! Flow control: what stops a connection reading its socket. A resource alarm (memory,
 //! disk) blocks a connection when it publishes, as in RabbitMQ; the store's writer being far
-//! behind pauses a connection that adds to its backlog (persistent messages, definitions)
-//! until the writer signals it has caught up (see `store::BACKLOG_HIGH`); output the client
-//! does not read pauses input (in `main_loop`).
+//! behind pauses a connection that adds to its backlog (persistent messages: see
+//! `store::BACKLOG_HIGH`; definitions: `store::DEFINITIONS_HIGH`) until the writer signals
+//! it has caught up; output the client does not read pauses input (in `main_loop`).
 
 use amq_protocol::protocol::AMQPClass;
 
@@ -60,10 +60,19 @@ impl Connection {
         }
     }
 
-    /// After input that sent the store work: whether the writer is far enough behind that
-    /// this connection must wait for its signal.
-    pub(super) fn store_pause(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
-        (self.broker.store.backlog() > crate::store::BACKLOG_HIGH)
-            .then(|| self.broker.store.pause_publisher())
+    /// After input that sent the store work: whether the writer is far enough behind on
+    /// that kind of work that this connection must wait for its signal.
+    pub(super) fn store_pause(
+        &self,
+        sent: crate::store::Sent,
+    ) -> Option<tokio::sync::watch::Receiver<bool>> {
+        let store = &self.broker.store;
+        if sent.bytes > 0 && store.backlog.over() {
+            Some(store.backlog.pause())
+        } else if sent.definitions > 0 && store.definitions.over() {
+            Some(store.definitions.pause())
+        } else {
+            None
+        }
     }
 }

@@ -365,9 +365,8 @@ impl Connection {
                     }
                     // Flow control: a connection whose input added to the store's backlog
                     // (messages, definitions) waits while the writer is far behind.
-                    if crate::store::Store::take_sent_here() > 0 {
-                        store_flow = store_flow.or_else(|| self.store_pause());
-                    }
+                    let sent = crate::store::Store::take_sent_here();
+                    store_flow = store_flow.or_else(|| self.store_pause(sent));
                     // A read that filled all the room there was means more is coming: the
                     // connection is busy (until an idle release) and reads READ_CHUNK at a
                     // time; before that, READ_START. Not judged by the room left: frames

@@ -34,6 +34,10 @@ impl DestSet {
             self.all[i].1 += 1;
             return;
         }
+        if self.all.len() < SCAN_MAX {
+            // One at a time while small: a first push would make room for four.
+            self.all.reserve_exact(1);
+        }
         self.all.push((dest.clone(), 1));
         match &mut self.at {
             Some(at) => {

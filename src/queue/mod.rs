@@ -29,7 +29,7 @@ pub mod ready;
 pub use expiry::now_ms;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use amq_protocol::types::FieldTable;
@@ -93,12 +93,23 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
-    /// `arguments` parsed (checked at declare).
-    pub args: QueueArgs,
+    /// `arguments` parsed (checked at declare); shared by every queue without any.
+    pub args: Arc<QueueArgs>,
     /// Dead-lettering and `x-expires` go through it (weak: the owner holds its queues).
     owner: Weak<dyn Owner>,
     state: Mutex<State>,
     deleted: AtomicBool,
+}
+
+/// Most queues have no arguments: they share one parsed set instead of 152 bytes each.
+fn shared_args(args: QueueArgs) -> Arc<QueueArgs> {
+    static NONE: OnceLock<Arc<QueueArgs>> = OnceLock::new();
+    let none = NONE.get_or_init(|| Arc::new(QueueArgs::default()));
+    if args == **none {
+        none.clone()
+    } else {
+        Arc::new(args)
+    }
 }
 
 /// What [`Queue::publish`] did with a message.
@@ -150,7 +161,7 @@ impl Queue {
                 timer_at: None,
                 last_used: Instant::now(),
             }),
-            args,
+            args: shared_args(args),
             deleted: AtomicBool::new(false),
         });
         if let Some(ms) = q.args.expires {

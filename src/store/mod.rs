@@ -9,10 +9,12 @@
 //! cancel out), syncs, then releases the publisher confirms that waited on it.
 //!
 //! Reads (recovery at start, a recovered queue's tail read back) go straight to sled.
-//! Files: `op` (the writer's ops and their weight in its backlog), `writer`, `durable` (the
-//! syncs sled does not do), `records`, `segments`, `recovery`.
+//! Files: `op` (the writer's ops and their weight in its backlog), `gate` (what pauses a
+//! sender while the writer is behind), `writer`, `durable` (the syncs sled does not do),
+//! `records`, `segments`, `recovery`.
 
 mod durable;
+pub mod gate;
 mod op;
 pub mod records;
 pub mod recovery;
@@ -20,9 +22,10 @@ pub mod segments;
 mod writer;
 
 pub use durable::create_dir_all_synced;
+pub use gate::Gate;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -84,7 +87,12 @@ pub(crate) fn open_sled(
 thread_local! {
     /// Backlog this thread has sent since [`Store::take_sent_here`] last asked: what the
     /// current batch of one connection's input (run without yielding) added.
-    static SENT_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static SENT_HERE: std::cell::Cell<Sent> = const {
+        std::cell::Cell::new(Sent {
+            bytes: 0,
+            definitions: 0,
+        })
+    };
 }
 
 pub struct Store {
@@ -98,13 +106,15 @@ pub struct Store {
     /// bounded by their window; see ARCHITECTURE.md for the rest.
     tx: mpsc::Sender<Op>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Message bytes (and definitions) sent to the writer, not yet applied: senders pause above
+    /// Message bytes sent to the writer, not yet applied: senders pause above
     /// [`BACKLOG_HIGH`] so RAM holds no more than that waiting for the disk.
-    backlog: Arc<AtomicUsize>,
+    pub backlog: Arc<Gate>,
+    /// Definition ops sent to the writer, not yet applied: senders pause above
+    /// [`DEFINITIONS_HIGH`], so a client pipelining binds keeps the queue ahead of every
+    /// other connection's confirm short.
+    pub definitions: Arc<Gate>,
     /// Failed commits so far (see `writer`).
     epoch: Arc<AtomicU64>,
-    /// True while the backlog is under [`BACKLOG_LOW`]: a paused publisher waits for it.
-    flow: Arc<tokio::sync::watch::Sender<bool>>,
     /// Ids of queue and exchange incarnations: never reused (seeded past every id found).
     next_id: AtomicU64,
 }
@@ -113,6 +123,19 @@ pub struct Store {
 pub const BACKLOG_HIGH: usize = 64 << 20;
 /// ... and resume below this.
 pub const BACKLOG_LOW: usize = 32 << 20;
+/// Connections that declare, bind or delete durable things stop reading while this many
+/// definition ops wait for the writer (a few ms of its time: a confirm sent meanwhile waits
+/// behind them; 10,000 pipelined binds held confirms for up to 97 ms without it)...
+pub const DEFINITIONS_HIGH: usize = 512;
+/// ... and resume below this.
+pub const DEFINITIONS_LOW: usize = 256;
+
+/// What one thread's input sent to the writer (see [`Store::take_sent_here`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent {
+    pub bytes: usize,
+    pub definitions: usize,
+}
 
 /// A message read back from a record.
 /// Why a stored message could not be read back (it is then dropped, and said so).
@@ -171,9 +194,9 @@ impl Store {
             pages: dir.join("pages"),
             tx,
             writer: Mutex::new(None),
-            backlog: Arc::new(AtomicUsize::new(0)),
+            backlog: Arc::new(Gate::new(BACKLOG_HIGH, BACKLOG_LOW)),
+            definitions: Arc::new(Gate::new(DEFINITIONS_HIGH, DEFINITIONS_LOW)),
             epoch: Arc::new(AtomicU64::new(0)),
-            flow: Arc::new(tokio::sync::watch::channel(true).0),
             next_id: AtomicU64::new(1),
         });
         store.check_format()?;
@@ -192,7 +215,7 @@ impl Store {
             cache_bytes: config.cache_bytes,
             rx,
             backlog: store.backlog.clone(),
-            flow: store.flow.clone(),
+            definitions: store.definitions.clone(),
             epoch: store.epoch.clone(),
             segments,
         };
@@ -293,9 +316,16 @@ impl Store {
 
     fn send(&self, op: Op) {
         let cost = op.cost();
-        if cost > 0 {
-            self.backlog.fetch_add(cost, Ordering::Relaxed);
-            SENT_HERE.with(|c| c.set(c.get() + cost));
+        let definition = op.is_definition();
+        if cost > 0 || definition {
+            self.backlog.add(cost);
+            self.definitions.add(usize::from(definition));
+            SENT_HERE.with(|c| {
+                let mut sent = c.get();
+                sent.bytes += cost;
+                sent.definitions += usize::from(definition);
+                c.set(sent);
+            });
         }
         if self.tx.send(op).is_err() {
             // Only after close(): nothing can be made durable any more.
@@ -509,27 +539,15 @@ impl Store {
         Ok(out)
     }
 
-    /// The backlog this thread sent since the last call (see [`Op::cost`]): a connection
-    /// asks before and after a batch of its input, to know whether it should pause.
-    pub fn take_sent_here() -> usize {
-        SENT_HERE.with(|c| c.replace(0))
+    /// What this thread sent since the last call (see [`Op::cost`]): a connection asks
+    /// before and after a batch of its input, to know whether it should pause.
+    pub fn take_sent_here() -> Sent {
+        SENT_HERE.with(|c| c.replace(Sent::default()))
     }
 
-    /// Message bytes (and definitions, see [`Op::cost`]) waiting for the writer.
+    /// Message bytes waiting for the writer (see [`Op::cost`]).
     pub fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::Relaxed)
-    }
-
-    /// A publisher that saw the backlog over [`BACKLOG_HIGH`] pauses: the receiver changes
-    /// (to true) once the writer has brought it under [`BACKLOG_LOW`].
-    pub fn pause_publisher(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.flow.send_replace(false);
-        // The writer may have gone under the mark just before that send (it only sends when
-        // the flag changes): seen here, since its count goes down before it sends.
-        if self.backlog() < BACKLOG_LOW {
-            self.flow.send_replace(true);
-        }
-        self.flow.subscribe()
+        self.backlog.pending()
     }
 
     /// Bytes on disk: sled's files and the body segments.

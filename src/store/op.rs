@@ -39,6 +39,8 @@ pub(crate) enum Op {
     },
     Delete(Vec<u8>),
     /// Every key under a prefix (a queue's messages, the bindings to a queue or exchange).
+    /// Only for incarnations that are gone (ids are never reused): nothing sent later falls
+    /// under the prefix, so the writer may finish it over several commits.
     DeletePrefix(Vec<u8>),
     /// Calls `done` once everything sent before this is durable (`true`) or could not be
     /// made so (`false`). `epoch`: the store's failure epoch when the caller began the batch
@@ -52,22 +54,24 @@ pub(crate) enum Op {
     Barrier(mpsc::Sender<bool>),
     /// Commit what came before, then end the writer.
     Stop,
+    /// Made by the writer itself, never sent: a commit of carried deletes alone.
+    Carry,
 }
 
-/// What a definition op (declare, bind, delete) counts for in the writer's backlog: a
-/// client pipelining a million binds must pause like a publisher does, or every other
-/// client's confirm waits behind its queued writes (measured: confirm latency of seconds
-/// while 1M bindings were made). At this cost 16,384 pending definitions are the high mark.
-const DEFINITION_COST: usize = 4096;
-
 impl Op {
-    /// Its weight in the backlog: a message's RAM; a definition, [`DEFINITION_COST`];
-    /// deletes of messages and the rest nothing (they must never pause an acking consumer).
+    /// Its weight in the bytes backlog: a message's RAM; deletes of messages and the rest
+    /// nothing (they must never pause an acking consumer).
     pub(crate) fn cost(&self) -> usize {
         match self {
             Op::PutMessage { message, .. } => message.ram_cost(),
-            Op::Put { .. } | Op::Delete(_) | Op::DeletePrefix(_) => DEFINITION_COST,
             _ => 0,
         }
+    }
+
+    /// A definition (declare, bind, delete): counted in the definitions backlog, so a client
+    /// pipelining a million binds pauses like a publisher does, or every other client's
+    /// confirm waits behind its queued writes (measured: seconds while 1M bindings were made).
+    pub(crate) fn is_definition(&self) -> bool {
+        matches!(self, Op::Put { .. } | Op::Delete(_) | Op::DeletePrefix(_))
     }
 }

@@ -5,7 +5,10 @@
 //! while the previous sync runs). One commit = one `apply_batch` + one sync (segments
 //! `fdatasync`, sled `flush`, `fdatasync` of `sled/db`: see `durable`), then the
 //! connections waiting on it are told. An op that must see the database as it is (a range
-//! or prefix delete) first applies what came before it, so order is kept.
+//! or prefix delete) first applies what came before it, so order is kept. A prefix delete
+//! (a gone queue's or exchange's records) takes at most [`DELETE_CHUNK`] records per
+//! commit and carries the rest to the next ones: deleting a queue with 10,000 bindings must
+//! not hold every other connection's confirm behind one long commit.
 //!
 //! A commit that fails (a full disk, an I/O error) loses nothing it should keep:
 //! - the message writes it held are dropped (their bodies cut back out of the segment), and
@@ -21,7 +24,7 @@
 use crate::metrics::Counter;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,12 +32,15 @@ use std::time::{Duration, Instant};
 use tracing::{debug, error, info};
 
 use super::durable::SledFiles;
+use super::gate::Gate;
 use super::records::{self, MessageKey};
 use super::segments::{Segments, EXTERNAL_BODY_MIN};
 use super::{open_sled, DbSlot, Op, SyncDone};
 
 /// Ops taken per commit at most (bounds a commit's memory and latency).
 const MAX_OPS: usize = 64 * 1024;
+/// Records a prefix delete removes per commit (about 3 ms of sled's time here).
+const DELETE_CHUNK: usize = 512;
 /// A broken sled is reopened at most this often...
 const REOPEN_EVERY: Duration = Duration::from_millis(250);
 /// ... and only with this much free space on its filesystem.
@@ -50,8 +56,8 @@ pub(super) struct Setup {
     pub sled_dir: PathBuf,
     pub cache_bytes: u64,
     pub rx: Receiver<Op>,
-    pub backlog: Arc<AtomicUsize>,
-    pub flow: Arc<tokio::sync::watch::Sender<bool>>,
+    pub backlog: Arc<Gate>,
+    pub definitions: Arc<Gate>,
     pub epoch: Arc<AtomicU64>,
     pub segments: Segments,
 }
@@ -64,7 +70,7 @@ pub(super) fn run(setup: Setup) {
         cache_bytes,
         rx,
         backlog,
-        flow,
+        definitions,
         epoch,
         segments,
     } = setup;
@@ -80,13 +86,16 @@ pub(super) fn run(setup: Setup) {
         segments,
         releases: Vec::new(),
         backlog,
-        flow,
+        definitions,
         taken: 0,
+        taken_definitions: 0,
         batch: sled::Batch::default(),
         dirty: false,
         applied: false,
         kept: Vec::new(),
         replay: Vec::new(),
+        carry: Vec::new(),
+        finish: false,
         notify: Vec::new(),
         barriers: Vec::new(),
         delivered: HashMap::new(),
@@ -106,6 +115,8 @@ pub(super) fn run(setup: Setup) {
             match rx.try_recv() {
                 Ok(op) => break Some(op),
                 Err(TryRecvError::Disconnected) => break None,
+                // Deletes carried over: commit the next chunk rather than wait.
+                Err(TryRecvError::Empty) if !w.carry.is_empty() => break Some(Op::Carry),
                 // A slice at a time: an op that comes meanwhile waits for one slice only.
                 Err(TryRecvError::Empty) if owed >= RECLAIM_FROM => {
                     reclaim(RECLAIM_SLICE);
@@ -120,13 +131,12 @@ pub(super) fn run(setup: Setup) {
             }
         };
         let Some(first) = first else { break };
-        // Counted as taken when received (replayed ops were counted when they first came).
-        w.taken += first.cost();
+        w.take(&first);
         ops.push(first);
         while ops.len() < MAX_OPS {
             match rx.try_recv() {
                 Ok(op) => {
-                    w.taken += op.cost();
+                    w.take(&op);
                     ops.push(op);
                 }
                 Err(_) => break,
@@ -136,12 +146,20 @@ pub(super) fn run(setup: Setup) {
         if w.commit(&mut ops) {
             break;
         }
+        // During a burst, too: what the burst leaves uncollected until it ends is RSS the
+        // allocator keeps afterwards (100,000 queues: 3.3 KB each, 2.4 KB with this).
+        if owed >= BURST_FROM {
+            reclaim(RECLAIM_SLICE);
+            owed -= RECLAIM_SLICE;
+        }
     }
     debug!("store writer stopped");
 }
 
 /// Rounds owed (4,096 ops) from which an idle writer collects sled's garbage.
 const RECLAIM_FROM: usize = 8192;
+/// Rounds owed past which a busy writer pays a slice after each commit.
+const BURST_FROM: usize = RECLAIM_FROM;
 /// Collection rounds between two looks at the channel.
 const RECLAIM_SLICE: usize = 512;
 
@@ -172,11 +190,12 @@ struct Writer {
     /// Segments that lost a body in this commit (released once it is synced).
     releases: Vec<u64>,
     /// The store's count of message bytes not yet applied (see `Store::backlog`).
-    backlog: Arc<AtomicUsize>,
-    /// Paused publishers wait on it (see `Store::pause_publisher`).
-    flow: Arc<tokio::sync::watch::Sender<bool>>,
-    /// Backlog taken off the channel for this commit (see `Op::cost`).
+    backlog: Arc<Gate>,
+    /// ... and of definition ops.
+    definitions: Arc<Gate>,
+    /// Backlog taken off the channel for this commit (see `Op::cost`), and definitions.
     taken: usize,
+    taken_definitions: usize,
     batch: sled::Batch,
     /// `batch` holds something.
     dirty: bool,
@@ -186,6 +205,10 @@ struct Writer {
     kept: Vec<Op>,
     /// Ops of failed commits, replayed first by the next one.
     replay: Vec<Op>,
+    /// Prefix deletes left unfinished by [`DELETE_CHUNK`], continued by the next commit.
+    carry: Vec<Op>,
+    /// This commit holds a barrier or a stop: carried deletes are finished in it.
+    finish: bool,
     notify: Vec<(u64, SyncDone)>,
     barriers: Vec<Sender<bool>>,
     delivered: HashMap<u64, u64>,
@@ -203,13 +226,21 @@ struct Writer {
 }
 
 impl Writer {
+    /// Counts `op` as taken off the channel (replayed ops were counted when they first came).
+    fn take(&mut self, op: &Op) {
+        self.taken += op.cost();
+        self.taken_definitions += usize::from(op.is_definition());
+    }
+
     /// Commits `ops` (drained), after whatever failed commits left to replay; true if a
     /// stop was asked for.
     fn commit(&mut self, ops: &mut Vec<Op>) -> bool {
         let started = Instant::now();
         let n = ops.len();
         let mut all = std::mem::take(&mut self.replay);
+        all.append(&mut self.carry);
         all.append(ops);
+        self.finish = all.iter().any(|op| matches!(op, Op::Barrier(_) | Op::Stop));
         if !self.ensure_open() {
             self.ok = false;
         }
@@ -234,15 +265,9 @@ impl Writer {
         if self.ok && std::mem::take(&mut self.unsynced) {
             self.sync();
         }
-        let taken = std::mem::take(&mut self.taken);
-        let left = self
-            .backlog
-            .fetch_sub(taken, Ordering::Relaxed)
-            .saturating_sub(taken);
-        if left < super::BACKLOG_LOW {
-            self.flow
-                .send_if_modified(|go| !std::mem::replace(go, true));
-        }
+        self.backlog.taken(std::mem::take(&mut self.taken));
+        self.definitions
+            .taken(std::mem::take(&mut self.taken_definitions));
         let ok = std::mem::replace(&mut self.ok, true);
         let touched_sled = std::mem::take(&mut self.applied);
         if ok {
@@ -338,19 +363,31 @@ impl Writer {
                 if self.apply() {
                     let range = records::message_key(qid, from)..records::message_key(qid, to);
                     if let Some(db) = self.db.clone() {
-                        self.delete_records(db.range(range));
+                        self.delete_records(db.range(range), usize::MAX);
                     }
                 }
                 self.kept.push(op);
             }
             Op::DeletePrefix(ref prefix) => {
+                let limit = if self.finish {
+                    usize::MAX
+                } else {
+                    DELETE_CHUNK
+                };
+                let mut more = false;
                 if self.apply() {
                     if let Some(db) = self.db.clone() {
-                        self.delete_records(db.scan_prefix(prefix));
+                        more = self.delete_records(db.scan_prefix(prefix), limit);
                     }
+                }
+                if more && self.ok {
+                    // Nothing later falls under the prefix (see `Op::DeletePrefix`): the
+                    // rest may follow the ops after it.
+                    self.carry.push(Op::DeletePrefix(prefix.clone()));
                 }
                 self.kept.push(op);
             }
+            Op::Carry => {}
             Op::Delivered { qid, seq } => {
                 let e = self.delivered.entry(qid).or_insert(seq);
                 *e = (*e).max(seq);
@@ -504,14 +541,20 @@ impl Writer {
         }
     }
 
-    /// Deletes the records `items` yields (releasing segment bodies of message records).
+    /// Deletes the records `items` yields, `limit` at most (releasing segment bodies of
+    /// message records); true if it stopped at `limit` with more to come.
     fn delete_records(
         &mut self,
         items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
-    ) {
+        limit: usize,
+    ) -> bool {
         let mut batch = sled::Batch::default();
         let mut releases = Vec::new();
-        for item in items {
+        let mut items = items.peekable();
+        let mut n = 0;
+        while n < limit {
+            let Some(item) = items.next() else { break };
+            n += 1;
             match item {
                 Ok((k, v)) => {
                     if k.first() == Some(&records::MESSAGE) {
@@ -523,18 +566,25 @@ impl Writer {
                 }
                 Err(e) => {
                     self.sled_failed(format_args!("store scan failed: {e}"));
-                    return;
+                    return false;
                 }
             }
         }
-        let Some(db) = self.db.as_ref() else { return };
+        let more = n == limit && items.peek().is_some();
+        let Some(db) = self.db.as_ref() else {
+            return false;
+        };
         self.applied = true;
         match db.apply_batch(batch) {
             Ok(()) => {
                 self.unsynced = true;
                 self.releases.extend(releases);
+                more
             }
-            Err(e) => self.sled_failed(format_args!("store delete failed: {e}")),
+            Err(e) => {
+                self.sled_failed(format_args!("store delete failed: {e}"));
+                false
+            }
         }
     }
 }
@@ -566,5 +616,62 @@ fn delivered_qid(key: &[u8]) -> Option<u64> {
         Some(u64::from_be_bytes(key[1..].try_into().ok()?))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::time::{Duration, Instant};
+
+    use amq_protocol::types::FieldTable;
+
+    use super::DELETE_CHUNK;
+    use crate::store::records::{self, DestKind};
+    use crate::store::{Store, StoreConfig};
+
+    fn bindings_to(store: &Store, qid: u64) -> usize {
+        let db = store.db.read().clone().unwrap();
+        db.scan_prefix(records::bindings_to_prefix(DestKind::Queue, qid))
+            .count()
+    }
+
+    /// A queue with `n` bindings (from exchange 1), and another queue (`qid + 1`) with one.
+    fn store_with_bindings(qid: u64, n: usize) -> (tempfile::TempDir, std::sync::Arc<Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            cache_bytes: 16 << 20,
+        };
+        let (store, _) = Store::open(dir.path(), &config, &|_| 0).unwrap();
+        let none = FieldTable::default();
+        for i in 0..n {
+            store.put_binding(DestKind::Queue, qid, 1, &format!("k{i}"), &none);
+        }
+        store.put_binding(DestKind::Queue, qid + 1, 1, "other", &none);
+        assert!(store.sync());
+        assert_eq!(bindings_to(&store, qid), n);
+        (dir, store)
+    }
+
+    #[test]
+    fn a_prefix_delete_over_several_commits_finishes_without_more_ops() {
+        let (_dir, store) = store_with_bindings(5, 3 * DELETE_CHUNK + 7);
+        store.delete_queue(5, true);
+        // No barrier and nothing else sent: the writer must carry on by itself.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while bindings_to(&store, 5) > 0 {
+            assert!(Instant::now() < deadline, "{} left", bindings_to(&store, 5));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(bindings_to(&store, 6), 1, "another queue's binding stays");
+    }
+
+    #[test]
+    fn a_barrier_after_a_prefix_delete_covers_all_of_it() {
+        let (_dir, store) = store_with_bindings(5, 3 * DELETE_CHUNK + 7);
+        store.delete_queue(5, true);
+        assert!(store.sync());
+        assert_eq!(bindings_to(&store, 5), 0);
+        assert_eq!(bindings_to(&store, 6), 1);
     }
 }

@@ -123,7 +123,7 @@ impl VHost {
         let Some((_, links)) = self.bound_to.remove(&dest) else {
             return;
         };
-        for ((_, id), ex) in links {
+        for ((_, id), ex) in links.into_vec() {
             if ex.unbind(&id, |_| {}) {
                 self.maybe_auto_delete(&ex);
             }

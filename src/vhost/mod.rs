@@ -3,10 +3,12 @@
 //!
 //! Files: this one (the maps, declare and delete, bind and unbind, with RabbitMQ's checks),
 //! `route` (routing, alternate exchanges, `CC`/`BCC`), `dead_letter` (dead letters
-//! republished), `restore` (rebuilt at start), `reply_to` (direct reply-to targets).
+//! republished), `restore` (rebuilt at start), `reply_to` (direct reply-to targets),
+//! `bindings` (bind, unbind, the index by destination) and `links` (that index's entries).
 
 mod bindings;
 mod dead_letter;
+mod links;
 pub mod reply_to;
 mod restore;
 pub mod route;
@@ -19,7 +21,7 @@ use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 
 use crate::error::{AmqpError, AmqpResult};
-use crate::exchange::{BindingId, DestId, Destination, Exchange, ExchangeConfig, ExchangeKind};
+use crate::exchange::{DestId, Destination, Exchange, ExchangeConfig, ExchangeKind};
 use crate::metrics::Counter;
 use crate::queue::arguments::QueueArgs;
 use crate::queue::consumer::Consumer;
@@ -57,7 +59,7 @@ pub struct VHost {
     /// Direct reply-to consumers by token.
     pub replies: DashMap<String, ReplyTarget>,
     /// The bindings to each destination (see `bindings`).
-    bound_to: DashMap<DestId, HashMap<(u64, BindingId), Arc<Exchange>>>,
+    bound_to: DashMap<DestId, links::Links>,
     /// Exclusive queues by owning connection, so a close touches only its own.
     exclusive: DashMap<u64, HashMap<u64, Arc<Queue>>>,
 }
