@@ -16,6 +16,7 @@
 //! - [`error`]: AMQP errors, hard (connection) and soft (channel).
 //! - [`metrics`]: metric names, the per-connection tally, the recorder.
 //! - [`http`]: the HTTP endpoint (`/metrics`), gauges computed when scraped.
+//! - [`offload`]: long synchronous work kept from stalling a runtime worker's other tasks.
 
 pub(crate) mod alarms;
 pub(crate) mod args;
@@ -28,6 +29,7 @@ pub(crate) mod http;
 pub(crate) mod message;
 pub mod metrics;
 pub(crate) mod names;
+pub(crate) mod offload;
 pub(crate) mod queue;
 pub mod server;
 pub mod store;

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 /// Lowest first. Modules of one layer may use each other; none may use a higher layer.
 const LAYERS: &[&[&str]] = &[
     // Foundations: no broker state.
-    &["error", "args", "names", "alarms", "config", "metrics"],
+    &[
+        "error", "args", "names", "offload", "alarms", "config", "metrics",
+    ],
     &["message"],
     &["store"],
     &["queue"],

@@ -124,12 +124,7 @@ impl Pager {
                 let _ = self.idle.wait_for(&mut jobs, limit);
             }
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        }
+        crate::offload::off_worker(wait)
     }
 
     fn run(self: Arc<Self>) {

@@ -15,6 +15,10 @@ use super::{durable_end, VHost};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, BindingId, DestId, Destination, Exchange, ExchangeKind};
 
+/// Bindings past which deleting their destination leaves the runtime worker to its other
+/// tasks (about 5 ms of work).
+const LONG_UNBIND: usize = 10_000;
+
 impl VHost {
     pub fn bind(
         &self,
@@ -123,10 +127,21 @@ impl VHost {
         let Some((_, links)) = self.bound_to.remove(&dest) else {
             return;
         };
-        for ((_, id), ex) in links.into_vec() {
-            if ex.unbind(&id, |_| {}) {
-                self.maybe_auto_delete(&ex);
+        let links = links.into_vec();
+        let long = links.len() > LONG_UNBIND;
+        let unbind = || {
+            for ((_, id), ex) in links {
+                if ex.unbind(&id, |_| {}) {
+                    self.maybe_auto_delete(&ex);
+                }
             }
+        };
+        // A million bindings take seconds: a publisher on this worker must not wait them out
+        // (measured: a confirm held 1.9 s while a queue with 1M bindings was deleted).
+        if long {
+            crate::offload::off_worker(unbind)
+        } else {
+            unbind()
         }
     }
 
