@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
-pub struct Gate {
+pub(crate) struct Gate {
     pending: AtomicUsize,
     high: usize,
     low: usize,
@@ -31,8 +31,12 @@ impl Gate {
         self.pending.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The writer's side: `n` applied; opens the gate under the low mark.
+    /// The writer's side: `n` applied; opens the gate under the low mark. (Nothing taken
+    /// changes nothing: a sender that paused over the mark saw it then, see [`Gate::pause`].)
     pub(super) fn taken(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
         let left = self
             .pending
             .fetch_sub(n, Ordering::Relaxed)

@@ -10,19 +10,20 @@
 //!
 //! Reads (recovery at start, a recovered queue's tail read back) go straight to sled.
 //! Files: `op` (the writer's ops and their weight in its backlog), `gate` (what pauses a
-//! sender while the writer is behind), `writer`, `durable` (the syncs sled does not do),
-//! `records`, `segments`, `recovery`.
+//! sender while the writer is behind), `writer`, `reclaim` (sled's garbage, collected by
+//! the writer), `durable` (the syncs sled does not do), `records`, `segments`, `recovery`.
 
 mod durable;
-pub mod gate;
+mod gate;
 mod op;
+mod reclaim;
 pub mod records;
 pub mod recovery;
 pub mod segments;
 mod writer;
 
 pub use durable::create_dir_all_synced;
-pub use gate::Gate;
+pub(crate) use gate::Gate;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,11 +109,11 @@ pub struct Store {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Message bytes sent to the writer, not yet applied: senders pause above
     /// [`BACKLOG_HIGH`] so RAM holds no more than that waiting for the disk.
-    pub backlog: Arc<Gate>,
+    pub(crate) backlog: Arc<Gate>,
     /// Definition ops sent to the writer, not yet applied: senders pause above
     /// [`DEFINITIONS_HIGH`], so a client pipelining binds keeps the queue ahead of every
     /// other connection's confirm short.
-    pub definitions: Arc<Gate>,
+    pub(crate) definitions: Arc<Gate>,
     /// Failed commits so far (see `writer`).
     epoch: Arc<AtomicU64>,
     /// Ids of queue and exchange incarnations: never reused (seeded past every id found).
@@ -315,15 +316,21 @@ impl Store {
     }
 
     fn send(&self, op: Op) {
+        // Only the gate the op counts in is touched: a persistent publish must not pay an
+        // atomic on the definitions' shared counter, nor a delete on either.
         let cost = op.cost();
-        let definition = op.is_definition();
-        if cost > 0 || definition {
+        let definition = usize::from(op.is_definition());
+        if cost > 0 {
             self.backlog.add(cost);
-            self.definitions.add(usize::from(definition));
+        }
+        if definition > 0 {
+            self.definitions.add(definition);
+        }
+        if cost > 0 || definition > 0 {
             SENT_HERE.with(|c| {
                 let mut sent = c.get();
                 sent.bytes += cost;
-                sent.definitions += usize::from(definition);
+                sent.definitions += definition;
                 c.set(sent);
             });
         }

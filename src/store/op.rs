@@ -54,8 +54,6 @@ pub(crate) enum Op {
     Barrier(mpsc::Sender<bool>),
     /// Commit what came before, then end the writer.
     Stop,
-    /// Made by the writer itself, never sent: a commit of carried deletes alone.
-    Carry,
 }
 
 impl Op {

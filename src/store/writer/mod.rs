@@ -5,10 +5,8 @@
 //! while the previous sync runs). One commit = one `apply_batch` + one sync (segments
 //! `fdatasync`, sled `flush`, `fdatasync` of `sled/db`: see `durable`), then the
 //! connections waiting on it are told. An op that must see the database as it is (a range
-//! or prefix delete) first applies what came before it, so order is kept. A prefix delete
-//! (a gone queue's or exchange's records) takes at most [`DELETE_CHUNK`] records per
-//! commit and carries the rest to the next ones: deleting a queue with 10,000 bindings must
-//! not hold every other connection's confirm behind one long commit.
+//! or prefix delete) first applies what came before it, so order is kept; a prefix delete
+//! may take several commits (`deletes`).
 //!
 //! A commit that fails (a full disk, an I/O error) loses nothing it should keep:
 //! - the message writes it held are dropped (their bodies cut back out of the segment), and
@@ -31,16 +29,18 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info};
 
+mod deletes;
+
 use super::durable::SledFiles;
 use super::gate::Gate;
+use super::reclaim::Reclaim;
 use super::records::{self, MessageKey};
 use super::segments::{Segments, EXTERNAL_BODY_MIN};
 use super::{open_sled, DbSlot, Op, SyncDone};
+use deletes::DELETE_CHUNK;
 
 /// Ops taken per commit at most (bounds a commit's memory and latency).
 const MAX_OPS: usize = 64 * 1024;
-/// Records a prefix delete removes per commit (about 3 ms of sled's time here).
-const DELETE_CHUNK: usize = 512;
 /// A broken sled is reopened at most this often...
 const REOPEN_EVERY: Duration = Duration::from_millis(250);
 /// ... and only with this much free space on its filesystem.
@@ -95,7 +95,6 @@ pub(super) fn run(setup: Setup) {
         kept: Vec::new(),
         replay: Vec::new(),
         carry: Vec::new(),
-        finish: false,
         notify: Vec::new(),
         barriers: Vec::new(),
         delivered: HashMap::new(),
@@ -108,31 +107,24 @@ pub(super) fn run(setup: Setup) {
         value: Vec::new(),
     };
     let mut ops = Vec::with_capacity(1024);
-    // Collection rounds owed to sled's garbage, two per op applied (see `reclaim`).
-    let mut owed = 0usize;
+    let mut garbage = Reclaim::default();
     loop {
         let first = loop {
             match rx.try_recv() {
-                Ok(op) => break Some(op),
+                Ok(op) => break Some(Some(op)),
                 Err(TryRecvError::Disconnected) => break None,
-                // Deletes carried over: commit the next chunk rather than wait.
-                Err(TryRecvError::Empty) if !w.carry.is_empty() => break Some(Op::Carry),
-                // A slice at a time: an op that comes meanwhile waits for one slice only.
-                Err(TryRecvError::Empty) if owed >= RECLAIM_FROM => {
-                    reclaim(RECLAIM_SLICE);
-                    owed -= RECLAIM_SLICE;
-                    // Under the mark is what steady traffic leaves, and sled's own pins
-                    // collect that: only a burst's excess is paid.
-                    if owed < RECLAIM_FROM {
-                        owed = 0;
-                    }
-                }
-                Err(TryRecvError::Empty) => break rx.recv().ok(),
+                // Deletes carried over: commit their next chunk rather than wait.
+                Err(TryRecvError::Empty) if !w.carry.is_empty() => break Some(None),
+                Err(TryRecvError::Empty) if garbage.pay_slice() => {}
+                Err(TryRecvError::Empty) => break rx.recv().ok().map(Some),
             }
         };
+        // `Some(None)`: nothing came, but carried deletes are due.
         let Some(first) = first else { break };
-        w.take(&first);
-        ops.push(first);
+        if let Some(op) = first {
+            w.take(&op);
+            ops.push(op);
+        }
         while ops.len() < MAX_OPS {
             match rx.try_recv() {
                 Ok(op) => {
@@ -142,37 +134,13 @@ pub(super) fn run(setup: Setup) {
                 Err(_) => break,
             }
         }
-        owed += 2 * ops.len();
+        garbage.owe(ops.len());
         if w.commit(&mut ops) {
             break;
         }
-        // During a burst, too: what the burst leaves uncollected until it ends is RSS the
-        // allocator keeps afterwards (100,000 queues: 3.3 KB each, 2.4 KB with this).
-        if owed >= BURST_FROM {
-            reclaim(RECLAIM_SLICE);
-            owed -= RECLAIM_SLICE;
-        }
+        garbage.pay_slice();
     }
     debug!("store writer stopped");
-}
-
-/// Rounds owed (4,096 ops) from which an idle writer collects sled's garbage.
-const RECLAIM_FROM: usize = 8192;
-/// Rounds owed past which a busy writer pays a slice after each commit.
-const BURST_FROM: usize = RECLAIM_FROM;
-/// Collection rounds between two looks at the channel.
-const RECLAIM_SLICE: usize = 512;
-
-/// sled frees the nodes a write replaces through crossbeam-epoch, which runs a few bags of
-/// deferred frees each time a thread pins, once every thread has moved on. A burst of
-/// writes followed by quiet leaves them all waiting: 100,000 queues declared by a
-/// pipelining client held 4.5 KB of heap each (6.3 KB in all instead of 1.8) until later
-/// writes happened to collect it. So a writer about to wait, after many ops, flushes its
-/// bag and collects, two rounds per op (each round frees at most 8 bags of 64).
-fn reclaim(rounds: usize) {
-    for _ in 0..rounds {
-        crossbeam_epoch::pin().flush();
-    }
 }
 
 struct Writer {
@@ -207,8 +175,6 @@ struct Writer {
     replay: Vec<Op>,
     /// Prefix deletes left unfinished by [`DELETE_CHUNK`], continued by the next commit.
     carry: Vec<Op>,
-    /// This commit holds a barrier or a stop: carried deletes are finished in it.
-    finish: bool,
     notify: Vec<(u64, SyncDone)>,
     barriers: Vec<Sender<bool>>,
     delivered: HashMap<u64, u64>,
@@ -240,7 +206,6 @@ impl Writer {
         let mut all = std::mem::take(&mut self.replay);
         all.append(&mut self.carry);
         all.append(ops);
-        self.finish = all.iter().any(|op| matches!(op, Op::Barrier(_) | Op::Stop));
         if !self.ensure_open() {
             self.ok = false;
         }
@@ -253,6 +218,10 @@ impl Writer {
                 stop = true;
                 break;
             }
+        }
+        // A barrier or a stop answers for everything sent before it: carried deletes too.
+        if stop || !self.barriers.is_empty() {
+            self.finish_carried();
         }
         if self.ok {
             for (&qid, &seq) in &self.delivered {
@@ -360,34 +329,13 @@ impl Writer {
                 self.kept.push(op);
             }
             Op::DeleteMessages { qid, from, to } => {
-                if self.apply() {
-                    let range = records::message_key(qid, from)..records::message_key(qid, to);
-                    if let Some(db) = self.db.clone() {
-                        self.delete_records(db.range(range), usize::MAX);
-                    }
-                }
+                self.delete_messages(qid, from, to);
                 self.kept.push(op);
             }
             Op::DeletePrefix(ref prefix) => {
-                let limit = if self.finish {
-                    usize::MAX
-                } else {
-                    DELETE_CHUNK
-                };
-                let mut more = false;
-                if self.apply() {
-                    if let Some(db) = self.db.clone() {
-                        more = self.delete_records(db.scan_prefix(prefix), limit);
-                    }
-                }
-                if more && self.ok {
-                    // Nothing later falls under the prefix (see `Op::DeletePrefix`): the
-                    // rest may follow the ops after it.
-                    self.carry.push(Op::DeletePrefix(prefix.clone()));
-                }
+                self.delete_prefix(prefix, DELETE_CHUNK);
                 self.kept.push(op);
             }
-            Op::Carry => {}
             Op::Delivered { qid, seq } => {
                 let e = self.delivered.entry(qid).or_insert(seq);
                 *e = (*e).max(seq);
@@ -540,53 +488,6 @@ impl Writer {
             }
         }
     }
-
-    /// Deletes the records `items` yields, `limit` at most (releasing segment bodies of
-    /// message records); true if it stopped at `limit` with more to come.
-    fn delete_records(
-        &mut self,
-        items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
-        limit: usize,
-    ) -> bool {
-        let mut batch = sled::Batch::default();
-        let mut releases = Vec::new();
-        let mut items = items.peekable();
-        let mut n = 0;
-        while n < limit {
-            let Some(item) = items.next() else { break };
-            n += 1;
-            match item {
-                Ok((k, v)) => {
-                    if k.first() == Some(&records::MESSAGE) {
-                        if let Some(segment) = records::external_segment(&v) {
-                            releases.push(segment);
-                        }
-                    }
-                    batch.remove(k);
-                }
-                Err(e) => {
-                    self.sled_failed(format_args!("store scan failed: {e}"));
-                    return false;
-                }
-            }
-        }
-        let more = n == limit && items.peek().is_some();
-        let Some(db) = self.db.as_ref() else {
-            return false;
-        };
-        self.applied = true;
-        match db.apply_batch(batch) {
-            Ok(()) => {
-                self.unsynced = true;
-                self.releases.extend(releases);
-                more
-            }
-            Err(e) => {
-                self.sled_failed(format_args!("store delete failed: {e}"));
-                false
-            }
-        }
-    }
 }
 
 /// Message keys both written and deleted among `ops`.
@@ -616,62 +517,5 @@ fn delivered_qid(key: &[u8]) -> Option<u64> {
         Some(u64::from_be_bytes(key[1..].try_into().ok()?))
     } else {
         None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use std::time::{Duration, Instant};
-
-    use amq_protocol::types::FieldTable;
-
-    use super::DELETE_CHUNK;
-    use crate::store::records::{self, DestKind};
-    use crate::store::{Store, StoreConfig};
-
-    fn bindings_to(store: &Store, qid: u64) -> usize {
-        let db = store.db.read().clone().unwrap();
-        db.scan_prefix(records::bindings_to_prefix(DestKind::Queue, qid))
-            .count()
-    }
-
-    /// A queue with `n` bindings (from exchange 1), and another queue (`qid + 1`) with one.
-    fn store_with_bindings(qid: u64, n: usize) -> (tempfile::TempDir, std::sync::Arc<Store>) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            cache_bytes: 16 << 20,
-        };
-        let (store, _) = Store::open(dir.path(), &config, &|_| 0).unwrap();
-        let none = FieldTable::default();
-        for i in 0..n {
-            store.put_binding(DestKind::Queue, qid, 1, &format!("k{i}"), &none);
-        }
-        store.put_binding(DestKind::Queue, qid + 1, 1, "other", &none);
-        assert!(store.sync());
-        assert_eq!(bindings_to(&store, qid), n);
-        (dir, store)
-    }
-
-    #[test]
-    fn a_prefix_delete_over_several_commits_finishes_without_more_ops() {
-        let (_dir, store) = store_with_bindings(5, 3 * DELETE_CHUNK + 7);
-        store.delete_queue(5, true);
-        // No barrier and nothing else sent: the writer must carry on by itself.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while bindings_to(&store, 5) > 0 {
-            assert!(Instant::now() < deadline, "{} left", bindings_to(&store, 5));
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(bindings_to(&store, 6), 1, "another queue's binding stays");
-    }
-
-    #[test]
-    fn a_barrier_after_a_prefix_delete_covers_all_of_it() {
-        let (_dir, store) = store_with_bindings(5, 3 * DELETE_CHUNK + 7);
-        store.delete_queue(5, true);
-        assert!(store.sync());
-        assert_eq!(bindings_to(&store, 5), 0);
-        assert_eq!(bindings_to(&store, 6), 1);
     }
 }
