@@ -211,7 +211,7 @@ impl Queue {
                 deliveries: 0,
             })
             .collect();
-        st.store.restore(head, r.tail, r.delivered);
+        st.store.restore(head, r.tail, r.settled, r.delivered);
         self.arm_expiry(&mut st);
         self.unlock(st);
     }
@@ -289,7 +289,7 @@ impl Queue {
         st.next_seq += 1;
         let expires_at = ttl.map_or(0, |t| now_ms().saturating_add(t).max(1));
         if persist {
-            st.store.disk().put(seq, message.clone(), true, expires_at);
+            st.store.disk().put(seq, message.clone(), expires_at);
         }
         st.store.push(QueuedMessage {
             seq,

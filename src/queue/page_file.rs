@@ -188,9 +188,7 @@ fn decode(b: &[u8], owner: Option<&bytes::Bytes>) -> std::io::Result<QueuedMessa
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "damaged page record");
     let seq = u64::from_be_bytes(b.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
     let m = records::decode_message(&b[8..]).map_err(|_| bad())?;
-    let records::Body::Inline(body) = m.body else {
-        return Err(bad());
-    };
+    let body = m.body;
     let message = match owner {
         Some(o) => {
             let at = body.as_ptr() as usize - o.as_ptr() as usize;

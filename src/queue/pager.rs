@@ -2,15 +2,18 @@
 //!
 //! A queue's lock is taken on runtime threads by every connection that publishes to it or
 //! consumes from it, so it never waits for a disk. Everything a deep queue reads or writes
-//! (its page file, the recovered tail's records in sled) is a [`Job`] handed to its pager:
+//! (its page file, its durable log) is a [`Job`] handed to its pager:
 //! jobs run one at a time, in the order they were handed in, on a blocking thread. The queue
 //! side only counts what is on disk; a read's messages come back through the refill callback,
 //! which swaps them into the head under the queue's lock and dispatches them.
 //!
-//! Order is the whole contract: the recovered tail comes first, then the page file, then
-//! (once a write failed, e.g. on a full disk) what the file could not take, kept in RAM here
-//! until the file has been read through. Jobs keep their order, so a read handed in after a
-//! write sees that write's messages.
+//! Order is the whole contract: the logged range comes first (persistent messages of a
+//! durable queue, read back from its log: they are on disk once, not copied to a page
+//! file), then the page file, then (once a write failed, e.g. on a full disk) what the file
+//! could not take, kept in RAM here until the file has been read through. The queue extends
+//! the logged range only while nothing is paged (`Ready`). Jobs keep their order, so a read
+//! handed in after a write sees that write's messages; a read of the log first waits for
+//! the store's writer to have written what it asks for (a barrier, once per range grown).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
@@ -21,11 +24,14 @@ use parking_lot::{Condvar, Mutex};
 use super::page_file::PageFile;
 use super::ready::{Disk, QueuedMessage, Tail};
 use super::Queue;
+use crate::store::log::{LogReader, Settled};
 
 /// What a queue asks of its disk side.
 pub(super) enum Job {
     /// Append these messages (they follow everything already handed in).
     Write(Vec<QueuedMessage>),
+    /// Messages already in the queue's log join the logged range (nothing is paged).
+    Logged(Tail),
     /// Read back the next messages, about `max_cost` bytes of RAM (at least one).
     Read { generation: u64, max_cost: usize },
     /// Forget everything (purge, delete).
@@ -40,6 +46,8 @@ pub(super) struct Refill {
     /// page file): the queue stops counting them.
     pub dropped: usize,
     pub dropped_bytes: usize,
+    /// How many of `messages` and `dropped` were paged ones (not logged).
+    pub paged: usize,
 }
 
 pub(super) struct Pager {
@@ -60,8 +68,14 @@ struct Jobs {
 
 struct DiskTail {
     disk: Disk,
-    /// The store's records of a queue recovered at start, not read back yet.
-    recovered: Tail,
+    /// Messages in the queue's log, not read back yet.
+    logged: Tail,
+    /// Settled seqs in the log (holes a restart found).
+    settled: Settled,
+    /// Reads the log (made at the first read).
+    reader: Option<LogReader>,
+    /// Everything in the log below this has been written by the store's writer.
+    written_to: u64,
     /// Recovered messages with a seq up to this were delivered before the restart.
     delivered_before: Option<u64>,
     /// Opened when first written.
@@ -78,7 +92,10 @@ impl Pager {
             idle: Condvar::new(),
             tail: Mutex::new(DiskTail {
                 disk,
-                recovered: Tail::default(),
+                logged: Tail::default(),
+                settled: Settled::default(),
+                reader: None,
+                written_to: 0,
                 delivered_before: None,
                 pages: None,
                 spilled: VecDeque::new(),
@@ -87,10 +104,13 @@ impl Pager {
         })
     }
 
-    /// A queue recovered at start: the records still in the store (before any job runs).
-    pub fn restore(&self, recovered: Tail, delivered_before: Option<u64>) {
+    /// A queue recovered at start: the messages still in its log (before any job runs),
+    /// all written.
+    pub fn restore(&self, recovered: Tail, settled: Settled, delivered_before: Option<u64>) {
         let mut t = self.tail.lock();
-        t.recovered = recovered;
+        t.logged = recovered;
+        t.written_to = recovered.to;
+        t.settled = settled;
         t.delivered_before = delivered_before;
     }
 
@@ -157,12 +177,23 @@ impl DiskTail {
                 self.write(batch);
                 None
             }
+            Job::Logged(more) => {
+                if self.logged.count == 0 {
+                    self.logged = more;
+                } else {
+                    self.logged.to = more.to;
+                    self.logged.count += more.count;
+                    self.logged.bytes += more.bytes;
+                }
+                None
+            }
             Job::Read {
                 generation,
                 max_cost,
             } => Some(self.read(generation, max_cost)),
             Job::Clear => {
-                self.recovered = Tail::default();
+                self.logged = Tail::default();
+                self.settled = Settled::default();
                 self.spilled.clear();
                 if let Some(p) = &mut self.pages {
                     if let Err(e) = p.clear() {
@@ -200,43 +231,49 @@ impl DiskTail {
         }
     }
 
-    /// The next messages in order: the store's recovered records first, then the page
-    /// file, then what it could not take.
+    /// The next messages in order: the logged range first, then the page file, then what
+    /// it could not take.
     fn read(&mut self, generation: u64, max_cost: usize) -> Refill {
         let mut r = Refill {
             generation,
             messages: Vec::new(),
             dropped: 0,
             dropped_bytes: 0,
+            paged: 0,
         };
         let mut cost = 0;
-        while cost < max_cost && self.recovered.count > 0 {
-            let t = self.recovered;
-            let read =
-                match self
-                    .disk
-                    .store
-                    .read_messages(self.disk.qid, t.from, t.to, max_cost - cost)
-                {
-                    Ok(read) => read,
-                    Err(e) => {
-                        // The messages stay where they are; the next read tries again.
-                        tracing::error!(qid = self.disk.qid, "{e}");
-                        return r;
-                    }
-                };
+        if self.logged.count > 0 && self.logged.to > self.written_to {
+            // The writer may not have written the newest yet: wait until it has.
+            let to = self.logged.to;
+            self.disk.store.sync();
+            self.written_to = to;
+        }
+        while cost < max_cost && self.logged.count > 0 {
+            let t = self.logged;
+            let reader = self
+                .reader
+                .get_or_insert_with(|| self.disk.store.log_reader(self.disk.qid));
+            let read = match reader.read(t.from, t.to, max_cost - cost, &self.settled) {
+                Ok(read) => read,
+                Err(e) => {
+                    // The messages stay where they are; the next read tries again.
+                    tracing::error!(qid = self.disk.qid, "{e}");
+                    return r;
+                }
+            };
             if read.is_empty() {
-                // Records that vanished (damaged ones are dropped) leave no phantom count.
+                // Records that are not there (damaged, or a failed commit's) leave no
+                // phantom count.
                 r.dropped += t.count;
                 r.dropped_bytes += t.bytes;
-                self.recovered = Tail::default();
+                self.logged = Tail::default();
                 break;
             }
             for (seq, message, expires_at) in read {
                 cost += message.ram_cost();
-                self.recovered.from = seq + 1;
-                self.recovered.count = self.recovered.count.saturating_sub(1);
-                self.recovered.bytes = self.recovered.bytes.saturating_sub(message.size());
+                self.logged.from = seq + 1;
+                self.logged.count = self.logged.count.saturating_sub(1);
+                self.logged.bytes = self.logged.bytes.saturating_sub(message.size());
                 r.messages.push(QueuedMessage {
                     seq,
                     message: Arc::new(message),
@@ -252,12 +289,16 @@ impl DiskTail {
         }
         if let Some(pages) = self.pages.as_mut().filter(|p| p.count > 0) {
             match pages.pop_chunk(max_cost) {
-                Ok(ms) => r.messages = ms,
+                Ok(ms) => {
+                    r.paged = ms.len();
+                    r.messages = ms;
+                }
                 Err(e) => {
                     // Unreadable scratch: those messages are lost (persistent ones come back
                     // from the store at the next start). Said loudly; the queue goes on.
                     tracing::error!(qid = self.disk.qid, lost = pages.count, "page file: {e}");
                     r.dropped += pages.count;
+                    r.paged = pages.count;
                     r.dropped_bytes += pages.bytes;
                     let _ = pages.clear();
                 }
@@ -270,6 +311,7 @@ impl DiskTail {
             };
             cost += m.message.ram_cost();
             r.messages.push(m);
+            r.paged += 1;
         }
         r
     }

@@ -2,10 +2,12 @@
 //!
 //! Messages enter at the back and leave from the front, so a deep queue keeps its oldest
 //! messages in RAM (about to be delivered) and everything after the first message that did
-//! not fit on disk, in its page file ([`super::page_file`]), appended and read back in order:
-//! a tail message costs no RAM. A queue recovered at start also has a tail of persistent
-//! records in the store (a seq range read back from sled); it comes before anything paged
-//! since.
+//! not fit on disk: a tail message costs no RAM. A persistent message of a durable queue is
+//! in the queue's log already (the store wrote it for durability), so the tail is first a
+//! range of that log, read back from it, and nothing is written twice; a message that is
+//! not logged (transient), and every one after it until the paged ones have been read back,
+//! goes to the queue's page file ([`super::page_file`]) instead, which is read after the
+//! logged range. A queue recovered at start has its whole backlog as a logged range.
 //!
 //! None of that disk I/O happens here, under the queue's lock: messages bound for the tail
 //! gather in `outgoing` and go to the [`Pager`] as one write job; when the head falls under
@@ -43,9 +45,9 @@ pub struct Disk {
 }
 
 impl Disk {
-    pub fn put(&self, seq: u64, message: Arc<Message>, persistent: bool, expires_at: u64) {
-        self.store
-            .put_message(self.qid, seq, message, persistent, expires_at);
+    /// Logs a persistent message of a durable queue.
+    pub fn put(&self, seq: u64, message: Arc<Message>, expires_at: u64) {
+        self.store.put_message(self.qid, seq, message, expires_at);
     }
 }
 
@@ -65,6 +67,9 @@ pub struct Ready {
     /// Messages on disk (handed to the pager, not read back), and their body bytes.
     on_disk: usize,
     on_disk_bytes: usize,
+    /// Of those, the ones in the page file (not the log): while any are, nothing joins the
+    /// logged range (it is read first).
+    paged: usize,
     /// No message on disk has a seq below this (a purge deletes their records from here).
     disk_floor: u64,
     /// A read is on its way.
@@ -120,6 +125,7 @@ impl Ready {
             outgoing_bytes: 0,
             on_disk: 0,
             on_disk_bytes: 0,
+            paged: 0,
             disk_floor: 0,
             reading: false,
             generation: 0,
@@ -132,13 +138,20 @@ impl Ready {
             .get_or_insert_with(|| Pager::new(disk.clone(), queue.clone()))
     }
 
-    /// A queue recovered at start: its head (already in order), tail, and delivery watermark.
-    pub fn restore(&mut self, head: Vec<QueuedMessage>, tail: Tail, delivered: Option<u64>) {
+    /// A queue recovered at start: its head (already in order), tail (in its log, with
+    /// the `settled` seqs to skip), and delivery watermark.
+    pub fn restore(
+        &mut self,
+        head: Vec<QueuedMessage>,
+        tail: Tail,
+        settled: crate::store::log::Settled,
+        delivered: Option<u64>,
+    ) {
         for m in head {
             self.add_to_head_back(m);
         }
         if tail.count > 0 {
-            self.pager_mut().restore(tail, delivered);
+            self.pager_mut().restore(tail, settled, delivered);
         }
         self.on_disk = tail.count;
         self.on_disk_bytes = tail.bytes;
@@ -188,7 +201,9 @@ impl Ready {
         }
     }
 
-    /// Hands `outgoing` to the pager: from now on it counts as on disk.
+    /// Hands `outgoing` to the pager: from now on it counts as on disk. While nothing is
+    /// paged, its logged messages up to the first one that is not join the logged range
+    /// (no write); the rest is written to the page file.
     fn write_outgoing(&mut self) {
         if self.outgoing.is_empty() {
             return;
@@ -199,8 +214,26 @@ impl Ready {
         self.on_disk += self.outgoing.len();
         self.on_disk_bytes += self.outgoing_bytes;
         self.outgoing_bytes = 0;
-        let batch = std::mem::take(&mut self.outgoing);
-        self.pager_mut().submit(Job::Write(batch));
+        let mut batch = std::mem::take(&mut self.outgoing);
+        let logged = if self.paged == 0 {
+            batch.iter().take_while(|m| m.on_disk).count()
+        } else {
+            0
+        };
+        if logged > 0 {
+            let range = Tail {
+                from: batch[0].seq,
+                to: batch[logged - 1].seq + 1,
+                count: logged,
+                bytes: batch[..logged].iter().map(|m| m.message.size()).sum(),
+            };
+            self.pager_mut().submit(Job::Logged(range));
+            batch.drain(..logged);
+        }
+        if !batch.is_empty() {
+            self.paged += batch.len();
+            self.pager_mut().submit(Job::Write(batch));
+        }
     }
 
     /// Takes the next message to deliver. `None` also while the head is empty and its next
@@ -257,6 +290,7 @@ impl Ready {
             return false;
         }
         self.reading = false;
+        self.paged = self.paged.saturating_sub(r.paged);
         let progress = !r.messages.is_empty() || r.dropped > 0;
         self.on_disk = self.on_disk.saturating_sub(r.messages.len() + r.dropped);
         self.on_disk_bytes = self.on_disk_bytes.saturating_sub(r.dropped_bytes);
@@ -345,6 +379,7 @@ impl Ready {
         self.outgoing_bytes = 0;
         self.on_disk = 0;
         self.on_disk_bytes = 0;
+        self.paged = 0;
         self.reading = false;
         self.generation += 1;
         self.head_cost = 0;

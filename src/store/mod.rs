@@ -1,25 +1,27 @@
-//! Durable storage over sled: definitions (vhosts, durable exchanges and queues, bindings
-//! between durable ends) and persistent messages of durable queues. (Deep queues' tails go
-//! to page files of their own, `queue/page_file.rs`, not here.)
+//! Durable storage: definitions (vhosts, durable exchanges and queues, bindings between
+//! durable ends) in sled, and the persistent messages of each durable queue in a log of its
+//! own beside it (`log`), described by small sled records. (Transient messages of deep
+//! queues go to page files, `queue/page_file.rs`, not here.)
 //!
 //! Every write goes through one channel to the group-commit writer ([`writer`]), in the order
 //! it was sent: a queue sends a message's write under its own lock, before any consumer can
 //! see the message, so the write always precedes the ack that deletes it. The writer drains
-//! everything waiting, applies it as one sled batch (a write and its delete in the same batch
-//! cancel out), syncs, then releases the publisher confirms that waited on it.
+//! everything waiting, appends the messages to their logs and applies the rest as one sled
+//! batch (a write and its delete in the same commit cancel out), syncs, then releases the
+//! publisher confirms that waited on it.
 //!
-//! Reads (recovery at start, a recovered queue's tail read back) go straight to sled.
+//! Reads (recovery at start, a queue's tail read back) go straight to the files.
 //! Files: `op` (the writer's ops and their weight in its backlog), `gate` (what pauses a
 //! sender while the writer is behind), `writer`, `reclaim` (sled's garbage, collected by
-//! the writer), `durable` (the syncs sled does not do), `records`, `segments`, `recovery`.
+//! the writer), `durable` (the syncs sled does not do), `records`, `log`, `recovery`.
 
 mod durable;
 mod gate;
+pub mod log;
 mod op;
 mod reclaim;
 pub mod records;
 pub mod recovery;
-pub mod segments;
 mod writer;
 
 pub use durable::create_dir_all_synced;
@@ -50,6 +52,11 @@ pub enum StoreError {
         path: PathBuf,
         key: String,
         source: records::RecordError,
+    },
+    #[error("cannot recover the queue log {path}: {source}")]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error(
         "{path} was written by another version of Warren (store format {found}, this one \
@@ -99,8 +106,8 @@ thread_local! {
 pub struct Store {
     db: Arc<DbSlot>,
     path: PathBuf,
-    /// Segment files of large bodies.
-    bodies: PathBuf,
+    /// The durable queues' logs, a directory each.
+    logs: PathBuf,
     /// Deep queues' page files (scratch, emptied at every start).
     pages: PathBuf,
     /// Unbounded: a sender never blocks a connection's thread. Publishers with confirms are
@@ -138,24 +145,6 @@ pub struct Sent {
     pub definitions: usize,
 }
 
-/// A message read back from a record.
-/// Why a stored message could not be read back (it is then dropped, and said so).
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Record(#[from] records::RecordError),
-    #[error("body: {0}")]
-    Body(#[from] std::io::Error),
-    #[error("malformed message properties")]
-    Properties,
-}
-
-pub struct Loaded {
-    pub message: Message,
-    /// ms since the epoch, 0 = never.
-    pub expires_at: u64,
-}
-
 /// Settings for [`Store::open`].
 pub struct StoreConfig {
     pub cache_bytes: u64,
@@ -191,7 +180,7 @@ impl Store {
         let store = Arc::new(Store {
             db: Arc::new(RwLock::new(Some(db))),
             path,
-            bodies: dir.join("bodies"),
+            logs: dir.join("logs"),
             pages: dir.join("pages"),
             tx,
             writer: Mutex::new(None),
@@ -204,11 +193,13 @@ impl Store {
         // Page files only hold what a previous run had in its queues' tails: scratch.
         let _ = std::fs::remove_dir_all(&store.pages);
         std::fs::create_dir_all(&store.pages).map_err(io(&store.pages))?;
+        if !store.logs.exists() {
+            std::fs::create_dir_all(&store.logs).map_err(io(&store.logs))?;
+            durable::sync_dir(dir).map_err(io(dir))?;
+        }
         // Recovery queues its deletes on the channel; the writer applies them once started.
-        let (recovered, live) = store.recover(queue_budget)?;
+        let (recovered, logs) = store.recover(queue_budget)?;
         store.next_id.store(recovered.max_id + 1, Ordering::Relaxed);
-        let segments =
-            segments::Segments::open(store.bodies.clone(), live).map_err(io(&store.bodies))?;
         let setup = writer::Setup {
             slot: store.db.clone(),
             files,
@@ -218,7 +209,7 @@ impl Store {
             backlog: store.backlog.clone(),
             definitions: store.definitions.clone(),
             epoch: store.epoch.clone(),
-            segments,
+            logs: log::Logs::new(store.logs.clone(), logs),
         };
         let writer = std::thread::Builder::new()
             .name("warren-store".into())
@@ -278,33 +269,9 @@ impl Store {
         Ok(())
     }
 
-    /// A message record back as a message (reading its body from its segment if need be).
-    pub fn load_message(
-        &self,
-        v: &[u8],
-        file: &mut Option<(u64, std::fs::File)>,
-    ) -> Result<Loaded, LoadError> {
-        let m = records::decode_message(v)?;
-        let message = match m.body {
-            records::Body::Inline(b) => {
-                Message::from_parts(&m.exchange, &m.routing_key, m.properties, b)
-            }
-            records::Body::External(r) => {
-                let body = segments::read_body(&self.bodies, r, file)?;
-                // The body's buffer becomes the message's: no second copy.
-                Message::from_parts_shared(
-                    &m.exchange,
-                    &m.routing_key,
-                    m.properties,
-                    bytes::Bytes::from(body),
-                )
-            }
-        }
-        .ok_or(LoadError::Properties)?;
-        Ok(Loaded {
-            message,
-            expires_at: m.expires_at,
-        })
+    /// A reader of one queue's log (see [`log::LogReader`]).
+    pub fn log_reader(&self, qid: u64) -> log::LogReader {
+        log::LogReader::new(log::queue_dir(&self.logs, qid))
     }
 
     pub fn pages_dir(&self) -> &Path {
@@ -352,27 +319,22 @@ impl Store {
         self.epoch.load(Ordering::Acquire)
     }
 
-    pub fn put_message(
-        &self,
-        qid: u64,
-        seq: u64,
-        message: Arc<Message>,
-        persistent: bool,
-        expires_at: u64,
-    ) {
+    /// Appends a persistent message to its durable queue's log.
+    pub fn put_message(&self, qid: u64, seq: u64, message: Arc<Message>, expires_at: u64) {
         self.send(Op::PutMessage {
-            key: records::message_key(qid, seq),
+            qid,
+            seq,
             message,
-            persistent,
             expires_at,
         });
     }
 
-    /// `body_len`: the message's body size (large bodies live in segments).
+    /// A logged message was settled; `body_len`: its body size.
     pub fn delete_message(&self, qid: u64, seq: u64, body_len: usize) {
         self.send(Op::DeleteMessage {
-            key: records::message_key(qid, seq),
-            external: body_len >= segments::EXTERNAL_BODY_MIN,
+            qid,
+            seq,
+            bytes: body_len as u64,
         });
     }
 
@@ -434,20 +396,21 @@ impl Store {
         });
     }
 
-    /// Removes a queue's messages (durable or paged), and for a durable queue its definition
-    /// and the bindings to it.
+    /// Removes a durable queue's definition, the bindings to it, and its log.
     pub fn delete_queue(&self, qid: u64, durable: bool) {
-        if durable {
-            self.send(Op::Delete(records::queue_key(qid)));
-            self.send(Op::Delete(records::delivered_key(qid).to_vec()));
-            self.send(Op::DeletePrefix(records::bindings_to_prefix(
-                DestKind::Queue,
-                qid,
-            )));
+        if !durable {
+            return;
         }
-        self.send(Op::DeletePrefix(
-            records::queue_messages_prefix(qid).to_vec(),
-        ));
+        self.send(Op::Delete(records::queue_key(qid)));
+        self.send(Op::Delete(records::delivered_key(qid).to_vec()));
+        self.send(Op::DeletePrefix(records::bindings_to_prefix(
+            DestKind::Queue,
+            qid,
+        )));
+        self.send(Op::DropLog(qid));
+        for kind in [records::EXTENT, records::SETTLED] {
+            self.send(Op::DeletePrefix(records::queue_prefix(kind, qid).to_vec()));
+        }
     }
 
     pub fn put_binding(
@@ -490,62 +453,6 @@ impl Store {
         rx.recv().unwrap_or(false)
     }
 
-    /// Up to `max_bytes` (at least one message) of a queue's stored messages from `from` up
-    /// to, not including, `to`, in order: `(seq, message)`. Damaged records are logged and
-    /// deleted; a read error returns `Err` (nothing was taken).
-    pub fn read_messages(
-        &self,
-        qid: u64,
-        from: u64,
-        to: u64,
-        max_bytes: usize,
-    ) -> Result<Vec<(u64, Message, u64)>, StoreError> {
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        let mut file = None;
-        let range = records::message_key(qid, from)..records::message_key(qid, to);
-        // The slot stays read-locked for the read, not cloned out of it: `close` then waits
-        // for a pager read in flight, and sled's file lock is gone when it returns (a
-        // clone outlived it, and a broker restarted in the same process could not open).
-        let slot = self.db.read();
-        let Some(db) = slot.as_ref() else {
-            return Err(self.read_error(sled::Error::Io(std::io::Error::other(
-                "the store is being reopened",
-            ))));
-        };
-        for item in db.range(range) {
-            let (k, v) = match item {
-                Ok(kv) => kv,
-                Err(source) => {
-                    return Err(StoreError::Read {
-                        path: self.path.clone(),
-                        source,
-                    })
-                }
-            };
-            let Some((_, seq)) = records::parse_message_key(&k) else {
-                continue;
-            };
-            match self.load_message(&v, &mut file) {
-                Ok(l) => {
-                    bytes += l.message.ram_cost();
-                    out.push((seq, l.message, l.expires_at));
-                }
-                Err(e) => {
-                    error!(path = %self.path.display(), qid, seq, "damaged message record ({e}): dropped");
-                    self.send(Op::DeleteMessage {
-                        key: records::message_key(qid, seq),
-                        external: true,
-                    });
-                }
-            }
-            if bytes >= max_bytes {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
     /// What this thread sent since the last call (see [`Op::cost`]): a connection asks
     /// before and after a batch of its input, to know whether it should pause.
     pub fn take_sent_here() -> Sent {
@@ -557,10 +464,9 @@ impl Store {
         self.backlog.pending()
     }
 
-    /// Bytes on disk: sled's files and the body segments.
+    /// Bytes on disk: sled's files and the queues' logs.
     pub fn size_on_disk(&self) -> u64 {
-        self.db().and_then(|db| db.size_on_disk().ok()).unwrap_or(0)
-            + segments::Segments::size_on_disk(&self.bodies)
+        self.db().and_then(|db| db.size_on_disk().ok()).unwrap_or(0) + dir_size(&self.logs, 2)
     }
 
     /// Syncs and stops the writer, waiting for it, so the database is closed (and its lock
@@ -574,6 +480,21 @@ impl Store {
         // timer, a late task) still holds this store.
         *self.db.write() = None;
     }
+}
+
+/// Bytes of the files under `dir`, `depth` levels down.
+fn dir_size(dir: &Path, depth: usize) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() && depth > 1 => dir_size(&e.path(), depth - 1),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 impl Drop for Store {

@@ -4,30 +4,33 @@
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use super::records::MessageKey;
 use super::SyncDone;
 use crate::message::Message;
 
 /// One unit of work for the writer.
 pub(crate) enum Op {
+    /// A persistent message, appended to its durable queue's log.
     PutMessage {
-        key: MessageKey,
+        qid: u64,
+        seq: u64,
         message: Arc<Message>,
-        persistent: bool,
         /// ms since the epoch, 0 = never.
         expires_at: u64,
     },
-    /// `external`: its body may be in a segment (the writer looks the record up first).
+    /// A logged message was settled; `bytes`: its body size.
     DeleteMessage {
-        key: MessageKey,
-        external: bool,
+        qid: u64,
+        seq: u64,
+        bytes: u64,
     },
-    /// Messages `from..to` of a queue (a purged tail).
+    /// Messages `from..to` of a queue's log (a purged tail).
     DeleteMessages {
         qid: u64,
         from: u64,
         to: u64,
     },
+    /// A durable queue is gone: its log goes (its records by prefix).
+    DropLog(u64),
     /// Highest delivered seq of a durable queue (recovery marks those redelivered).
     Delivered {
         qid: u64,

@@ -3,13 +3,17 @@
 //!
 //! | key                                   | value                                  |
 //! |---------------------------------------|----------------------------------------|
-//! | `m` qid:u64 seq:u64                   | message: flags, exchange, key, props, body |
+//! | `l` qid:u64 first-seq:u64             | a log segment's extent (`log::Extent`) |
+//! | `a` qid:u64 first-seq:u64             | its settled seqs (`log::Settled`), count, bytes |
 //! | `d` qid:u64                           | highest delivered seq (u64)            |
 //! | `v` vhost                             | empty                                  |
 //! | `x` eid:u64                           | exchange: vhost, name, kind, flags, args |
 //! | `q` qid:u64                           | queue: vhost, name, flags, arguments   |
 //! | `b` dest-kind dest-id source-id key args | empty                               |
 //! | `F`                                   | the format version (u32)               |
+//!
+//! Messages themselves are not here: they are in each durable queue's log (`super::log`),
+//! whose segments these `l` and `a` records describe.
 //!
 //! Exchanges and queues are keyed by the id of their incarnation (see below), bindings by
 //! the ids of their ends, destination first (a queue's bindings go with it by prefix).
@@ -19,10 +23,10 @@
 use amq_protocol::types::FieldTable;
 use thiserror::Error;
 
-use super::segments::BodyRef;
 use crate::message::Message;
 
-pub const MESSAGE: u8 = b'm';
+pub const EXTENT: u8 = b'l';
+pub const SETTLED: u8 = b'a';
 pub const DELIVERED: u8 = b'd';
 pub const VHOST: u8 = b'v';
 pub const EXCHANGE: u8 = b'x';
@@ -30,11 +34,9 @@ pub const QUEUE: u8 = b'q';
 pub const BINDING: u8 = b'b';
 pub const FORMAT_KEY: u8 = b'F';
 
-/// Message flag: written for durability (a persistent message in a durable queue). Without
-/// it the record is a transient body paged out of RAM, dropped at the next start.
+/// Message flag: written for durability (every logged message has it; a record without it
+/// is refused).
 pub const PERSISTENT: u8 = 1;
-/// Message flag: the body is in a segment file (see `segments`).
-pub const EXTERNAL: u8 = 2;
 /// Message flag: an expiry time (u64 ms since the epoch) follows the flags.
 pub const EXPIRES: u8 = 4;
 
@@ -48,37 +50,34 @@ fn bad(what: &'static str) -> RecordError {
     RecordError { what }
 }
 
-pub type MessageKey = [u8; 17];
-
-pub fn message_key(qid: u64, seq: u64) -> MessageKey {
-    let mut k = [0u8; 17];
-    k[0] = MESSAGE;
-    k[1..9].copy_from_slice(&qid.to_be_bytes());
-    k[9..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// `(qid, seq)` of a message key.
-pub fn parse_message_key(k: &[u8]) -> Option<(u64, u64)> {
-    if k.len() != 17 || k[0] != MESSAGE {
-        return None;
-    }
-    let qid = u64::from_be_bytes(k[1..9].try_into().ok()?);
-    let seq = u64::from_be_bytes(k[9..].try_into().ok()?);
-    Some((qid, seq))
-}
-
-pub fn queue_messages_prefix(qid: u64) -> [u8; 9] {
+/// `kind qid` (the prefix of a queue's `l` and `a` records, or its `d` record).
+pub fn queue_prefix(kind: u8, qid: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = MESSAGE;
+    k[0] = kind;
     k[1..].copy_from_slice(&qid.to_be_bytes());
     k
 }
 
-pub fn delivered_key(qid: u64) -> [u8; 9] {
-    let mut k = queue_messages_prefix(qid);
-    k[0] = DELIVERED;
+/// `kind qid first`: a log segment's `l` or `a` record.
+pub fn segment_key(kind: u8, qid: u64, first: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&queue_prefix(kind, qid));
+    k[9..].copy_from_slice(&first.to_be_bytes());
     k
+}
+
+/// `(qid, first)` of a segment key.
+pub fn parse_segment_key(k: &[u8]) -> Option<(u64, u64)> {
+    if k.len() != 17 {
+        return None;
+    }
+    let qid = u64::from_be_bytes(k[1..9].try_into().ok()?);
+    let first = u64::from_be_bytes(k[9..].try_into().ok()?);
+    Some((qid, first))
+}
+
+pub fn delivered_key(qid: u64) -> [u8; 9] {
+    queue_prefix(DELIVERED, qid)
 }
 
 fn push_name(out: &mut Vec<u8>, s: &str) {
@@ -153,26 +152,10 @@ fn push_table(out: &mut Vec<u8>, t: &FieldTable) {
 
 // ---- messages -------------------------------------------------------------------------
 
-/// `flags | exchange | routing key | properties (u32 length) | body`, or, with the
-/// [`EXTERNAL`] flag, the body's place in a segment instead of the body.
-pub fn encode_message(
-    m: &Message,
-    flags: u8,
-    expires_at: u64,
-    external: Option<BodyRef>,
-    out: &mut Vec<u8>,
-) {
-    let flags = flags | if external.is_some() { EXTERNAL } else { 0 };
+/// `flags | expiry? | exchange | routing key | properties (u32 length) | body`.
+pub fn encode_message(m: &Message, flags: u8, expires_at: u64, out: &mut Vec<u8>) {
     encode_message_head(m, flags, expires_at, out);
-    match external {
-        Some(r) => {
-            out.extend_from_slice(&r.segment.to_be_bytes());
-            out.extend_from_slice(&r.offset.to_be_bytes());
-            out.extend_from_slice(&r.len.to_be_bytes());
-            out.extend_from_slice(&r.crc.to_be_bytes());
-        }
-        None => out.extend_from_slice(m.body()),
-    }
+    out.extend_from_slice(m.body());
 }
 
 /// The head of a message record (flags, expiry, names, properties): the body (or its place)
@@ -199,12 +182,7 @@ pub struct StoredMessage<'a> {
     pub exchange: String,
     pub routing_key: String,
     pub properties: &'a [u8],
-    pub body: Body<'a>,
-}
-
-pub enum Body<'a> {
-    Inline(&'a [u8]),
-    External(BodyRef),
+    pub body: &'a [u8],
 }
 
 pub fn decode_message(v: &[u8]) -> Result<StoredMessage<'_>, RecordError> {
@@ -218,20 +196,7 @@ pub fn decode_message(v: &[u8]) -> Result<StoredMessage<'_>, RecordError> {
     let routing_key = r.name()?;
     let plen = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| bad("message"))?);
     let properties = r.take(plen as usize)?;
-    let body = if flags & EXTERNAL != 0 {
-        let segment = r.u64()?;
-        let offset = r.u64()?;
-        let len = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| bad("message"))?);
-        let crc = u32::from_be_bytes(r.take(4)?.try_into().map_err(|_| bad("message"))?);
-        Body::External(BodyRef {
-            segment,
-            offset,
-            len,
-            crc,
-        })
-    } else {
-        Body::Inline(r.b)
-    };
+    let body = r.b;
     Ok(StoredMessage {
         flags,
         expires_at,
@@ -240,14 +205,6 @@ pub fn decode_message(v: &[u8]) -> Result<StoredMessage<'_>, RecordError> {
         properties,
         body,
     })
-}
-
-/// The segment a message record's body is in, if it is external.
-pub fn external_segment(v: &[u8]) -> Option<u64> {
-    match decode_message(v).ok()?.body {
-        Body::External(r) => Some(r.segment),
-        Body::Inline(_) => None,
-    }
 }
 
 // ---- definitions ----------------------------------------------------------------------
@@ -425,7 +382,7 @@ pub fn decode_binding(k: &[u8]) -> Result<BindingDef, RecordError> {
 }
 
 /// The store's format, in the `F` record: bumped whenever a record changes shape.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 pub fn format_key() -> Vec<u8> {
     vec![FORMAT_KEY]
@@ -436,11 +393,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn message_keys_sort_by_queue_then_seq() {
-        assert!(message_key(1, 300) < message_key(2, 0));
-        assert!(message_key(1, 255) < message_key(1, 256));
-        assert_eq!(parse_message_key(&message_key(7, 9)), Some((7, 9)));
-        assert!(message_key(7, 0).starts_with(&queue_messages_prefix(7)));
+    fn segment_keys_sort_by_queue_then_seq() {
+        assert!(segment_key(EXTENT, 1, 300) < segment_key(EXTENT, 2, 0));
+        assert!(segment_key(EXTENT, 1, 255) < segment_key(EXTENT, 1, 256));
+        assert_eq!(parse_segment_key(&segment_key(SETTLED, 7, 9)), Some((7, 9)));
+        assert!(segment_key(SETTLED, 7, 0).starts_with(&queue_prefix(SETTLED, 7)));
     }
 
     #[test]

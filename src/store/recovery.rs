@@ -1,13 +1,16 @@
-//! Reading the store back at start: definitions, then every queue's messages in order.
+//! Reading the store back at start: definitions, then every durable queue's log (its
+//! segments' extents and settled sets, and a head of messages up to the caller's budget;
+//! the rest stays on disk, `log::recover_queue`).
 //!
-//! Transient records (bodies paged out of RAM) and messages of queues that no longer exist
-//! are deleted on the way. A damaged definition stops the start with an error naming the
-//! file and the key; a damaged message record is logged and dropped.
+//! Logs and log records of queues that no longer exist are deleted on the way. A damaged
+//! definition stops the start with an error naming the file and the key; a damaged log
+//! record is logged and skipped (see `log`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use tracing::{error, info};
+use tracing::info;
 
+use super::log::{self, Extent, QueueLog, Settled, SettledRecord};
 use super::records::{self, BindingDef, DestKind, ExchangeDef, QueueDef};
 use super::{Op, Store, StoreError};
 use crate::message::Message;
@@ -39,6 +42,8 @@ pub struct RecoveredQueue {
     pub head: Vec<StoredEntry>,
     /// The rest, left on disk.
     pub tail: TailRange,
+    /// Settled seqs of its log (a reader of the tail skips them).
+    pub settled: Settled,
     /// Seqs up to this were delivered before (they come back redelivered).
     pub delivered: Option<u64>,
     pub next_seq: u64,
@@ -58,11 +63,11 @@ pub struct Recovered {
 impl Store {
     /// Everything durable, with each queue's head filled up to `budget(def)` bytes of RAM
     /// (the caller knows which queues keep everything: the store reads no arguments).
-    /// Also returns the live bodies per segment file, for the writer.
+    /// Also returns each durable queue's log, for the writer.
     pub(super) fn recover(
         &self,
         budget: &dyn Fn(&QueueDef) -> usize,
-    ) -> Result<(Recovered, HashMap<u64, u64>), StoreError> {
+    ) -> Result<(Recovered, HashMap<u64, QueueLog>), StoreError> {
         let started = std::time::Instant::now();
         let db = self
             .db()
@@ -132,6 +137,7 @@ impl Store {
                 def,
                 head: Vec::new(),
                 tail: TailRange::default(),
+                settled: Settled::default(),
                 next_seq: 0,
             });
         }
@@ -152,99 +158,10 @@ impl Store {
         }
         let mut exchanges: Vec<ExchangeDef> = exchanges.into_values().collect();
         exchanges.sort_by_key(|x| x.id);
-        let (mut messages, mut dropped, mut damaged) = (0, 0, 0);
-        let mut head_cost: HashMap<u64, usize> = HashMap::new();
-        let mut gone = std::collections::HashSet::new();
-        let mut live: HashMap<u64, u64> = HashMap::new();
-        let mut file = None;
-        for item in db.scan_prefix([records::MESSAGE]) {
-            let (k, v) = item.map_err(|source| self.read_error(source))?;
-            let Some((qid, seq)) = records::parse_message_key(&k) else {
-                continue;
-            };
-            max_id = max_id.max(qid);
-            let Some(&i) = by_qid.get(&qid) else {
-                // A queue that is gone (or was never durable): its records go too, at once.
-                if gone.insert(qid) {
-                    self.send(Op::DeletePrefix(
-                        records::queue_messages_prefix(qid).to_vec(),
-                    ));
-                }
-                dropped += 1;
-                continue;
-            };
-            let delete = || {
-                self.send(Op::DeleteMessage {
-                    key: records::message_key(qid, seq),
-                    external: false,
-                })
-            };
-            let (flags, expires_at) = match records::decode_message(&v) {
-                Ok(m) => (m.flags, m.expires_at),
-                Err(e) => {
-                    error!(path = %self.path.display(), qid, seq, "{e}: dropped");
-                    delete();
-                    damaged += 1;
-                    continue;
-                }
-            };
-            if flags & records::PERSISTENT == 0 {
-                delete();
-                dropped += 1;
-                continue;
-            }
-            let q = &mut queues[i];
-            let budget = budgets[i];
-            let into_head = q.tail.count == 0 && head_cost.get(&qid).copied().unwrap_or(0) < budget;
-            let message = if into_head {
-                match self.load_message(&v, &mut file) {
-                    Ok(l) => Some(l.message),
-                    Err(e) => {
-                        error!(path = %self.path.display(), qid, seq, "damaged message record ({e}): dropped");
-                        delete();
-                        damaged += 1;
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            if let Some(segment) = records::external_segment(&v) {
-                *live.entry(segment).or_default() += 1;
-            }
-            messages += 1;
-            q.next_seq = seq + 1;
-            match message {
-                Some(m) => {
-                    *head_cost.entry(qid).or_default() += m.ram_cost();
-                    q.head.push(StoredEntry {
-                        seq,
-                        message: m,
-                        expires_at,
-                        redelivered: q.delivered.is_some_and(|d| seq <= d),
-                    });
-                }
-                None => {
-                    if q.tail.count == 0 {
-                        q.tail.from = seq;
-                    }
-                    q.tail.count += 1;
-                    q.tail.bytes += stored_body_len(&v);
-                    q.tail.to = seq + 1;
-                }
-            }
-        }
-        if damaged > 0 {
-            error!(
-                damaged,
-                path = %self.path.display(),
-                "recovery dropped damaged message records"
-            );
-        }
+        let (messages, dropped, logs) = self.recover_logs(&db, &mut queues, &by_qid, &budgets)?;
         info!(
             messages,
             dropped,
-            damaged,
             stale,
             queues = queues.len(),
             exchanges = exchanges.len(),
@@ -262,8 +179,114 @@ impl Store {
                 messages,
                 max_id,
             },
-            live,
+            logs,
         ))
+    }
+
+    /// Every durable queue's log; logs and records of queues that are gone are deleted.
+    /// Returns the live messages found, the logs dropped, and the writer's state.
+    fn recover_logs(
+        &self,
+        db: &sled::Db,
+        queues: &mut [RecoveredQueue],
+        by_qid: &HashMap<u64, usize>,
+        budgets: &[usize],
+    ) -> Result<(usize, usize, HashMap<u64, QueueLog>), StoreError> {
+        type Segs<T> = HashMap<u64, BTreeMap<u64, T>>;
+        let mut extents: Segs<Extent> = HashMap::new();
+        let mut settled: Segs<SettledRecord> = HashMap::new();
+        let mut gone = std::collections::HashSet::new();
+        for kind in [records::EXTENT, records::SETTLED] {
+            for (k, v) in self.scan(db, &[kind])? {
+                let Some((qid, first)) = records::parse_segment_key(&k) else {
+                    continue;
+                };
+                if !by_qid.contains_key(&qid) {
+                    gone.insert((kind, qid));
+                    continue;
+                }
+                let bad = || {
+                    self.damaged(
+                        &k,
+                        records::RecordError {
+                            what: "log segment",
+                        },
+                    )
+                };
+                if kind == records::EXTENT {
+                    let e = log::Extent::decode(&v).ok_or_else(bad)?;
+                    extents.entry(qid).or_default().insert(first, e);
+                } else {
+                    let r = SettledRecord::decode(&v).ok_or_else(bad)?;
+                    settled.entry(qid).or_default().insert(first, r);
+                }
+            }
+        }
+        for (kind, qid) in gone {
+            self.send(Op::DeletePrefix(records::queue_prefix(kind, qid).to_vec()));
+        }
+        // Logs of queues that are gone.
+        let mut dropped = 0;
+        if let Ok(entries) = std::fs::read_dir(&self.logs) {
+            for e in entries.flatten() {
+                let qid = e
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| u64::from_str_radix(n, 16).ok());
+                if qid.map_or(true, |q| !by_qid.contains_key(&q)) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                    dropped += 1;
+                }
+            }
+            if dropped > 0 {
+                let _ = super::durable::sync_dir(&self.logs);
+            }
+        }
+        let mut logs = HashMap::new();
+        let mut messages = 0;
+        for (&qid, &i) in by_qid {
+            let r = log::recover_queue(
+                &self.logs,
+                qid,
+                extents.remove(&qid).unwrap_or_default(),
+                settled.remove(&qid).unwrap_or_default(),
+                budgets[i],
+            )
+            .map_err(|e| StoreError::Log {
+                path: log::queue_dir(&self.logs, qid),
+                source: e,
+            })?;
+            for first in r.stale {
+                for kind in [records::EXTENT, records::SETTLED] {
+                    self.send(Op::Delete(records::segment_key(kind, qid, first).to_vec()));
+                }
+            }
+            let q = &mut queues[i];
+            messages += r.head.len() + r.tail.2;
+            // Past every seq delivered too: a new message must not come back redelivered.
+            q.next_seq = r.next_seq.max(q.delivered.map_or(0, |d| d + 1));
+            q.head = r
+                .head
+                .into_iter()
+                .map(|(seq, message, expires_at)| StoredEntry {
+                    seq,
+                    message,
+                    expires_at,
+                    redelivered: q.delivered.is_some_and(|d| seq <= d),
+                })
+                .collect();
+            q.tail = TailRange {
+                from: r.tail.0,
+                to: r.tail.1,
+                count: r.tail.2,
+                bytes: r.tail.3,
+            };
+            q.settled = r.settled;
+            if r.next_seq > 0 {
+                logs.insert(qid, r.log);
+            }
+        }
+        Ok((messages, dropped, logs))
     }
 
     fn scan(
@@ -282,14 +305,5 @@ impl Store {
             key: String::from_utf8_lossy(key).into_owned(),
             source,
         }
-    }
-}
-
-/// A record's body size, without reading an external body.
-fn stored_body_len(v: &[u8]) -> usize {
-    match records::decode_message(v).map(|m| m.body) {
-        Ok(records::Body::Inline(b)) => b.len(),
-        Ok(records::Body::External(r)) => r.len as usize,
-        Err(_) => 0,
     }
 }

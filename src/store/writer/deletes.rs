@@ -1,26 +1,16 @@
-//! Range and prefix deletes, which must see the database as it is (the writer applies what
-//! came before them first). A prefix delete (a gone queue's or exchange's records) takes at
+//! Prefix deletes, which must see the database as it is (the writer applies what came
+//! before them first). A prefix delete (a gone queue's or exchange's records) takes at
 //! most [`DELETE_CHUNK`] records per commit and carries the rest to the next ones, which the
 //! writer runs without waiting for new ops: deleting a queue with 10,000 bindings must not
 //! hold every other connection's confirm behind one long commit (80 ms measured). A barrier
 //! or a stop finishes them at once.
 
-use super::{records, Op, Writer};
+use super::{Op, Writer};
 
 /// Records a prefix delete removes per commit (about 3 ms of sled's time here).
 pub(super) const DELETE_CHUNK: usize = 512;
 
 impl Writer {
-    /// Messages `from..to` of a queue (a purged range), at once.
-    pub(super) fn delete_messages(&mut self, qid: u64, from: u64, to: u64) {
-        if self.apply() {
-            let range = records::message_key(qid, from)..records::message_key(qid, to);
-            if let Some(db) = self.db.clone() {
-                self.delete_records(db.range(range), usize::MAX);
-            }
-        }
-    }
-
     /// Up to `limit` records under `prefix`; the rest is carried to the next commit.
     pub(super) fn delete_prefix(&mut self, prefix: &[u8], limit: usize) {
         let mut more = false;
@@ -46,29 +36,21 @@ impl Writer {
         }
     }
 
-    /// Deletes the records `items` yields, `limit` at most (releasing segment bodies of
-    /// message records); true if it stopped at `limit` with more to come.
+    /// Deletes the records `items` yields, `limit` at most; true if it stopped at `limit`
+    /// with more to come.
     fn delete_records(
         &mut self,
         items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
         limit: usize,
     ) -> bool {
         let mut batch = sled::Batch::default();
-        let mut releases = Vec::new();
         let mut items = items.peekable();
         let mut n = 0;
         while n < limit {
             let Some(item) = items.next() else { break };
             n += 1;
             match item {
-                Ok((k, v)) => {
-                    if k.first() == Some(&records::MESSAGE) {
-                        if let Some(segment) = records::external_segment(&v) {
-                            releases.push(segment);
-                        }
-                    }
-                    batch.remove(k);
-                }
+                Ok((k, _)) => batch.remove(k),
                 Err(e) => {
                     self.sled_failed(format_args!("store scan failed: {e}"));
                     return false;
@@ -83,7 +65,6 @@ impl Writer {
         match db.apply_batch(batch) {
             Ok(()) => {
                 self.unsynced = true;
-                self.releases.extend(releases);
                 more
             }
             Err(e) => {

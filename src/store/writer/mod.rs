@@ -1,15 +1,16 @@
-//! The group-commit writer: one thread that owns every write to sled and the segments.
+//! The group-commit writer: one thread that owns every write to sled and the queues' logs.
 //!
 //! It blocks for the first op, then takes everything else already waiting (no timer: an idle
 //! broker commits one op at once; a busy one commits thousands per sync, because ops pile up
-//! while the previous sync runs). One commit = one `apply_batch` + one sync (segments
-//! `fdatasync`, sled `flush`, `fdatasync` of `sled/db`: see `durable`), then the
+//! while the previous sync runs). One commit = one `pwrite` per queue log written + one
+//! `apply_batch` + one sync (each written log segment `fdatasync`ed, sled `flush`,
+//! `fdatasync` of `sled/db`: see `durable`), then the
 //! connections waiting on it are told. An op that must see the database as it is (a range
 //! or prefix delete) first applies what came before it, so order is kept; a prefix delete
 //! may take several commits (`deletes`).
 //!
 //! A commit that fails (a full disk, an I/O error) loses nothing it should keep:
-//! - the message writes it held are dropped (their bodies cut back out of the segment), and
+//! - the message writes it held are dropped (cut back out of their logs), and
 //!   every sync wait that could cover them is failed: a failure bumps the store's failure
 //!   epoch, and a wait succeeds only if no failure happened since its connection started the
 //!   batch whose writes it covers (`Op::Notify`'s `epoch`), whichever commit holds the wait;
@@ -23,7 +24,7 @@ use crate::metrics::Counter;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,9 +34,9 @@ mod deletes;
 
 use super::durable::SledFiles;
 use super::gate::Gate;
+use super::log::Logs;
 use super::reclaim::Reclaim;
-use super::records::{self, MessageKey};
-use super::segments::{Segments, EXTERNAL_BODY_MIN};
+use super::records;
 use super::{open_sled, DbSlot, Op, SyncDone};
 use deletes::DELETE_CHUNK;
 
@@ -48,6 +49,11 @@ const REOPEN_MIN_FREE: u64 = 4 << 20;
 /// Ops kept for replay after failed commits; past this, message deletes are dropped (the
 /// messages may come back after a restart: at-least-once) so a long outage stays bounded.
 const MAX_REPLAY: usize = 1 << 20;
+/// An idle writer looks this often for drained logs whose last segment can go.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
+
+/// A message written and settled in one commit (never touches the disk).
+type MessageId = (u64, u64);
 
 /// What the writer thread starts with.
 pub(super) struct Setup {
@@ -59,7 +65,7 @@ pub(super) struct Setup {
     pub backlog: Arc<Gate>,
     pub definitions: Arc<Gate>,
     pub epoch: Arc<AtomicU64>,
-    pub segments: Segments,
+    pub logs: Logs,
 }
 
 pub(super) fn run(setup: Setup) {
@@ -72,7 +78,7 @@ pub(super) fn run(setup: Setup) {
         backlog,
         definitions,
         epoch,
-        segments,
+        logs,
     } = setup;
     let db = slot.read().clone();
     let mut w = Writer {
@@ -83,8 +89,8 @@ pub(super) fn run(setup: Setup) {
         cache_bytes,
         broken: false,
         last_reopen: None,
-        segments,
-        releases: Vec::new(),
+        logs,
+        idle: false,
         backlog,
         definitions,
         taken: 0,
@@ -104,7 +110,6 @@ pub(super) fn run(setup: Setup) {
         epoch_shared: epoch,
         failures: 0,
         last_logged: None,
-        value: Vec::new(),
     };
     let mut ops = Vec::with_capacity(1024);
     let mut garbage = Reclaim::default();
@@ -116,7 +121,16 @@ pub(super) fn run(setup: Setup) {
                 // Deletes carried over: commit their next chunk rather than wait.
                 Err(TryRecvError::Empty) if !w.carry.is_empty() => break Some(None),
                 Err(TryRecvError::Empty) if garbage.pay_slice() => {}
-                Err(TryRecvError::Empty) => break rx.recv().ok().map(Some),
+                Err(TryRecvError::Empty) => match rx.recv_timeout(IDLE_SWEEP) {
+                    Ok(op) => break Some(Some(op)),
+                    // Idle: a drained log's last segment can go (see `Logs::records`).
+                    Err(RecvTimeoutError::Timeout) if w.logs.idle_work() => {
+                        w.idle = true;
+                        break Some(None);
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break None,
+                },
             }
         };
         // `Some(None)`: nothing came, but carried deletes are due.
@@ -154,9 +168,10 @@ struct Writer {
     /// sled saw an I/O error (or a commit that touched it failed): reopen before writing.
     broken: bool,
     last_reopen: Option<Instant>,
-    segments: Segments,
-    /// Segments that lost a body in this commit (released once it is synced).
-    releases: Vec<u64>,
+    logs: Logs,
+    /// This commit runs because the writer was idle: drained logs give back their last
+    /// segment whatever its size.
+    idle: bool,
     /// The store's count of message bytes not yet applied (see `Store::backlog`).
     backlog: Arc<Gate>,
     /// ... and of definition ops.
@@ -188,7 +203,6 @@ struct Writer {
     /// Failures since the last one logged, and when that was.
     failures: u64,
     last_logged: Option<Instant>,
-    value: Vec<u8>,
 }
 
 impl Writer {
@@ -211,7 +225,6 @@ impl Writer {
         }
         // A message written and deleted (acked) within one commit never touches the disk.
         let cancelled = cancelled_pairs(&all);
-        self.segments.begin();
         let mut stop = false;
         for op in all {
             if self.step(op, &cancelled) {
@@ -239,22 +252,21 @@ impl Writer {
             .taken(std::mem::take(&mut self.taken_definitions));
         let ok = std::mem::replace(&mut self.ok, true);
         let touched_sled = std::mem::take(&mut self.applied);
+        self.idle = false;
         if ok {
-            for segment in self.releases.drain(..) {
-                self.segments.release(segment);
-            }
+            self.logs.committed();
             self.delivered.clear();
             self.kept.clear();
         } else {
             self.epoch += 1;
             self.epoch_shared.store(self.epoch, Ordering::Release);
-            self.segments.rollback();
-            self.releases.clear();
+            self.logs.rollback();
             self.batch = sled::Batch::default();
             self.dirty = false;
             self.unsynced = false;
             // Unsynced changes in sled's memory must not reach the disk by a later flush
-            // (their bodies were just cut back out): reopen, which forgets them.
+            // (the extents of records just cut back out of the logs): reopen, which
+            // forgets them.
             if touched_sled {
                 self.broken = true;
             }
@@ -287,49 +299,36 @@ impl Writer {
 
     /// One op of a commit; true if it asks the writer to stop. Once the commit has failed,
     /// nothing more is written, but idempotent ops are still kept for the replay.
-    fn step(&mut self, op: Op, cancelled: &HashSet<MessageKey>) -> bool {
+    fn step(&mut self, op: Op, cancelled: &HashSet<MessageId>) -> bool {
         match op {
             Op::PutMessage {
-                key,
-                message,
-                persistent,
+                qid,
+                seq,
+                ref message,
                 expires_at,
             } => {
-                if !self.ok || cancelled.contains(&key) {
+                if !self.ok || cancelled.contains(&(qid, seq)) {
                     return false;
                 }
-                self.value.clear();
-                let flags = if persistent { records::PERSISTENT } else { 0 };
-                let external = if message.body().len() >= EXTERNAL_BODY_MIN {
-                    match self.segments.append(message.body()) {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            self.fail(format_args!("cannot append to a body segment: {e}"));
-                            return false;
-                        }
-                    }
-                } else {
-                    None
-                };
-                records::encode_message(&message, flags, expires_at, external, &mut self.value);
-                self.batch.insert(&key[..], &self.value[..]);
-                self.dirty = true;
+                if let Err(e) = self.logs.append(qid, seq, message, expires_at) {
+                    self.fail(format_args!("cannot append to a queue's log: {e}"));
+                }
             }
-            Op::DeleteMessage { key, external } => {
-                if cancelled.contains(&key) {
+            Op::DeleteMessage { qid, seq, bytes } => {
+                if cancelled.contains(&(qid, seq)) {
                     return false;
                 }
-                if self.ok {
-                    if external {
-                        self.note_release(&key);
-                    }
-                    self.batch.remove(&key[..]);
-                    self.dirty = true;
-                }
+                self.logs.settle(qid, seq, bytes);
                 self.kept.push(op);
             }
             Op::DeleteMessages { qid, from, to } => {
-                self.delete_messages(qid, from, to);
+                if let Err(e) = self.logs.settle_range(qid, from, to) {
+                    self.fail(format_args!("cannot purge a queue's log: {e}"));
+                }
+                self.kept.push(op);
+            }
+            Op::DropLog(qid) => {
+                self.logs.drop_queue(qid);
                 self.kept.push(op);
             }
             Op::DeletePrefix(ref prefix) => {
@@ -423,21 +422,25 @@ impl Writer {
         self.fail(what);
     }
 
-    /// Applies the pending batch; returns false if the commit has failed (now or before).
+    /// Writes the logs and applies the pending batch; returns false if the commit has
+    /// failed (now or before).
     fn apply(&mut self) -> bool {
         if !self.ok {
             return false;
+        }
+        // Records first: an extent must never say more than its segment holds.
+        if let Err(e) = self.logs.write_pending() {
+            self.fail(format_args!("cannot write a queue's log: {e}"));
+            return false;
+        }
+        if self.logs.records(&mut self.batch, self.idle) {
+            self.dirty = true;
         }
         if !self.dirty {
             return true;
         }
         self.dirty = false;
         let batch = std::mem::take(&mut self.batch);
-        // Bodies first: a record must never be readable before the bytes it points at.
-        if let Err(e) = self.segments.write_pending() {
-            self.fail(format_args!("cannot write a body segment: {e}"));
-            return false;
-        }
         let Some(db) = self.db.as_ref() else {
             self.ok = false;
             return false;
@@ -455,11 +458,11 @@ impl Writer {
         }
     }
 
-    /// Segments `fdatasync` (and their directory), sled's flush, then `fdatasync` of
-    /// `sled/db`: only then is the commit durable.
+    /// Log segments `fdatasync` (and their directories), sled's flush, then `fdatasync`
+    /// of `sled/db`: only then is the commit durable.
     fn sync(&mut self) {
-        if let Err(e) = self.segments.sync() {
-            self.fail(format_args!("body segment sync failed: {e}"));
+        if let Err(e) = self.logs.sync() {
+            self.fail(format_args!("queue log sync failed: {e}"));
             return;
         }
         let Some(db) = self.db.as_ref() else {
@@ -478,20 +481,10 @@ impl Writer {
             self.sled_failed(format_args!("store sync failed: {e}"));
         }
     }
-
-    /// A message record about to be deleted: its body's segment loses a live body.
-    fn note_release(&mut self, key: &[u8]) {
-        let Some(db) = self.db.as_ref() else { return };
-        if let Ok(Some(v)) = db.get(key) {
-            if let Some(segment) = records::external_segment(&v) {
-                self.releases.push(segment);
-            }
-        }
-    }
 }
 
-/// Message keys both written and deleted among `ops`.
-fn cancelled_pairs(ops: &[Op]) -> HashSet<MessageKey> {
+/// Messages both written and settled among `ops`.
+fn cancelled_pairs(ops: &[Op]) -> HashSet<MessageId> {
     // A commit of publishes alone (no consumer yet) cancels nothing: skip hashing every put.
     if !ops.iter().any(|op| matches!(op, Op::DeleteMessage { .. })) {
         return HashSet::new();
@@ -500,11 +493,11 @@ fn cancelled_pairs(ops: &[Op]) -> HashSet<MessageKey> {
     let mut both = HashSet::new();
     for op in ops {
         match op {
-            Op::PutMessage { key, .. } => {
-                puts.insert(*key);
+            Op::PutMessage { qid, seq, .. } => {
+                puts.insert((*qid, *seq));
             }
-            Op::DeleteMessage { key, .. } if puts.contains(key) => {
-                both.insert(*key);
+            Op::DeleteMessage { qid, seq, .. } if puts.contains(&(*qid, *seq)) => {
+                both.insert((*qid, *seq));
             }
             _ => {}
         }
