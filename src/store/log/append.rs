@@ -465,17 +465,4 @@ impl Logs {
         }
         // The directories' changes stay to be synced by the next commit.
     }
-
-    /// Messages in every log and their body bytes, not settled (for tests and metrics).
-    #[cfg(test)]
-    pub(crate) fn live(&self, qid: u64) -> (u64, u64) {
-        self.queues.get(&qid).map_or((0, 0), |q| {
-            q.segs.values().fold((0, 0), |(c, b), s| {
-                (
-                    c + s.extent.count - s.settled.count.min(s.extent.count),
-                    b + s.extent.bytes - s.settled.bytes.min(s.extent.bytes),
-                )
-            })
-        })
-    }
 }

@@ -336,7 +336,9 @@ pub fn decode(payload: &[u8]) -> Option<(Message, u64)> {
     if m.flags & records::PERSISTENT == 0 {
         return None;
     }
-    let message = if m.body.len() >= 16 * 1024 {
+    // A large body keeps a buffer of its own (as `Message::from_content` does); a small one
+    // is copied in with the rest.
+    let message = if m.body.len() >= crate::message::INLINE_BODY_BELOW {
         Message::from_parts_shared(
             &m.exchange,
             &m.routing_key,
