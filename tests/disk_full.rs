@@ -2,8 +2,9 @@
 //! sends persistent 4 KiB messages to a durable queue until the disk fills (publishes are
 //! then nacked, never acked and lost), space comes back, 1,000 more are published and must
 //! all be confirmed, and after a graceful restart every confirmed message is there, intact.
-//! A third of the bodies are 4 KiB (body segments), the rest small (inline in sled's log), so
-//! both run out of room.
+//! Every message goes to the queue's log (`store/log`) while its extent goes to sled: a
+//! phase of small bodies (many records, many sled writes per byte) and one of 4 KiB bodies
+//! (few, large appends) each run the disk out of room.
 //!
 //! Needs root and /dev/fuse (CI has both). The summary line (`disk full: ...`) is printed
 //! with `--nocapture`.
@@ -34,9 +35,9 @@ struct Tally {
 /// Which bodies a run publishes (see `body_for`: ids divisible by 3 carry 4 KiB).
 #[derive(Clone, Copy)]
 enum Sizes {
-    /// Small bodies only: they live in sled's log.
+    /// Small bodies only: many log records and extent updates per byte.
     Small,
-    /// 4 KiB bodies only: they live in body segments.
+    /// 4 KiB bodies only: large log appends.
     Large,
     /// One in three large.
     Mixed,
@@ -138,12 +139,13 @@ async fn a_full_disk_nacks_and_loses_nothing_confirmed() {
         .await
         .unwrap();
     let mut tally = Tally::default();
-    // Small bodies fill sled's log, then large ones the body segments: each until the disk
-    // is full and 300 publishes have been refused, then room comes back.
+    // Small bodies, then large ones, each until the disk is full and 300 publishes have
+    // been refused, then room comes back. 8 MiB of room: one copy of a small message is
+    // ~60 B, so the small phase fills it in about 140,000 publishes.
     let mut report = Vec::new();
     for (phase, sizes) in [("small", Sizes::Small), ("large", Sizes::Large)] {
         let before = (tally.confirmed.len(), tally.nacked.len());
-        fs.set_capacity(Some(fs.used() + (20 << 20)));
+        fs.set_capacity(Some(fs.used() + (8 << 20)));
         let started = Instant::now();
         let n = publish(
             &ch,

@@ -136,3 +136,7 @@ pub(crate) fn recover_queue(
         stale,
     })
 }
+
+#[cfg(test)]
+#[path = "recover_tests.rs"]
+mod tests;

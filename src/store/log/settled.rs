@@ -115,6 +115,9 @@ mod tests {
         assert_eq!(s.ranges, vec![(10, 1000)]);
         assert!(s.insert(1002));
         assert!(s.insert(5));
+        assert!(s.insert(1000));
+        assert_eq!(s.ranges, vec![(5, 6), (10, 1001), (1002, 1003)]);
+        // Filling the hole joins the ranges on both sides.
         assert!(s.insert(1001));
         assert_eq!(s.ranges, vec![(5, 6), (10, 1003)]);
         assert!(s.contains(5) && !s.contains(6) && s.contains(1002) && !s.contains(1003));

@@ -147,6 +147,8 @@ pub struct Stats {
     pub bytes_lost: u64,
     /// Names that existed only in a directory's current version when the power went.
     pub names_lost: u64,
+    /// Power cuts that tore a write (kept a prefix of the last unsynced one).
+    pub torn_writes: u64,
     /// Bytes of torn writes that did reach the durable version.
     pub torn_bytes_kept: u64,
 }
@@ -494,6 +496,7 @@ impl Model {
                 if s < e {
                     n.dur[s..e].copy_from_slice(&n.cur[s..e]);
                 }
+                self.stats.torn_writes += 1;
                 self.stats.torn_bytes_kept += keep;
             }
         }
