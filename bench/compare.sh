@@ -65,7 +65,6 @@ chmod 755 "$OUT" # the rabbitmq user reads rabbitmq-env.conf from here
 : >"$RESULTS"
 
 . bench/lib.sh
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo ""; }
 
 WARREN_PID=""
 WARREN_DATA=""
@@ -120,23 +119,8 @@ start_rabbit() {
   "$REF" stop "$RABBIT_PORT" >/dev/null 2>&1
   for _ in $(seq 1 30); do port_open "$RABBIT_PORT" || break; sleep 1; done
   rm -rf "/tmp/rabbitmq-ref-$RABBIT_PORT"
-  local hard
-  hard=$(ulimit -Hn)
-  [ "$hard" = unlimited ] && hard=65536
-  [ "$hard" -gt 65536 ] && hard=65536
-  echo "ulimit -n $hard" >"$OUT/rabbitmq-env.conf"
-  chmod 644 "$OUT/rabbitmq-env.conf"
-  RABBITMQ_CONF_ENV_FILE="$OUT/rabbitmq-env.conf" "$REF" start "$RABBIT_PORT" >&2 || return 1
-  RABBIT_PID=$(cat "/tmp/rabbitmq-ref-$RABBIT_PORT/pid" 2>/dev/null)
-  if [ "$(cat "/proc/$RABBIT_PID/comm" 2>/dev/null)" != beam.smp ]; then
-    # No pid file: the node's beam.smp carries its node name in its environment.
-    RABBIT_PID=""
-    for p in $(pgrep -x beam.smp); do
-      if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=ref$RABBIT_PORT@localhost"; then
-        RABBIT_PID=$p
-      fi
-    done
-  fi
+  rabbit_boot "$RABBIT_PORT" "$OUT" >&2 || return 1
+  RABBIT_PID=$(rabbit_pid "$RABBIT_PORT")
   [ -n "$RABBIT_PID" ] || { log "cannot find RabbitMQ's beam.smp"; return 1; }
 }
 

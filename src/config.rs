@@ -59,7 +59,7 @@ pub struct Cli {
     /// Log format: "text" or "json" (one JSON object per line) [default: text]
     #[arg(long, env = "WARREN_LOG_FORMAT")]
     pub log_format: Option<String>,
-    /// RAM each queue may hold in ready messages before paging to disk [default: 64 MiB]
+    /// RAM each queue may hold in ready messages before paging to disk [default: 32 MiB]
     #[arg(long, env = "WARREN_QUEUE_RAM_BYTES")]
     pub queue_ram_bytes: Option<usize>,
     /// Memory alarm: a fraction of RAM (0.4) or a size (2GiB) [default: 0.4]
@@ -195,7 +195,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             // RabbitMQ's default max_message_size (128 MiB).
             max_message_size: 128 * 1024 * 1024,
-            queue_ram_bytes: 64 << 20,
+            queue_ram_bytes: 32 << 20,
             store_cache_bytes: 64 << 20,
             // RabbitMQ's defaults: 40% of RAM, 50 MB free.
             memory_high_watermark: Limit::Relative(0.4),

@@ -209,7 +209,7 @@ impl Store {
             backlog: store.backlog.clone(),
             definitions: store.definitions.clone(),
             epoch: store.epoch.clone(),
-            logs: log::Logs::new(store.logs.clone(), logs),
+            logs: log::Logs::new(store.logs.clone(), logs).map_err(io(&store.logs))?,
         };
         let writer = std::thread::Builder::new()
             .name("warren-store".into())

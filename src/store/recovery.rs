@@ -225,10 +225,18 @@ impl Store {
         for (kind, qid) in gone {
             self.send(Op::DeletePrefix(records::queue_prefix(kind, qid).to_vec()));
         }
+        // What the last commits journaled goes into its segments before anything reads them.
+        log::journal::replay(&self.logs).map_err(|e| StoreError::Log {
+            path: log::journal::journal_path(&self.logs),
+            source: e,
+        })?;
         // Logs of queues that are gone.
         let mut dropped = 0;
         if let Ok(entries) = std::fs::read_dir(&self.logs) {
             for e in entries.flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
                 let qid = e
                     .file_name()
                     .to_str()

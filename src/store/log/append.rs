@@ -18,6 +18,7 @@ use std::path::PathBuf;
 
 use tracing::warn;
 
+use super::journal::Journal;
 use super::read::SegmentFile;
 use super::{
     encode_record, queue_dir, segment_path, Extent, Settled, SettledRecord, RECYCLE_ACTIVE,
@@ -95,11 +96,16 @@ pub(crate) struct Logs {
     /// Queue directories that gained or lost a file, and whether `root` did.
     dirs_unsynced: HashSet<u64>,
     root_unsynced: bool,
+    /// Where a commit that appends to more than one queue makes them durable at once.
+    journal: Journal,
 }
 
 impl Logs {
-    pub(crate) fn new(root: PathBuf, queues: HashMap<u64, QueueLog>) -> Logs {
-        Logs {
+    /// The writer's logs (`queues` as recovery found them; the journal already replayed).
+    pub(crate) fn new(root: PathBuf, queues: HashMap<u64, QueueLog>) -> std::io::Result<Logs> {
+        let journal = Journal::open(&root)?;
+        Ok(Logs {
+            journal,
             root,
             queues,
             touched: Vec::new(),
@@ -107,7 +113,7 @@ impl Logs {
             recorded: Vec::new(),
             dirs_unsynced: HashSet::new(),
             root_unsynced: false,
-        }
+        })
     }
 
     /// Buffers the record of `seq` (higher than any of this queue's before it).
@@ -125,7 +131,7 @@ impl Logs {
                 .is_some_and(|s| s.extent.len >= SEGMENT_SIZE)
         });
         if full {
-            self.write_queue(qid)?;
+            self.write_queue(qid, false)?;
             if let Some(q) = self.queues.get_mut(&qid) {
                 if let Some(a) = q.active.take() {
                     if a.unsynced {
@@ -157,7 +163,7 @@ impl Logs {
         seg.extent.bytes += message.size() as u64;
         seg.extent.end = seg.extent.end.max(seq + 1);
         if q.pending.len() >= PENDING_MAX {
-            self.write_queue(qid)?;
+            self.write_queue(qid, false)?;
         }
         Ok(())
     }
@@ -188,14 +194,19 @@ impl Logs {
     }
 
     /// Writes every queue's buffered records (before the sled records that describe them).
+    /// A commit appending to more than one queue journals them: one `fdatasync` of the
+    /// journal then covers every segment (a checkpoint syncs those later, see `journal`).
     pub(crate) fn write_pending(&mut self) -> std::io::Result<()> {
+        let journal = self.touched.len() > 1;
         for i in 0..self.touched.len() {
-            self.write_queue(self.touched[i])?;
+            self.write_queue(self.touched[i], journal)?;
         }
         Ok(())
     }
 
-    fn write_queue(&mut self, qid: u64) -> std::io::Result<()> {
+    /// `journal`: the bytes go to the journal too, and the segment is not synced by this
+    /// commit; else the segment is.
+    fn write_queue(&mut self, qid: u64, journal: bool) -> std::io::Result<()> {
         let Some(q) = self.queues.get_mut(&qid) else {
             return Ok(());
         };
@@ -210,8 +221,12 @@ impl Logs {
             let _ = a.file.set_len(a.written);
             return Err(e);
         }
+        if journal {
+            self.journal.add(qid, a.first, a.written, &q.pending)?;
+        } else {
+            a.unsynced = true;
+        }
         a.written += q.pending.len() as u64;
-        a.unsynced = true;
         q.pending.clear();
         Ok(())
     }
@@ -241,7 +256,7 @@ impl Logs {
     /// Every message of the log in `from..to` is settled (a purge): whole segments at once,
     /// the one `from` falls in by reading its records.
     pub(crate) fn settle_range(&mut self, qid: u64, from: u64, to: u64) -> std::io::Result<()> {
-        self.write_queue(qid)?;
+        self.write_queue(qid, false)?;
         let dir = queue_dir(&self.root, qid);
         let Some(q) = self.queues.get_mut(&qid) else {
             return Ok(());
@@ -365,25 +380,30 @@ impl Logs {
 
     /// A sweep when idle would delete something (a drained active segment).
     pub(crate) fn idle_work(&self) -> bool {
-        self.queues.values().any(|q| {
-            q.active
-                .as_ref()
-                .and_then(|a| q.segs.get(&a.first))
-                .is_some_and(|s| s.extent.count > 0 && s.drained())
-        })
+        self.journal.due(true)
+            || self.queues.values().any(|q| {
+                q.active
+                    .as_ref()
+                    .and_then(|a| q.segs.get(&a.first))
+                    .is_some_and(|s| s.extent.count > 0 && s.drained())
+            })
     }
 
-    /// `fdatasync` of every segment written since the last sync, then `fsync` of every
-    /// directory that gained or lost a file.
+    /// `fdatasync` of the journal if this commit wrote to it, and of every segment written
+    /// since the last sync and not journaled, then `fsync` of every directory that gained
+    /// or lost a file.
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {
+        self.journal.sync()?;
         for &qid in &self.touched {
             if let Some(q) = self.queues.get_mut(&qid) {
-                for (_, f) in &q.unsynced {
+                for (first, f) in &q.unsynced {
                     f.sync_data()?;
+                    self.journal.synced(qid, *first);
                 }
                 if let Some(a) = q.active.as_mut().filter(|a| a.unsynced) {
                     a.file.sync_data()?;
                     a.unsynced = false;
+                    self.journal.synced(qid, a.first);
                 }
             }
         }
@@ -410,11 +430,23 @@ impl Logs {
         self.dirs_unsynced.clear();
         self.root_unsynced = false;
         self.recorded.clear();
+        self.journal.committed();
+    }
+
+    /// Between commits: empties the journal if it is long (or the writer idle), after
+    /// syncing the segments it covers. A failure keeps it (it is tried again).
+    pub(crate) fn checkpoint_if_due(&mut self, idle: bool) {
+        if self.journal.due(idle) {
+            if let Err(e) = self.journal.checkpoint() {
+                warn!("cannot checkpoint the commit journal: {e}");
+            }
+        }
     }
 
     /// The commit failed: its records are cut back out of every segment it wrote, and its
     /// seqs are remembered as never written. Settles it held are replayed by the writer.
     pub(crate) fn rollback(&mut self) {
+        self.journal.rollback();
         self.dirty.extend(self.recorded.drain(..));
         let dir_of = |qid| queue_dir(&self.root, qid);
         for qid in std::mem::take(&mut self.touched) {

@@ -22,6 +22,7 @@
 //! seq, in order, in self-checking segments named by their first seq.
 
 mod append;
+pub mod journal;
 mod read;
 mod recover;
 mod settled;

@@ -252,9 +252,10 @@ impl Writer {
             .taken(std::mem::take(&mut self.taken_definitions));
         let ok = std::mem::replace(&mut self.ok, true);
         let touched_sled = std::mem::take(&mut self.applied);
-        self.idle = false;
+        let idle = std::mem::take(&mut self.idle);
         if ok {
             self.logs.committed();
+            self.logs.checkpoint_if_due(idle);
             self.delivered.clear();
             self.kept.clear();
         } else {

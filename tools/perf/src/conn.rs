@@ -507,6 +507,17 @@ impl Conn {
         .map(drop)
     }
 
+    /// Encodes a basic.consume into the write buffer without waiting for its -ok.
+    pub fn queue_consume(&mut self, queue: &str, no_ack: bool) -> Result<()> {
+        let m = AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: queue.into(),
+            no_ack,
+            ..Default::default()
+        }));
+        encode::method(&mut self.wbuf, CHANNEL, &m)?;
+        Ok(())
+    }
+
     pub async fn consume(&mut self, queue: &str, no_ack: bool) -> Result<()> {
         self.rpc(
             CHANNEL,

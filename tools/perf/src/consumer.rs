@@ -82,6 +82,12 @@ pub async fn run(
             }
         }
     }
+    // Acks still owed (fewer than --ack-every since the last) go out before the close, so
+    // a drain leaves nothing to be requeued.
+    if st.unacked > 0 {
+        encode::basic_ack(&mut conn.wbuf, CHANNEL, st.last_tag, true);
+    }
+    let _ = conn.flush().await;
     conn.close().await;
     Ok(st.hist)
 }

@@ -138,6 +138,11 @@ pub struct Opts {
     /// report how long it took.
     #[arg(long, value_name = "QUEUE")]
     wait_queue: Option<String>,
+    /// Consume every message in the queues --fill fills (with --queues, as many), waiting
+    /// for the broker and the queues first (a restart, a recovery); report the time to the
+    /// first delivery and the drain rate. --prefetch, --ack-every and --autoack apply.
+    #[arg(long)]
+    drain: bool,
     /// Seconds to hold the state of --idle-connections, --fill, --declare-queues or --bindings.
     #[arg(long, value_name = "SECS")]
     hold: Option<u64>,
@@ -217,6 +222,8 @@ async fn run(opts: &Opts) -> Result<Value> {
         modes::connect_close(&uri, n).await
     } else if let Some(q) = &opts.wait_queue {
         modes::wait_queue(&uri, q).await
+    } else if opts.drain {
+        modes::drain(opts, &uri, ack_mode(opts)?).await
     } else {
         throughput(opts, &uri).await
     }
@@ -316,6 +323,25 @@ enum Done {
     Consumer(Histogram<u64>),
 }
 
+/// `None` for autoack; otherwise how many deliveries one multiple-ack covers.
+fn ack_mode(opts: &Opts) -> Result<Option<u64>> {
+    Ok(if opts.autoack {
+        None
+    } else {
+        let every = opts.ack_every.unwrap_or(1);
+        // Acking less often than the prefetch allows would stall the consumer for good.
+        if opts.prefetch > 0 && every > u64::from(opts.prefetch) {
+            eprintln!(
+                "warning: --ack-every {every} > --prefetch {}; acking every {}",
+                opts.prefetch, opts.prefetch
+            );
+            Some(u64::from(opts.prefetch))
+        } else {
+            Some(every)
+        }
+    })
+}
+
 async fn load(
     opts: &Opts,
     uri: &Uri,
@@ -330,21 +356,7 @@ async fn load(
     let stats = Arc::new(Stats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let ack_every = if opts.autoack {
-        None
-    } else {
-        let every = opts.ack_every.unwrap_or(1);
-        // Acking less often than the prefetch allows would stall the consumer for good.
-        if opts.prefetch > 0 && every > u64::from(opts.prefetch) {
-            eprintln!(
-                "warning: --ack-every {every} > --prefetch {}; acking every {}",
-                opts.prefetch, opts.prefetch
-            );
-            Some(u64::from(opts.prefetch))
-        } else {
-            Some(every)
-        }
-    };
+    let ack_every = ack_mode(opts)?;
 
     // Connect everything first, so that all publishers start together.
     let mut consumers = Vec::with_capacity(opts.consumers);

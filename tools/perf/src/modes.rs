@@ -67,25 +67,34 @@ pub async fn idle_connections(opts: &Opts, uri: &Uri, n: usize) -> Result<Value>
     }))
 }
 
-/// `--fill N`: N messages into [`FILL_QUEUE`] with confirms; left there unless `--hold`
-/// is given, in which case the queue is deleted after the hold.
+/// The queues `--fill` fills and `--drain` drains: [`FILL_QUEUE`], or with `--queues K`
+/// (K > 1) `warren-perf-fill-0` .. `warren-perf-fill-<K-1>`.
+pub fn fill_queues(k: u64) -> Vec<String> {
+    if k <= 1 {
+        vec![FILL_QUEUE.to_string()]
+    } else {
+        (0..k).map(|i| format!("{FILL_QUEUE}-{i}")).collect()
+    }
+}
+
+/// `--fill N`: N messages into the fill queues (in turn) with confirms; left there unless
+/// `--hold` is given, in which case the queues are deleted after the hold.
 pub async fn fill(opts: &Opts, uri: &Uri, n: u64) -> Result<Value> {
+    let queues = fill_queues(opts.queues);
     let mut setup = Conn::open(uri).await?;
-    setup
-        .declare_queue(FILL_QUEUE, opts.persistent, &opts.queue_arguments())
-        .await?;
+    for q in &queues {
+        setup
+            .declare_queue(q, opts.persistent, &opts.queue_arguments())
+            .await?;
+    }
     let mut conn = Conn::open(uri).await?;
     conn.confirm_select().await?;
-    let template = Template::new(
-        "",
-        FILL_QUEUE,
-        opts.size,
-        opts.persistent,
-        None,
-        conn.frame_max,
-    )?;
+    let templates = queues
+        .iter()
+        .map(|q| Template::new("", q, opts.size, opts.persistent, None, conn.frame_max))
+        .collect::<Result<Vec<_>>>()?;
     let cfg = Arc::new(publisher::Config {
-        templates: vec![template],
+        templates,
         confirm: Some(opts.confirm.unwrap_or(1000)),
         rate: None,
         limit: Some(n),
@@ -117,7 +126,7 @@ pub async fn fill(opts: &Opts, uri: &Uri, n: u64) -> Result<Value> {
     }
     let mut out = json!({
         "mode": "fill",
-        "queue": FILL_QUEUE,
+        "queues": queues.len(),
         "messages": n,
         "size": opts.size,
         "confirmed": s.confirmed,
@@ -126,9 +135,12 @@ pub async fn fill(opts: &Opts, uri: &Uri, n: u64) -> Result<Value> {
         "rate": n as f64 / secs.max(1e-9),
     });
     if let Some(hold) = opts.hold {
-        holding(&format!("{n} messages in {FILL_QUEUE}"), hold);
+        holding(&format!("{n} messages in {} queues", queues.len()), hold);
         tokio::time::sleep(Duration::from_secs(hold)).await;
-        let left = setup.delete_queue(FILL_QUEUE).await?;
+        let mut left = 0u64;
+        for q in &queues {
+            left += u64::from(setup.delete_queue(q).await?);
+        }
         out["deleted_with_messages"] = json!(left);
     }
     setup.close().await;
@@ -290,5 +302,110 @@ pub async fn wait_queue(uri: &Uri, name: &str) -> Result<Value> {
         "mode": "wait-queue",
         "queue": name,
         "secs": started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// A passive declare of `name`: its message count, or `None` if it is not there (yet).
+async fn queue_count(c: &mut Conn, name: &str) -> Result<Option<u64>> {
+    let passive = AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+        queue: name.into(),
+        passive: true,
+        ..Default::default()
+    }));
+    match c.rpc(crate::conn::CHANNEL, passive, (50, 11)).await {
+        Ok(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))) => {
+            Ok(Some(u64::from(ok.message_count)))
+        }
+        Ok(_) => Err(err("unexpected reply to a passive queue.declare")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `--drain`: waits for the broker (retrying, as after a restart) and the fill queues,
+/// then consumes every message they hold on one connection (prefetch `--prefetch`, acks
+/// every `--ack-every`, or `--autoack`). Reports how long until the first delivery
+/// (`serving_secs`, from this tool's start: a broker recovering counts) and the drain rate.
+pub async fn drain(opts: &Opts, uri: &Uri, ack_every: Option<u64>) -> Result<Value> {
+    let started = Instant::now();
+    let queues = fill_queues(opts.queues);
+    let (mut conn, total) = 'found: loop {
+        if let Ok(mut c) = Conn::open(uri).await {
+            let mut total = 0;
+            let mut all = true;
+            for q in &queues {
+                match queue_count(&mut c, q).await {
+                    Ok(Some(n)) => total += n,
+                    _ => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all {
+                break 'found (c, total);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(err("the fill queues did not appear within 10 minutes"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let connected_secs = started.elapsed().as_secs_f64();
+    if ack_every.is_some() && opts.prefetch > 0 {
+        conn.qos(opts.prefetch).await?;
+    }
+    // Every consume is sent before any -ok is read: deliveries from the first queues
+    // would otherwise arrive amid the replies an rpc waits for. The consumer loop reads
+    // the -oks with the deliveries.
+    for q in &queues {
+        conn.queue_consume(q, ack_every.is_none())?;
+    }
+    conn.flush().await?;
+    let stats = Arc::new(Stats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let cfg = crate::consumer::Config { ack_every };
+    let task = tokio::spawn(crate::consumer::run(
+        conn,
+        cfg,
+        stats.clone(),
+        started,
+        stop_rx,
+    ));
+    let mut first = None;
+    let mut prev = stats.snapshot();
+    let mut last_tick = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = stats.snapshot();
+        if first.is_none() && now.delivered > 0 {
+            first = Some(started.elapsed().as_secs_f64());
+        }
+        if now.delivered >= total {
+            break;
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            report_progress(opts, started.elapsed().as_secs_f64(), &prev, &now, 1.0);
+            prev = now;
+            last_tick = Instant::now();
+        }
+        if task.is_finished() {
+            break;
+        }
+    }
+    let end = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    task.await
+        .map_err(|e| err(format!("consumer task: {e}")))??;
+    let delivered = stats.snapshot().delivered;
+    let serving = first.unwrap_or(end);
+    Ok(json!({
+        "mode": "drain",
+        "queues": queues.len(),
+        "messages": total,
+        "delivered": delivered,
+        "connected_secs": connected_secs,
+        "serving_secs": serving,
+        "drain_secs": end - serving,
+        "rate": delivered as f64 / (end - connected_secs).max(1e-9),
     }))
 }
