@@ -249,3 +249,7 @@ pub fn replay(root: &Path) -> std::io::Result<Replayed> {
     }
     Ok(r)
 }
+
+#[cfg(test)]
+#[path = "journal_tests.rs"]
+mod tests;
