@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use warren::store::records;
+use warren::store::{log, records};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks where a key ends and its value begins.
@@ -13,9 +13,11 @@ fuzz_target!(|data: &[u8]| {
     let at = (split as usize).min(rest.len());
     let (k, v) = rest.split_at(at);
     let _ = records::decode_message(v);
-    let _ = records::external_segment(v);
+    let _ = log::Extent::decode(v);
+    let _ = log::SettledRecord::decode(v);
+    let _ = log::parse_header(v);
     let _ = records::decode_queue(k, v);
     let _ = records::decode_exchange(k, v);
     let _ = records::decode_binding(k);
-    let _ = records::parse_message_key(k);
+    let _ = records::parse_segment_key(k);
 });
