@@ -102,7 +102,7 @@ trap 'exit 130' INT TERM
 
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"; }
 
-# scenario NAME LABEL BROKER N QUEUES SIZE: the whole sequence on one broker; the raw
+# scenario NAME BROKER N QUEUES SIZE: the whole sequence on one broker; the raw
 # numbers go to $OUT/NAME-BROKER.tsv as "metric<TAB>value".
 scenario() {
   local name=$1 b=$2 n=$3 queues=$4 size=$5 f="$OUT/$1-$2" u

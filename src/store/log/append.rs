@@ -66,6 +66,8 @@ pub(crate) struct QueueLog {
     unsynced: Vec<(u64, File)>,
     /// Seqs a failed commit did not write: settling them must not count.
     unwritten: Settled,
+    /// In `Logs::touched` (appended to by the commit under way).
+    in_commit: bool,
 }
 
 impl QueueLog {
@@ -153,7 +155,9 @@ impl Logs {
         if !q.begun.iter().any(|(f, _, _)| *f == first) {
             q.begun.push((first, seg.extent, false));
         }
-        if !self.touched.contains(&qid) {
+        // A flag, not a search of `touched`: a commit over 1,000 queues appends to each.
+        if !q.in_commit {
+            q.in_commit = true;
             self.touched.push(qid);
         }
         let before = q.pending.len();
@@ -331,7 +335,6 @@ impl Logs {
         segs.dedup();
         let mut value = Vec::new();
         for (qid, first) in segs {
-            let dir = queue_dir(&self.root, qid);
             let Some(q) = self.queues.get_mut(&qid) else {
                 continue;
             };
@@ -347,7 +350,7 @@ impl Logs {
                 records::segment_key(records::SETTLED, qid, first),
             );
             if removable {
-                match std::fs::remove_file(segment_path(&dir, first)) {
+                match std::fs::remove_file(segment_path(&queue_dir(&self.root, qid), first)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => {
@@ -425,6 +428,7 @@ impl Logs {
             if let Some(q) = self.queues.get_mut(&qid) {
                 q.begun.clear();
                 q.unsynced.clear();
+                q.in_commit = false;
             }
         }
         self.dirs_unsynced.clear();
@@ -456,6 +460,7 @@ impl Logs {
             };
             q.pending.clear();
             q.unsynced.clear();
+            q.in_commit = false;
             for (first, before, created) in std::mem::take(&mut q.begun).into_iter().rev() {
                 let end = q.segs.get(&first).map_or(before.end, |s| s.extent.end);
                 q.unwritten.insert_range(before.end.max(first), end);

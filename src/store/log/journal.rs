@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use super::{queue_dir, segment_path, MAX_RECORD};
+use super::{open_frame, queue_dir, seal_frame, segment_path, MAX_RECORD};
 use crate::store::durable::sync_dir;
 
 /// The journal is emptied (a checkpoint) once it is this long, or when the writer is idle.
@@ -79,16 +79,12 @@ impl Journal {
         offset: u64,
         bytes: &[u8],
     ) -> std::io::Result<()> {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0u8; 8]);
+        let start = open_frame(&mut self.buf);
         self.buf.extend_from_slice(&qid.to_be_bytes());
         self.buf.extend_from_slice(&first.to_be_bytes());
         self.buf.extend_from_slice(&offset.to_be_bytes());
         self.buf.extend_from_slice(bytes);
-        let len = (self.buf.len() - start - 8) as u32;
-        let crc = crc32fast::hash(&self.buf[start + 8..]);
-        self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
-        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+        seal_frame(&mut self.buf, start);
         self.segments.insert((qid, first));
         if self.buf.len() >= BUFFER_MAX {
             self.write()?;

@@ -83,10 +83,22 @@ pub fn encode_record(
     expires_at: u64,
     out: &mut Vec<u8>,
 ) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
+    let start = open_frame(out);
     out.extend_from_slice(&seq.to_be_bytes());
     super::records::encode_message(message, super::records::PERSISTENT, expires_at, out);
+    seal_frame(out, start);
+}
+
+/// Starts a `len:u32 crc:u32 payload` frame (a log record, a journal entry) at the end of
+/// `out`; returns where it starts, for [`seal_frame`] once the payload is appended.
+pub(crate) fn open_frame(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 8]);
+    start
+}
+
+/// Fills in the length and CRC32 of the frame begun at `start` (both cover the payload).
+pub(crate) fn seal_frame(out: &mut [u8], start: usize) {
     let len = (out.len() - start - 8) as u32;
     let crc = crc32fast::hash(&out[start + 8..]);
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
