@@ -198,7 +198,11 @@ impl Store {
             durable::sync_dir(dir).map_err(io(dir))?;
         }
         // Recovery queues its deletes on the channel; the writer applies them once started.
-        let (recovered, logs) = store.recover(queue_budget)?;
+        let mut meta = log::MetaLog::open(&store.logs).map_err(|e| StoreError::Log {
+            path: log::meta::meta_path(&store.logs),
+            source: e,
+        })?;
+        let (recovered, logs) = store.recover(queue_budget, &mut meta)?;
         store.next_id.store(recovered.max_id + 1, Ordering::Relaxed);
         let setup = writer::Setup {
             slot: store.db.clone(),
@@ -209,7 +213,7 @@ impl Store {
             backlog: store.backlog.clone(),
             definitions: store.definitions.clone(),
             epoch: store.epoch.clone(),
-            logs: log::Logs::new(store.logs.clone(), logs).map_err(io(&store.logs))?,
+            logs: log::Logs::new(store.logs.clone(), logs, meta).map_err(io(&store.logs))?,
         };
         let writer = std::thread::Builder::new()
             .name("warren-store".into())
@@ -402,15 +406,12 @@ impl Store {
             return;
         }
         self.send(Op::Delete(records::queue_key(qid)));
-        self.send(Op::Delete(records::delivered_key(qid).to_vec()));
         self.send(Op::DeletePrefix(records::bindings_to_prefix(
             DestKind::Queue,
             qid,
         )));
+        // Its log and the records describing it (`log::meta`).
         self.send(Op::DropLog(qid));
-        for kind in [records::EXTENT, records::SETTLED] {
-            self.send(Op::DeletePrefix(records::queue_prefix(kind, qid).to_vec()));
-        }
     }
 
     pub fn put_binding(

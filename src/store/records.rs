@@ -1,4 +1,4 @@
-//! The on-disk layout: one sled tree, keys prefixed by a kind byte, values in a small binary
+//! The records' layout: keys prefixed by a kind byte, values in a small binary
 //! format. Names are length-prefixed (AMQP short strings are at most 255 bytes).
 //!
 //! | key                                   | value                                  |
@@ -12,8 +12,10 @@
 //! | `b` dest-kind dest-id source-id key args | empty                               |
 //! | `F`                                   | the format version (u32)               |
 //!
-//! Messages themselves are not here: they are in each durable queue's log (`super::log`),
-//! whose segments these `l` and `a` records describe.
+//! The `l`, `a` and `d` records are not in sled but in `logs/meta` (`log::meta`): they change
+//! with every commit that settles or delivers, and sled's file never shrinks back. Messages
+//! themselves are in each durable queue's log (`super::log`), whose segments the `l` and `a`
+//! records describe.
 //!
 //! Exchanges and queues are keyed by the id of their incarnation (see below), bindings by
 //! the ids of their ends, destination first (a queue's bindings go with it by prefix).
@@ -382,7 +384,7 @@ pub fn decode_binding(k: &[u8]) -> Result<BindingDef, RecordError> {
 }
 
 /// The store's format, in the `F` record: bumped whenever a record changes shape.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 pub fn format_key() -> Vec<u8> {
     vec![FORMAT_KEY]

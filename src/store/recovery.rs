@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tracing::info;
 
-use super::log::{self, Extent, QueueLog, Settled, SettledRecord};
+use super::log::{self, Extent, MetaLog, QueueLog, Settled, SettledRecord};
 use super::records::{self, BindingDef, DestKind, ExchangeDef, QueueDef};
 use super::{Op, Store, StoreError};
 use crate::message::Message;
@@ -67,6 +67,7 @@ impl Store {
     pub(super) fn recover(
         &self,
         budget: &dyn Fn(&QueueDef) -> usize,
+        meta: &mut MetaLog,
     ) -> Result<(Recovered, HashMap<u64, QueueLog>), StoreError> {
         let started = std::time::Instant::now();
         let db = self
@@ -96,7 +97,7 @@ impl Store {
             exchanges.insert(name, x);
         }
         let mut delivered = HashMap::new();
-        for (k, v) in self.scan(&db, &[records::DELIVERED])? {
+        for (k, v) in meta.scan(&[records::DELIVERED]) {
             let qid = k
                 .get(1..9)
                 .and_then(|b| b.try_into().ok())
@@ -158,7 +159,7 @@ impl Store {
         }
         let mut exchanges: Vec<ExchangeDef> = exchanges.into_values().collect();
         exchanges.sort_by_key(|x| x.id);
-        let (messages, dropped, logs) = self.recover_logs(&db, &mut queues, &by_qid, &budgets)?;
+        let (messages, dropped, logs) = self.recover_logs(meta, &mut queues, &by_qid, &budgets)?;
         info!(
             messages,
             dropped,
@@ -187,7 +188,7 @@ impl Store {
     /// Returns the live messages found, the logs dropped, and the writer's state.
     fn recover_logs(
         &self,
-        db: &sled::Db,
+        meta: &mut MetaLog,
         queues: &mut [RecoveredQueue],
         by_qid: &HashMap<u64, usize>,
         budgets: &[usize],
@@ -195,35 +196,49 @@ impl Store {
         type Segs<T> = HashMap<u64, BTreeMap<u64, T>>;
         let mut extents: Segs<Extent> = HashMap::new();
         let mut settled: Segs<SettledRecord> = HashMap::new();
-        let mut gone = std::collections::HashSet::new();
-        for kind in [records::EXTENT, records::SETTLED] {
-            for (k, v) in self.scan(db, &[kind])? {
-                let Some((qid, first)) = records::parse_segment_key(&k) else {
+        let mut gone = Vec::new();
+        for kind in [records::EXTENT, records::SETTLED, records::DELIVERED] {
+            for (k, v) in meta.scan(&[kind]) {
+                let qid = k
+                    .get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes);
+                let Some(qid) = qid else {
+                    gone.push(k.to_vec());
                     continue;
                 };
                 if !by_qid.contains_key(&qid) {
-                    gone.insert((kind, qid));
+                    gone.push(k.to_vec());
                     continue;
                 }
-                let bad = || {
-                    self.damaged(
-                        &k,
-                        records::RecordError {
-                            what: "log segment",
-                        },
-                    )
+                if kind == records::DELIVERED {
+                    continue;
+                }
+                let Some((_, first)) = records::parse_segment_key(k) else {
+                    gone.push(k.to_vec());
+                    continue;
                 };
+                // A record that does not decode is treated as missing: the segment is
+                // scanned from its start, or its acks are lost (redelivered, not lost).
                 if kind == records::EXTENT {
-                    let e = log::Extent::decode(&v).ok_or_else(bad)?;
-                    extents.entry(qid).or_default().insert(first, e);
+                    match log::Extent::decode(v) {
+                        Some(e) => {
+                            extents.entry(qid).or_default().insert(first, e);
+                        }
+                        None => gone.push(k.to_vec()),
+                    }
                 } else {
-                    let r = SettledRecord::decode(&v).ok_or_else(bad)?;
-                    settled.entry(qid).or_default().insert(first, r);
+                    match SettledRecord::decode(v) {
+                        Some(r) => {
+                            settled.entry(qid).or_default().insert(first, r);
+                        }
+                        None => gone.push(k.to_vec()),
+                    }
                 }
             }
         }
-        for (kind, qid) in gone {
-            self.send(Op::DeletePrefix(records::queue_prefix(kind, qid).to_vec()));
+        for k in gone {
+            meta.remove(&k);
         }
         // What the last commits journaled goes into its segments before anything reads them.
         log::journal::replay(&self.logs).map_err(|e| StoreError::Log {
@@ -266,7 +281,7 @@ impl Store {
             })?;
             for first in r.stale {
                 for kind in [records::EXTENT, records::SETTLED] {
-                    self.send(Op::Delete(records::segment_key(kind, qid, first).to_vec()));
+                    meta.remove(&records::segment_key(kind, qid, first));
                 }
             }
             let q = &mut queues[i];
@@ -294,6 +309,12 @@ impl Store {
                 logs.insert(qid, r.log);
             }
         }
+        // The stale records' removal, durable before the writer's first commit.
+        meta.sync().map_err(|e| StoreError::Log {
+            path: log::meta::meta_path(&self.logs),
+            source: e,
+        })?;
+        meta.committed(false);
         Ok((messages, dropped, logs))
     }
 

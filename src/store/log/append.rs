@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use tracing::warn;
 
 use super::journal::Journal;
+use super::meta::MetaLog;
 use super::read::SegmentFile;
 use super::{
     encode_record, queue_dir, segment_path, Extent, Settled, SettledRecord, RECYCLE_ACTIVE,
@@ -52,6 +53,11 @@ struct Active {
     written: u64,
     /// Written since the last sync.
     unsynced: bool,
+    /// Appended to since its extent last went to sled. An active segment's extent is
+    /// recorded only when the writer goes idle (or the segment fills): recovery scans the
+    /// segment past its recorded length anyway, and a commit of appends alone then costs
+    /// one `fdatasync` (the segment's), not two (and no sled write).
+    unrecorded: bool,
 }
 
 /// One durable queue's log.
@@ -80,6 +86,7 @@ impl QueueLog {
                 file,
                 written,
                 unsynced: false,
+                unrecorded: true,
             }),
             ..QueueLog::default()
         }
@@ -100,14 +107,22 @@ pub(crate) struct Logs {
     root_unsynced: bool,
     /// Where a commit that appends to more than one queue makes them durable at once.
     journal: Journal,
+    /// The segments' extents and settled sets, the queues' delivered watermarks.
+    meta: MetaLog,
 }
 
 impl Logs {
-    /// The writer's logs (`queues` as recovery found them; the journal already replayed).
-    pub(crate) fn new(root: PathBuf, queues: HashMap<u64, QueueLog>) -> std::io::Result<Logs> {
+    /// The writer's logs (`queues` and `meta` as recovery found them; the journal already
+    /// replayed).
+    pub(crate) fn new(
+        root: PathBuf,
+        queues: HashMap<u64, QueueLog>,
+        meta: MetaLog,
+    ) -> std::io::Result<Logs> {
         let journal = Journal::open(&root)?;
         Ok(Logs {
             journal,
+            meta,
             root,
             queues,
             touched: Vec::new(),
@@ -160,6 +175,9 @@ impl Logs {
             q.in_commit = true;
             self.touched.push(qid);
         }
+        if let Some(a) = q.active.as_mut() {
+            a.unrecorded = true;
+        }
         let before = q.pending.len();
         encode_record(seq, message, expires_at, &mut q.pending);
         seg.extent.len += (q.pending.len() - before) as u64;
@@ -192,6 +210,7 @@ impl Logs {
             file,
             written: 0,
             unsynced: false,
+            unrecorded: true,
         });
         self.dirs_unsynced.insert(qid);
         Ok(())
@@ -298,8 +317,11 @@ impl Logs {
         Ok(())
     }
 
-    /// The queue is gone: its log goes with it (its sled records go by prefix).
+    /// The queue is gone: its log goes with it, and its records.
     pub(crate) fn drop_queue(&mut self, qid: u64) {
+        for kind in [records::EXTENT, records::SETTLED, records::DELIVERED] {
+            self.meta.remove_prefix(&records::queue_prefix(kind, qid));
+        }
         self.queues.remove(&qid);
         self.touched.retain(|&q| q != qid);
         self.dirty.retain(|&(q, _)| q != qid);
@@ -312,18 +334,31 @@ impl Logs {
         }
     }
 
-    /// Puts this commit's extents and settled sets in `batch`, and deletes the segments
-    /// left with nothing live (an active one only past [`RECYCLE_ACTIVE`], or at any size
-    /// when `idle`). The file goes first (its directory synced before sled's records are):
-    /// a crash in between leaves records without a file, which recovery drops.
-    /// True if it put anything in `batch`.
-    pub(crate) fn records(&mut self, batch: &mut sled::Batch, idle: bool) -> bool {
-        let mut any = false;
+    /// Records the highest seq of `qid` delivered so far (its messages up to it come back
+    /// redelivered after a restart).
+    pub(crate) fn delivered(&mut self, qid: u64, seq: u64) {
+        self.meta
+            .put(&records::delivered_key(qid), &seq.to_be_bytes());
+    }
+
+    /// Records this commit's extents and settled sets, and deletes the segments left with
+    /// nothing live (an active one only past [`RECYCLE_ACTIVE`], or at any size when
+    /// `idle`). The file goes first (its directory synced before the records are written):
+    /// a crash in between leaves records without a file, which recovery drops. When idle,
+    /// a queue left with no segment loses its directory and watermark too.
+    pub(crate) fn records(&mut self, idle: bool) {
         let mut segs: Vec<(u64, u64)> = self.dirty.drain().collect();
         self.recorded.extend_from_slice(&segs);
+        // A segment appended to: its extent once it is no longer the active one.
         for &qid in &self.touched {
             if let Some(q) = self.queues.get(&qid) {
-                segs.extend(q.begun.iter().map(|&(f, _, _)| (qid, f)));
+                let active = q.active.as_ref().map(|a| a.first);
+                segs.extend(
+                    q.begun
+                        .iter()
+                        .filter(|&&(f, _, _)| Some(f) != active)
+                        .map(|&(f, _, _)| (qid, f)),
+                );
             }
         }
         if idle {
@@ -365,31 +400,78 @@ impl Logs {
                     q.active = None;
                 }
                 self.dirs_unsynced.insert(qid);
-                batch.remove(&extent_key[..]);
-                batch.remove(&settled_key[..]);
-                any = true;
+                self.meta.remove(&extent_key);
+                self.meta.remove(&settled_key);
                 continue;
             }
-            batch.insert(&extent_key[..], &seg.extent.encode()[..]);
+            self.meta.put(&extent_key, &seg.extent.encode());
+            if let Some(a) = q.active.as_mut().filter(|a| a.first == first) {
+                a.unrecorded = false;
+            }
             if seg.settled.count > 0 {
                 value.clear();
                 seg.settled.encode(&mut value);
-                batch.insert(&settled_key[..], &value[..]);
+                self.meta.put(&settled_key, &value);
             }
-            any = true;
         }
-        any
+        if idle {
+            self.forget_empty();
+        }
     }
 
-    /// A sweep when idle would delete something (a drained active segment).
+    /// Queues whose every segment is gone: their directory and watermark go too (nothing
+    /// of theirs is left to come back redelivered), so a drained backlog leaves the data
+    /// directory as it found it.
+    fn forget_empty(&mut self) {
+        let empty: Vec<u64> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| Self::is_empty(q))
+            .map(|(&qid, _)| qid)
+            .collect();
+        for qid in empty {
+            let dir = queue_dir(&self.root, qid);
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(dir = %dir.display(), "cannot remove a drained queue's log: {e}");
+                    continue;
+                }
+            }
+            self.queues.remove(&qid);
+            self.dirs_unsynced.remove(&qid);
+            self.root_unsynced = true;
+            self.meta.remove(&records::delivered_key(qid));
+        }
+    }
+
+    fn is_empty(q: &QueueLog) -> bool {
+        q.segs.is_empty() && q.active.is_none() && q.pending.is_empty() && !q.in_commit
+    }
+
+    /// A sweep when idle has work: a drained active segment to delete, an active
+    /// segment's extent to record, the journal to checkpoint.
     pub(crate) fn idle_work(&self) -> bool {
         self.journal.due(true)
+            || self.meta.compaction_due(true)
             || self.queues.values().any(|q| {
-                q.active
-                    .as_ref()
-                    .and_then(|a| q.segs.get(&a.first))
-                    .is_some_and(|s| s.extent.count > 0 && s.drained())
+                Self::is_empty(q)
+                    || q.active.as_ref().is_some_and(|a| {
+                        a.unrecorded
+                            || q.segs
+                                .get(&a.first)
+                                .is_some_and(|s| s.extent.count > 0 && s.drained())
+                    })
             })
+    }
+
+    /// This commit wrote to a segment, the journal or the records (it must be synced).
+    pub(crate) fn written(&self) -> bool {
+        !self.touched.is_empty()
+            || !self.dirs_unsynced.is_empty()
+            || self.root_unsynced
+            || self.meta.changed()
     }
 
     /// `fdatasync` of the journal if this commit wrote to it, and of every segment written
@@ -419,11 +501,13 @@ impl Logs {
         if self.root_unsynced {
             sync_dir(&self.root)?;
         }
-        Ok(())
+        // Last: a record must not reach the disk before the bytes it describes.
+        self.meta.sync()
     }
 
-    /// The commit is durable.
-    pub(crate) fn committed(&mut self) {
+    /// The commit is durable (`idle`: the writer had nothing else to do).
+    pub(crate) fn committed(&mut self, idle: bool) {
+        self.meta.committed(idle);
         for qid in self.touched.drain(..) {
             if let Some(q) = self.queues.get_mut(&qid) {
                 q.begun.clear();
@@ -451,6 +535,7 @@ impl Logs {
     /// seqs are remembered as never written. Settles it held are replayed by the writer.
     pub(crate) fn rollback(&mut self) {
         self.journal.rollback();
+        self.meta.rollback();
         self.dirty.extend(self.recorded.drain(..));
         let dir_of = |qid| queue_dir(&self.root, qid);
         for qid in std::mem::take(&mut self.touched) {

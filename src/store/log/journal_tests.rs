@@ -7,7 +7,7 @@ use std::fs::OpenOptions;
 
 use super::{journal_path, replay};
 use crate::message::Message;
-use crate::store::log::{queue_dir, recover_queue, segment_path, Logs};
+use crate::store::log::{queue_dir, recover_queue, segment_path, Logs, MetaLog};
 
 fn message(seq: u64) -> Message {
     Message::from_parts("", "q", &[0, 0], format!("body-{seq}").as_bytes()).unwrap()
@@ -15,17 +15,17 @@ fn message(seq: u64) -> Message {
 
 /// One commit appending seqs 1..=n to queues 1 and 2 (journaled: two queues touched).
 fn commit_two_queues(root: &std::path::Path, n: u64) -> Logs {
-    let mut logs = Logs::new(root.to_path_buf(), HashMap::new()).unwrap();
+    let meta = MetaLog::open(root).unwrap();
+    let mut logs = Logs::new(root.to_path_buf(), HashMap::new(), meta).unwrap();
     for seq in 1..=n {
         for qid in [1, 2] {
             logs.append(qid, seq, &message(seq), 0).unwrap();
         }
     }
     logs.write_pending().unwrap();
-    let mut batch = sled::Batch::default();
-    logs.records(&mut batch, false);
+    logs.records(false);
     logs.sync().unwrap();
-    logs.committed();
+    logs.committed(false);
     logs
 }
 

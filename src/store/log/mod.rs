@@ -5,10 +5,11 @@
 //! Why not sled: sled keeps RAM for every record it holds (3M persistent 16 B messages cost
 //! 426 MB of RSS) and a deep queue was stored twice (sled and the page file). A log costs
 //! no RAM per message: the writer keeps, per segment, its extent (seqs, count, bytes,
-//! length) and its settled seqs as ranges ([`Settled`]); both are small sled records
-//! (`l`, `a`: see `records`), rewritten by the commit that changes them. Start-up reads
-//! those, not the messages: only a segment's bytes past its recorded length (what a crash
-//! left after the last synced extent) are scanned. A segment whose every message is settled
+//! length) and its settled seqs as ranges ([`Settled`]); both are small records (`l`, `a`:
+//! see `records`) in `logs/meta` ([`meta`], not sled: see there why), written by the
+//! commit that changes them (an active segment's extent only when the writer is idle).
+//! Start-up reads those, not the messages: only a segment's bytes past its recorded length
+//! (what was appended since its extent was last recorded) are scanned. A segment whose every message is settled
 //! is deleted; so is an active one, once drained, past [`RECYCLE_ACTIVE`] or when the
 //! writer is idle, so a drained backlog gives its disk back.
 //!
@@ -23,11 +24,13 @@
 
 mod append;
 pub mod journal;
+pub(crate) mod meta;
 mod read;
 mod recover;
 mod settled;
 
 pub(crate) use append::{Logs, QueueLog};
+pub(crate) use meta::MetaLog;
 pub use read::LogReader;
 pub(crate) use recover::recover_queue;
 pub use settled::Settled;

@@ -3,8 +3,9 @@
 //! It blocks for the first op, then takes everything else already waiting (no timer: an idle
 //! broker commits one op at once; a busy one commits thousands per sync, because ops pile up
 //! while the previous sync runs). One commit = one `pwrite` per queue log written + one
-//! `apply_batch` + one sync (each written log segment `fdatasync`ed, sled `flush`,
-//! `fdatasync` of `sled/db`: see `durable`), then the
+//! `apply_batch` + one sync (each written log segment `fdatasync`ed, or the journal; then,
+//! if the commit wrote to sled, sled `flush` and `fdatasync` of `sled/db`: see `durable`),
+//! then the
 //! connections waiting on it are told. An op that must see the database as it is (a range
 //! or prefix delete) first applies what came before it, so order is kept; a prefix delete
 //! may take several commits (`deletes`).
@@ -36,7 +37,6 @@ use super::durable::SledFiles;
 use super::gate::Gate;
 use super::log::Logs;
 use super::reclaim::Reclaim;
-use super::records;
 use super::{open_sled, DbSlot, Op, SyncDone};
 use deletes::DELETE_CHUNK;
 
@@ -238,14 +238,13 @@ impl Writer {
         }
         if self.ok {
             for (&qid, &seq) in &self.delivered {
-                self.batch
-                    .insert(&records::delivered_key(qid)[..], &seq.to_be_bytes()[..]);
-                self.dirty = true;
+                self.logs.delivered(qid, seq);
             }
             self.apply();
         }
-        if self.ok && std::mem::take(&mut self.unsynced) {
-            self.sync();
+        let sled_unsynced = std::mem::take(&mut self.unsynced);
+        if self.ok && (sled_unsynced || self.logs.written()) {
+            self.sync(sled_unsynced);
         }
         self.backlog.taken(std::mem::take(&mut self.taken));
         self.definitions
@@ -254,7 +253,7 @@ impl Writer {
         let touched_sled = std::mem::take(&mut self.applied);
         let idle = std::mem::take(&mut self.idle);
         if ok {
-            self.logs.committed();
+            self.logs.committed(idle);
             self.logs.checkpoint_if_due(idle);
             self.delivered.clear();
             self.kept.clear();
@@ -329,6 +328,8 @@ impl Writer {
                 self.kept.push(op);
             }
             Op::DropLog(qid) => {
+                // A queue deleted later in this commit must not get its watermark back.
+                self.delivered.remove(&qid);
                 self.logs.drop_queue(qid);
                 self.kept.push(op);
             }
@@ -348,10 +349,6 @@ impl Writer {
                 self.kept.push(op);
             }
             Op::Delete(ref key) => {
-                // A queue deleted later in this commit must not get its watermark back.
-                if let Some(qid) = delivered_qid(key) {
-                    self.delivered.remove(&qid);
-                }
                 if self.ok {
                     self.batch.remove(&key[..]);
                     self.dirty = true;
@@ -434,9 +431,7 @@ impl Writer {
             self.fail(format_args!("cannot write a queue's log: {e}"));
             return false;
         }
-        if self.logs.records(&mut self.batch, self.idle) {
-            self.dirty = true;
-        }
+        self.logs.records(self.idle);
         if !self.dirty {
             return true;
         }
@@ -459,11 +454,15 @@ impl Writer {
         }
     }
 
-    /// Log segments `fdatasync` (and their directories), sled's flush, then `fdatasync`
-    /// of `sled/db`: only then is the commit durable.
-    fn sync(&mut self) {
+    /// Log segments `fdatasync` (and their directories), then, if `sled` (the commit
+    /// wrote to it), sled's flush and `fdatasync` of `sled/db`: only then is the commit
+    /// durable. A commit of appends alone (publishes, no consumer) skips sled entirely.
+    fn sync(&mut self, sled: bool) {
         if let Err(e) = self.logs.sync() {
             self.fail(format_args!("queue log sync failed: {e}"));
+            return;
+        }
+        if !sled {
             return;
         }
         let Some(db) = self.db.as_ref() else {
@@ -504,12 +503,4 @@ fn cancelled_pairs(ops: &[Op]) -> HashSet<MessageId> {
         }
     }
     both
-}
-
-fn delivered_qid(key: &[u8]) -> Option<u64> {
-    if key.len() == 9 && key[0] == records::DELIVERED {
-        Some(u64::from_be_bytes(key[1..].try_into().ok()?))
-    } else {
-        None
-    }
 }
