@@ -5,9 +5,9 @@
 //! each queue's buffer with one `pwrite` at the length its active segment has on file
 //! (never in append mode: a write that fails part way is cut back, so later records land
 //! where their extent says); [`Logs::records`] puts the changed extents and settled sets
-//! in the commit's sled batch and deletes the segments nothing live is left in;
-//! [`Logs::sync`] `fdatasync`s every segment written and `fsync`s the directories that
-//! gained or lost a file, before sled's own sync; then [`Logs::committed`] or, if the
+//! in `logs/meta` ([`MetaLog`], written at the sync) and deletes the segments nothing live
+//! is left in; [`Logs::sync`] `fdatasync`s every segment written, `fsync`s the directories
+//! that gained or lost a file, then writes and syncs `logs/meta`; then [`Logs::committed`] or, if the
 //! commit failed, [`Logs::rollback`], which cuts every segment back to where the commit
 //! found it and remembers the seqs it did not write (their acks must not count).
 
@@ -53,10 +53,10 @@ struct Active {
     written: u64,
     /// Written since the last sync.
     unsynced: bool,
-    /// Appended to since its extent last went to sled. An active segment's extent is
+    /// Appended to since its extent was last recorded. An active segment's extent is
     /// recorded only when the writer goes idle (or the segment fills): recovery scans the
     /// segment past its recorded length anyway, and a commit of appends alone then costs
-    /// one `fdatasync` (the segment's), not two (and no sled write).
+    /// one `fdatasync` (the segment's), not two (and no `logs/meta` write).
     unrecorded: bool,
 }
 
@@ -216,7 +216,7 @@ impl Logs {
         Ok(())
     }
 
-    /// Writes every queue's buffered records (before the sled records that describe them).
+    /// Writes every queue's buffered records (before the `logs/meta` records that describe them).
     /// A commit appending to more than one queue journals them: one `fdatasync` of the
     /// journal then covers every segment (a checkpoint syncs those later, see `journal`).
     pub(crate) fn write_pending(&mut self) -> std::io::Result<()> {

@@ -1,6 +1,6 @@
-//! A queue's log at start: its segments' extents and settled sets come from sled; only what
-//! lies past a segment's recorded length (records a crash left after the last synced
-//! extent, or a whole segment whose extent never reached sled) is read and checked. A torn
+//! A queue's log at start: its segments' extents and settled sets come from `logs/meta`;
+//! only what lies past a segment's recorded length (the active segment's appends since its
+//! extent was last recorded, or a whole segment whose extent never was) is read and checked. A torn
 //! last record is cut off the last segment; the messages themselves stay on disk but for a
 //! head read up to the caller's budget.
 

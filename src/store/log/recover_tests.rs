@@ -70,7 +70,7 @@ fn a_damaged_middle_segment_is_skipped_from_the_damage_and_the_rest_is_served() 
     let root = tempfile::tempdir().unwrap();
     let (mut b, offsets) = write_segment(root.path(), 1, 1..11);
     let (b2, _) = write_segment(root.path(), 11, 11..21);
-    // A bit flips inside record 5's body, in a segment sled has a full extent for.
+    // A bit flips inside record 5's body, in a segment with a full recorded extent.
     let at = offsets[5] - 2;
     b[at] ^= 0x40;
     let dir = queue_dir(root.path(), QID);

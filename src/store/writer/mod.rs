@@ -2,11 +2,10 @@
 //!
 //! It blocks for the first op, then takes everything else already waiting (no timer: an idle
 //! broker commits one op at once; a busy one commits thousands per sync, because ops pile up
-//! while the previous sync runs). One commit = one `pwrite` per queue log written + one
-//! `apply_batch` + one sync (each written log segment `fdatasync`ed, or the journal; then,
-//! if the commit wrote to sled, sled `flush` and `fdatasync` of `sled/db`: see `durable`),
-//! then the
-//! connections waiting on it are told. An op that must see the database as it is (a range
+//! while the previous sync runs). One commit = one `pwrite` per queue log written + one sync
+//! (each written log segment `fdatasync`ed, or the journal; then `logs/meta` if a log record
+//! changed; then, only if the commit changed a definition, its `apply_batch`, sled `flush`
+//! and `fdatasync` of `sled/db`: see `durable`), then the connections waiting on it are told. An op that must see the database as it is (a range
 //! or prefix delete) first applies what came before it, so order is kept; a prefix delete
 //! may take several commits (`deletes`).
 //!
