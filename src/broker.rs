@@ -13,6 +13,7 @@ use tracing::warn;
 use crate::alarms::Alarms;
 use crate::config::{Config, UserConfig};
 use crate::metrics::Counters;
+use crate::password::{Algorithm, PasswordHash};
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::vhost::VHost;
 
@@ -31,6 +32,9 @@ pub struct Broker {
     pub alarms: Arc<Alarms>,
     /// The metrics' counter handles, shared by every connection (see [`Broker::counters`]).
     counters: std::sync::OnceLock<Arc<Counters>>,
+    /// Each configured user's password, hashed at start as RabbitMQ stores it (the config's
+    /// plaintext is not kept).
+    passwords: HashMap<String, PasswordHash>,
 }
 
 /// A connection counted as in its handshake; dropping it (open, or gone) uncounts it.
@@ -109,8 +113,19 @@ impl Broker {
             }
         }
         let alarms = Alarms::new(config.memory_high_watermark, config.disk_free_limit);
+        let mut config = config;
+        let passwords = config
+            .users
+            .iter_mut()
+            .map(|u| {
+                let hash = PasswordHash::new(Algorithm::Sha256, &u.password);
+                u.password.clear();
+                (u.name.clone(), hash)
+            })
+            .collect();
         Ok(Arc::new(Broker {
             config,
+            passwords,
             store,
             vhosts,
             next_connection: AtomicU64::new(1),
@@ -191,9 +206,10 @@ impl Broker {
 
     /// Checks a username/password from `peer`.
     pub fn authenticate(&self, name: &str, password: &str, peer: IpAddr) -> Result<(), LoginError> {
+        let known = self.passwords.get(name).is_some_and(|h| h.verify(password));
         let user = self
             .user(name)
-            .filter(|u| u.password == password)
+            .filter(|_| known)
             .ok_or(LoginError::BadCredentials)?;
         if !user.remote && !is_loopback(peer) {
             return Err(LoginError::LoopbackOnly);

@@ -17,6 +17,7 @@
 //! - [`metrics`]: metric names, the per-connection tally, the recorder.
 //! - [`http`]: the HTTP endpoint (`/metrics`), gauges computed when scraped.
 //! - [`offload`]: long synchronous work kept from stalling a runtime worker's other tasks.
+//! - [`password`]: password hashes as RabbitMQ makes them (users log in with their hash).
 
 pub(crate) mod alarms;
 pub(crate) mod args;
@@ -30,6 +31,7 @@ pub(crate) mod message;
 pub mod metrics;
 pub(crate) mod names;
 pub(crate) mod offload;
+pub mod password;
 pub(crate) mod queue;
 pub mod server;
 pub mod store;

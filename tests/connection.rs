@@ -304,3 +304,73 @@ async fn shutdown_closes_every_client_with_320() {
     // Nobody listens any more.
     assert!(connect_uri(&uri).await.is_err());
 }
+
+/// An AMQPLAIN response (a field table without its length) from `entries`, in order.
+fn amqplain(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        out.push(key.len() as u8);
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'S');
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+/// A LOGIN or PASSWORD given twice in AMQPLAIN: the first counts, as RabbitMQ reads it.
+#[tokio::test]
+async fn amqplain_with_a_repeated_key_takes_the_first() {
+    let env = Env::start().await;
+    for (entries, accepted) in [
+        (
+            [
+                ("LOGIN", "guest"),
+                ("PASSWORD", "guest"),
+                ("PASSWORD", "wrong"),
+            ],
+            true,
+        ),
+        (
+            [
+                ("LOGIN", "guest"),
+                ("PASSWORD", "wrong"),
+                ("PASSWORD", "guest"),
+            ],
+            false,
+        ),
+        (
+            [
+                ("LOGIN", "nobody"),
+                ("LOGIN", "guest"),
+                ("PASSWORD", "guest"),
+            ],
+            false,
+        ),
+    ] {
+        let mut r = Raw::start(env.addr()).await;
+        r.send(&support::raw::conn_frame(c::AMQPMethod::StartOk(
+            c::StartOk {
+                client_properties: support::raw::client_properties(true),
+                mechanism: "AMQPLAIN".into(),
+                response: String::from_utf8(amqplain(&entries)).unwrap().into(),
+                locale: "en_US".into(),
+            },
+        )))
+        .await;
+        match r.next().await {
+            support::raw::Read::Frame(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(c::AMQPMethod::Tune(_)),
+            )) => assert!(accepted, "{entries:?}: logged in"),
+            support::raw::Read::Frame(AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(c::AMQPMethod::Close(close)),
+            )) => {
+                assert!(!accepted, "{entries:?}: refused: {close:?}");
+                assert_eq!(close.reply_code, 403);
+            }
+            other => panic!("{entries:?}: {other:?}"),
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Foundations: no broker state.
     &[
-        "error", "args", "names", "offload", "alarms", "config", "metrics",
+        "error", "args", "names", "offload", "alarms", "config", "metrics", "password",
     ],
     &["message"],
     &["store"],

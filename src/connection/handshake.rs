@@ -100,6 +100,9 @@ impl Connection {
         match self.broker.authenticate(&user, &pass, self.peer.ip()) {
             Ok(()) => {}
             Err(LoginError::BadCredentials) => {
+                // RabbitMQ logs "PLAIN login refused: user 'x' - invalid credentials"; the
+                // name is the peer's, so it is logged escaped (`?`).
+                warn!(peer = %self.peer, user = ?user, "{mechanism} login refused: invalid credentials");
                 return self.refuse_login(format!(
                     "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
                 ));

@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use super::{open_frame, queue_dir, seal_frame, segment_path, MAX_RECORD};
-use crate::store::durable::sync_dir;
+use super::{open_frame, open_or_create, queue_dir, seal_frame, segment_path, MAX_RECORD};
 
 /// The journal is emptied (a checkpoint) once it is this long, or when the writer is idle.
 pub const JOURNAL_MAX: u64 = 64 << 20;
@@ -49,17 +48,7 @@ pub(crate) struct Journal {
 impl Journal {
     /// Opens (or creates, durably) the journal under `root`: empty after a replay.
     pub(crate) fn open(root: &Path) -> std::io::Result<Journal> {
-        let path = journal_path(root);
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        if !existed {
-            sync_dir(root)?;
-        }
+        let file = open_or_create(root, &journal_path(root))?;
         let len = file.metadata()?.len();
         Ok(Journal {
             file,

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
-use super::{open_frame, seal_frame, MAX_RECORD};
+use super::{open_frame, open_or_create, seal_frame, MAX_RECORD};
 use crate::store::durable::sync_dir;
 
 /// The file is rewritten once it is this many times its live records' size...
@@ -85,16 +85,7 @@ impl MetaLog {
             Err(e) => return Err(e),
         }
         let path = meta_path(root);
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)?;
-        if !existed {
-            sync_dir(root)?;
-        }
+        let file = open_or_create(root, &path)?;
         let bytes = std::fs::read(&path)?;
         let mut live = BTreeMap::new();
         let mut off = 0usize;

@@ -108,6 +108,22 @@ pub(crate) fn seal_frame(out: &mut [u8], start: usize) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Opens `dir`'s file `path` to read and write, creating it if missing; a created file's
+/// directory is synced, so the file itself survives a power cut.
+pub(crate) fn open_or_create(dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    let existed = path.exists();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    if !existed {
+        crate::store::durable::sync_dir(dir)?;
+    }
+    Ok(file)
+}
+
 /// A record's header, checked for plausibility: `(len, crc)`.
 pub fn parse_header(h: &[u8]) -> Option<(u32, u32)> {
     let len = u32::from_be_bytes(h.get(..4)?.try_into().ok()?);
