@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::alarms::Alarms;
 use crate::config::{Config, UserConfig};
+use crate::failed_logins::FailedLogins;
 use crate::metrics::Counters;
 use crate::password::{Algorithm, PasswordHash};
 use crate::store::{Store, StoreConfig, StoreError};
@@ -35,6 +36,8 @@ pub struct Broker {
     /// Each configured user's password, hashed at start as RabbitMQ stores it (the config's
     /// plaintext is not kept).
     passwords: HashMap<String, PasswordHash>,
+    /// Failed logins per address: how long each refusal waits.
+    pub failed_logins: FailedLogins,
 }
 
 /// A connection counted as in its handshake; dropping it (open, or gone) uncounts it.
@@ -126,6 +129,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             config,
             passwords,
+            failed_logins: FailedLogins::default(),
             store,
             vhosts,
             next_connection: AtomicU64::new(1),

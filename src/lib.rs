@@ -17,6 +17,7 @@
 //! - [`metrics`]: metric names, the per-connection tally, the recorder.
 //! - [`http`]: the HTTP endpoint (`/metrics`), gauges computed when scraped.
 //! - [`offload`]: long synchronous work kept from stalling a runtime worker's other tasks.
+//! - [`failed_logins`]: failed logins per address, and how long a refusal waits.
 //! - [`password`]: password hashes as RabbitMQ makes them (users log in with their hash).
 
 pub(crate) mod alarms;
@@ -26,6 +27,7 @@ pub mod config;
 pub(crate) mod connection;
 pub(crate) mod error;
 pub(crate) mod exchange;
+pub(crate) mod failed_logins;
 pub(crate) mod http;
 pub(crate) mod message;
 pub mod metrics;

@@ -374,3 +374,27 @@ async fn amqplain_with_a_repeated_key_takes_the_first() {
         }
     }
 }
+
+/// Wrong passwords from one address are answered ever later (100 ms more per recent
+/// failure, at most 1 s), still with RabbitMQ's 403: guessing is slow.
+#[tokio::test]
+async fn repeated_wrong_passwords_are_refused_ever_more_slowly() {
+    let env = Env::start().await;
+    let uri = format!("amqp://guest:wrong@{}/%2f", env.addr());
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        match connect_uri(&uri).await {
+            Err(e) => assert_eq!(code(&e), Some(403), "{e:?}"),
+            Ok(_) => panic!("a wrong password connected"),
+        }
+    }
+    // 100 + 200 + 300 + 400 + 500 ms at least (more if other tests here failed logins too).
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "5 refusals took {took:?}"
+    );
+    // The right password still gets in at once.
+    let ok = connect_uri(&format!("amqp://guest:guest@{}/%2f", env.addr())).await;
+    assert!(ok.is_ok(), "{ok:?}");
+}

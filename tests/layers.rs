@@ -10,7 +10,15 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Foundations: no broker state.
     &[
-        "error", "args", "names", "offload", "alarms", "config", "metrics", "password",
+        "error",
+        "args",
+        "names",
+        "offload",
+        "alarms",
+        "config",
+        "metrics",
+        "password",
+        "failed_logins",
     ],
     &["message"],
     &["store"],

@@ -7,6 +7,7 @@
 
 use amq_protocol::protocol::{connection as conn, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use std::time::Instant;
 use tracing::{info, warn};
 use warren_codec::sasl;
 
@@ -14,6 +15,7 @@ use super::{ClientCaps, Connection, Phase};
 use crate::args;
 use crate::broker::LoginError;
 use crate::error::AmqpError;
+use crate::metrics::Counter;
 
 /// RabbitMQ's minimum frame_max (4.2 and later use 8192; the spec says 4096).
 pub const FRAME_MIN_SIZE: u32 = 8192;
@@ -97,9 +99,23 @@ impl Connection {
         let Some((user, pass)) = creds else {
             return self.refuse_login(format!("malformed {mechanism} response"));
         };
-        match self.broker.authenticate(&user, &pass, self.peer.ip()) {
+        crate::metrics::count(Counter::AuthAttempts, 1);
+        let outcome = self.broker.authenticate(&user, &pass, self.peer.ip());
+        let counter = match outcome {
+            Ok(()) => Counter::AuthAttemptsSucceeded,
+            Err(_) => Counter::AuthAttemptsFailed,
+        };
+        crate::metrics::count(counter, 1);
+        match outcome {
             Ok(()) => {}
             Err(LoginError::BadCredentials) => {
+                // Answered only after a wait that grows with this address's recent
+                // failures (`failed_logins`), so that guessing is slow.
+                let wait = self
+                    .broker
+                    .failed_logins
+                    .failed(self.peer.ip(), Instant::now());
+                self.login_delay = Some(wait);
                 // RabbitMQ logs "PLAIN login refused: user 'x' - invalid credentials"; the
                 // name is the peer's, so it is logged escaped (`?`).
                 warn!(peer = %self.peer, user = ?user, "{mechanism} login refused: invalid credentials");

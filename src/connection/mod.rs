@@ -152,6 +152,8 @@ pub struct Connection {
     linger: bool,
     /// Held until connection.open succeeds (see [`Broker::begin_handshake`]).
     handshake: Option<crate::broker::HandshakeSlot>,
+    /// Set by a refused login: how long to wait before answering it (`failed_logins`).
+    login_delay: Option<Duration>,
 }
 
 impl Drop for Connection {
@@ -241,6 +243,7 @@ async fn run(
         alarm: AlarmState::default(),
         linger: false,
         handshake: Some(handshake),
+        login_delay: None,
     };
     c.send_start();
     let result = c.main_loop(&mut stream, deadline).await;
@@ -360,6 +363,10 @@ impl Connection {
                     let published = self.published_total;
                     crate::store::Store::take_sent_here();
                     self.process_input(&mut inbuf);
+                    if let Some(wait) = self.login_delay.take() {
+                        // Only this connection waits; its refusal goes out after.
+                        tokio::time::sleep(wait).await;
+                    }
                     if self.published_total != published && self.alarm.active.is_some() {
                         self.block();
                     }

@@ -50,6 +50,11 @@ counters! {
     DeadLetteredExpired => "rabbitmq_global_messages_dead_lettered_expired_total",
     DeadLetteredMaxlen => "rabbitmq_global_messages_dead_lettered_maxlen_total",
     DeadLetteredDeliveryLimit => "rabbitmq_global_messages_dead_lettered_delivery_limit_total",
+    /// Logins tried, accepted and refused (any mechanism; RabbitMQ's counters, without its
+    /// protocol label).
+    AuthAttempts => "rabbitmq_auth_attempts_total",
+    AuthAttemptsSucceeded => "rabbitmq_auth_attempts_succeeded_total",
+    AuthAttemptsFailed => "rabbitmq_auth_attempts_failed_total",
     /// Ops (message writes, deletes, definitions) the store writer committed.
     StoreOps => "warren_store_ops_total",
 }
