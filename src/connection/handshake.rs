@@ -97,7 +97,7 @@ impl Connection {
             }
         };
         let Some((user, pass)) = creds else {
-            return self.refuse_login(format!("malformed {mechanism} response"));
+            return self.refuse_login(format!("malformed {mechanism} response"), None);
         };
         crate::metrics::count(Counter::AuthAttempts, 1);
         let outcome = self.broker.authenticate(&user, &pass, self.peer.ip());
@@ -116,15 +116,16 @@ impl Connection {
                     .failed_logins
                     .failed(self.peer.ip(), Instant::now());
                 self.login_delay = Some(wait);
-                // RabbitMQ logs "PLAIN login refused: user 'x' - invalid credentials"; the
-                // name is the peer's, so it is logged escaped (`?`).
-                warn!(peer = %self.peer, user = ?user, "{mechanism} login refused: invalid credentials");
-                return self.refuse_login(format!(
-                    "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-                ));
+                return self.refuse_login(
+                    format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+                    Some(&user),
+                );
             }
             Err(LoginError::LoopbackOnly) => {
-                return self.refuse_login(format!("User '{user}' can only connect via localhost"));
+                return self.refuse_login(
+                    format!("User '{user}' can only connect via localhost"),
+                    Some(&user),
+                );
             }
         }
         self.user = user;
@@ -141,8 +142,9 @@ impl Connection {
     }
 
     /// A refused login: a 403 close for clients that asked for one, else just hang up.
-    fn refuse_login(&mut self, text: String) -> Result<(), AmqpError> {
-        warn!(peer = %self.peer, "login refused: {text}");
+    /// Logged with the peer and the user named (escaped, `?`: the name is the peer's).
+    fn refuse_login(&mut self, text: String, user: Option<&str>) -> Result<(), AmqpError> {
+        warn!(peer = %self.peer, user = ?user, "login refused: {text}");
         if self.caps.authentication_failure_close {
             Err(AmqpError::login_refused(text))
         } else {

@@ -51,6 +51,8 @@ pub(crate) struct MetaLog {
     pending: Vec<u8>,
     /// How to undo this commit's changes to `live`: each key's value before it.
     undo: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// A rewrite's rename whose directory sync failed: `sync` retries it first.
+    dir_unsynced: bool,
 }
 
 fn entry_size(key: &[u8], value: &[u8]) -> u64 {
@@ -130,6 +132,7 @@ impl MetaLog {
             live_bytes,
             pending: Vec::new(),
             undo: Vec::new(),
+            dir_unsynced: false,
         })
     }
 
@@ -181,6 +184,10 @@ impl MetaLog {
     /// Writes this commit's entries and `fdatasync`s them. On an error the file is cut back
     /// (the caller rolls the commit back).
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {
+        if self.dir_unsynced {
+            sync_dir(&self.root)?;
+            self.dir_unsynced = false;
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -250,14 +257,19 @@ impl MetaLog {
         let res = file
             .write_all_at(&out, 0)
             .and_then(|()| file.sync_data())
-            .and_then(|()| std::fs::rename(&tmp, meta_path(&self.root)))
-            .and_then(|()| sync_dir(&self.root));
+            .and_then(|()| std::fs::rename(&tmp, meta_path(&self.root)));
         if let Err(e) = res {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        // Renamed: `meta` is the new file from now on, whatever comes next (writing on to
+        // the old one would write to an unlinked file). Until `logs/` is synced the rename
+        // may not survive a power cut, so no commit counts as durable before it is.
         self.file = file;
         self.len = out.len() as u64;
+        self.dir_unsynced = true;
+        sync_dir(&self.root)?;
+        self.dir_unsynced = false;
         Ok(())
     }
 }
