@@ -15,7 +15,7 @@
 //! checksum (a crash mid-write: it was never committed) and cuts the file there.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -248,12 +248,8 @@ impl MetaLog {
             encode(&mut out, PUT, k, v);
         }
         let tmp = new_path(&self.root);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&tmp)?;
+        // Only written from here on (`open` reads the file by path).
+        let file = File::create(&tmp)?;
         let res = file
             .write_all_at(&out, 0)
             .and_then(|()| file.sync_data())
@@ -322,7 +318,7 @@ mod tests {
         m.committed(false);
         let path = meta_path(dir.path());
         let len = std::fs::metadata(&path).unwrap().len();
-        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 3).unwrap();
         let m = reopen(dir.path());
         assert_eq!(m.scan(b"k").count(), 1);
