@@ -78,7 +78,7 @@ start_base() {
     log "port $BASE_PORT is already taken; set BASE_PORT"; return 1
   fi
   BASE_DATA=$(mktemp -d /tmp/warren-bench-base.XXXXXX)
-  WARREN_LISTEN="127.0.0.1:$BASE_PORT" WARREN_METRICS_LISTEN=off WARREN_DATA_DIR="$BASE_DATA" \
+  WARREN_LISTEN="127.0.0.1:$BASE_PORT" WARREN_METRICS_LISTEN=off WARREN_MANAGEMENT_LISTEN=off WARREN_DATA_DIR="$BASE_DATA" \
     "$BASELINE_BIN" >>"$OUT/base.log" 2>&1 &
   BASE_PID=$!
   for _ in $(seq 1 100); do port_open "$BASE_PORT" && return 0; sleep 0.1; done
@@ -99,7 +99,7 @@ start_warren() {
     log "port $WARREN_PORT is already taken; set WARREN_PORT"; return 1
   fi
   WARREN_DATA=$(mktemp -d /tmp/warren-bench-data.XXXXXX)
-  WARREN_LISTEN="127.0.0.1:$WARREN_PORT" WARREN_METRICS_LISTEN=off WARREN_DATA_DIR="$WARREN_DATA" \
+  WARREN_LISTEN="127.0.0.1:$WARREN_PORT" WARREN_METRICS_LISTEN=off WARREN_MANAGEMENT_LISTEN=off WARREN_DATA_DIR="$WARREN_DATA" \
     target/release/warren >>"$OUT/warren.log" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 1 100); do port_open "$WARREN_PORT" && return 0; sleep 0.1; done

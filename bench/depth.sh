@@ -44,7 +44,7 @@ du_kb() { du -sk "$1" 2>/dev/null | awk '{print $1}'; }
 # boot BROKER: starts it on its data directory (kept as it is) and sets PID.
 boot() {
   if [ "$1" = warren ]; then
-    WARREN_LISTEN="127.0.0.1:$WARREN_PORT" WARREN_METRICS_LISTEN=off WARREN_DATA_DIR="$DATA" \
+    WARREN_LISTEN="127.0.0.1:$WARREN_PORT" WARREN_METRICS_LISTEN=off WARREN_MANAGEMENT_LISTEN=off WARREN_DATA_DIR="$DATA" \
       target/release/warren >>"$OUT/warren.log" 2>&1 &
     PID=$!
   else

@@ -67,7 +67,7 @@ start() {
     DATA[$s]=$(mktemp -d "/tmp/warren-scale-$s.XXXXXX")
   fi
   STARTED_AT=$(date +%s.%N)
-  WARREN_LISTEN="127.0.0.1:${PORTS[$s]}" WARREN_METRICS_LISTEN=off WARREN_DATA_DIR="${DATA[$s]}" \
+  WARREN_LISTEN="127.0.0.1:${PORTS[$s]}" WARREN_METRICS_LISTEN=off WARREN_MANAGEMENT_LISTEN=off WARREN_DATA_DIR="${DATA[$s]}" \
     "${BIN[$s]}" >>"$OUT/$s.log" 2>&1 &
   PID[$s]=$!
 }

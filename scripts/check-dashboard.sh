@@ -27,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-WARREN_LISTEN="127.0.0.1:$amqp" WARREN_METRICS_LISTEN="127.0.0.1:$metrics" \
+WARREN_LISTEN="127.0.0.1:$amqp" WARREN_METRICS_LISTEN="127.0.0.1:$metrics" WARREN_MANAGEMENT_LISTEN=off \
   WARREN_DATA_DIR="$work/data" ./target/release/warren >"$work/warren.log" 2>&1 &
 broker=$!
 cat >"$work/prometheus.yml" <<YML

@@ -21,7 +21,7 @@ echo "== compat-tests (pika, amqplib) against a release build"
 cargo build --release --locked --bin warren
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 data=$(mktemp -d)
-WARREN_LISTEN="127.0.0.1:$port,[::1]:$port" WARREN_METRICS_LISTEN=off WARREN_DATA_DIR="$data" \
+WARREN_LISTEN="127.0.0.1:$port,[::1]:$port" WARREN_METRICS_LISTEN=off WARREN_MANAGEMENT_LISTEN=off WARREN_DATA_DIR="$data" \
   ./target/release/warren > "$data/warren.log" 2>&1 &
 broker=$!
 trap 'kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true' EXIT

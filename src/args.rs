@@ -96,6 +96,35 @@ pub fn canonical(t: &FieldTable) -> Vec<u8> {
     out
 }
 
+/// A JSON value (a definitions file's arguments) as RabbitMQ's import types it: strings
+/// long strings, integers 64-bit, other numbers doubles, lists arrays, objects tables.
+pub fn from_json(v: &serde_json::Value) -> AMQPValue {
+    use amq_protocol::types::{FieldArray, LongString};
+    use serde_json::Value;
+    match v {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => AMQPValue::LongLongInt(i),
+            None => AMQPValue::Double(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
+        Value::Array(a) => AMQPValue::FieldArray(FieldArray::from(
+            a.iter().map(from_json).collect::<Vec<_>>(),
+        )),
+        Value::Object(o) => AMQPValue::FieldTable(table_from_json(o)),
+    }
+}
+
+/// A JSON object as a field table (see [`from_json`]).
+pub fn table_from_json(o: &serde_json::Map<String, serde_json::Value>) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in o {
+        t.insert(k.as_str().into(), from_json(v));
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

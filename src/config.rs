@@ -53,6 +53,9 @@ pub struct Cli {
     /// Prometheus metrics listen address [default: 0.0.0.0:15692]; "off" disables it.
     #[arg(long, env = "WARREN_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Management HTTP API listen address [default: 0.0.0.0:15672]; "off" disables it.
+    #[arg(long, env = "WARREN_MANAGEMENT_LISTEN")]
+    pub management_listen: Option<String>,
     /// Log filter (tracing-subscriber EnvFilter syntax) [default: info]
     #[arg(long, env = "WARREN_LOG")]
     pub log: Option<String>,
@@ -106,6 +109,9 @@ pub struct UserConfig {
     /// Whether the user may connect from a non-loopback address.
     #[serde(default = "yes")]
     pub remote: bool,
+    /// RabbitMQ's user tags (`administrator`, `monitoring`, `management`, `policymaker`).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -119,6 +125,7 @@ pub struct FileConfig {
     pub listen: Option<Vec<String>>,
     pub data_dir: Option<PathBuf>,
     pub metrics_listen: Option<String>,
+    pub management_listen: Option<String>,
     pub log: Option<String>,
     pub vhosts: Option<Vec<String>>,
     pub users: Option<Vec<UserConfig>>,
@@ -135,6 +142,10 @@ pub struct FileConfig {
     pub consumer_timeout: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_handshakes: Option<usize>,
+    pub default_user: Option<String>,
+    pub default_pass: Option<String>,
+    pub loopback_users: Option<Vec<String>>,
+    pub load_definitions: Option<PathBuf>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -143,11 +154,22 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub data_dir: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
+    /// The management HTTP API (`/api`), as RabbitMQ's management plugin on 15672.
+    pub management_listen: Option<SocketAddr>,
     pub log: String,
     /// Logs as JSON lines instead of text.
     pub log_json: bool,
+    /// Vhosts made at start if missing (the store keeps the others).
     pub vhosts: Vec<String>,
+    /// Users (re)written at every start, with `.*` permissions on their vhosts.
     pub users: Vec<UserConfig>,
+    /// Made on a first start that finds no user (and loads no definitions), as RabbitMQ.
+    pub default_user: String,
+    pub default_pass: String,
+    /// Users who may log in only from a loopback address (RabbitMQ's default: guest).
+    pub loopback_users: Vec<String>,
+    /// A RabbitMQ definitions file imported at every start.
+    pub load_definitions: Option<PathBuf>,
     pub frame_max: u32,
     pub channel_max: u16,
     pub heartbeat: u16,
@@ -179,16 +201,16 @@ impl Default for Config {
             ],
             data_dir: PathBuf::from("./warren-data"),
             metrics_listen: Some(SocketAddr::from(([0, 0, 0, 0], 15692))),
+            management_listen: Some(SocketAddr::from(([0, 0, 0, 0], 15672))),
             log: "info".into(),
             log_json: false,
             vhosts: vec!["/".into()],
+            users: vec![],
             // guest/guest on "/", loopback only, as RabbitMQ ships.
-            users: vec![UserConfig {
-                name: "guest".into(),
-                password: "guest".into(),
-                vhosts: vec![],
-                remote: false,
-            }],
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            loopback_users: vec!["guest".into()],
+            load_definitions: None,
             frame_max: 131_072,
             channel_max: 2047,
             heartbeat: 60,
@@ -217,6 +239,7 @@ fn parse_listen(list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
         .collect()
 }
 
+/// An HTTP listener's address, or `off`.
 fn parse_metrics(s: &str) -> Result<Option<SocketAddr>, ConfigError> {
     if s == "off" || s.is_empty() {
         return Ok(None);
@@ -255,6 +278,9 @@ impl Config {
         if let Some(m) = cli.metrics_listen.or(file.metrics_listen) {
             c.metrics_listen = parse_metrics(&m)?;
         }
+        if let Some(m) = cli.management_listen.or(file.management_listen) {
+            c.management_listen = parse_metrics(&m)?;
+        }
         if let Some(l) = cli.log.or(file.log) {
             c.log = l;
         }
@@ -269,6 +295,16 @@ impl Config {
         if let Some(u) = file.users {
             c.users = u;
         }
+        if let Some(u) = file.default_user {
+            c.default_user = u;
+        }
+        if let Some(p) = file.default_pass {
+            c.default_pass = p;
+        }
+        if let Some(l) = file.loopback_users {
+            c.loopback_users = l;
+        }
+        c.load_definitions = file.load_definitions;
         c.frame_max = file.frame_max.unwrap_or(c.frame_max);
         if !(8192..=1 << 31).contains(&c.frame_max) {
             return Err(ConfigError::Value {
@@ -372,8 +408,8 @@ vhosts = ["other"]
         assert_eq!(c.heartbeat, 60);
         assert_eq!(c.handshake_timeout, Duration::from_secs(10));
         assert_eq!(c.metrics_listen, Some("0.0.0.0:15692".parse().unwrap()));
-        assert_eq!(c.users[0].name, "guest");
-        assert!(!c.users[0].remote);
+        assert_eq!(c.default_user, "guest");
+        assert_eq!(c.loopback_users, vec!["guest".to_string()]);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`config`]: settings from flags, environment and a TOML file.
 //! - [`alarms`]: the memory and disk alarms that block publishers.
 //! - [`server`]: listeners, the accept loop, graceful shutdown.
-//! - [`broker`]: the process-wide state: users, vhosts, id generation.
+//! - [`broker`]: the process-wide state: vhosts, the access model and its administration,
+//!   definitions import, sessions, id generation.
 //! - [`vhost`]: owns exchanges, queues and bindings; routes a message to its queues.
 //! - [`exchange`]: the exchange and one router per type (direct, fanout, topic, headers).
 //! - [`queue`]: a queue (ready messages in RAM up to a budget, then on disk: [`queue::ready`]),
@@ -19,7 +20,10 @@
 //! - [`offload`]: long synchronous work kept from stalling a runtime worker's other tasks.
 //! - [`failed_logins`]: failed logins per address, and how long a refusal waits.
 //! - [`password`]: password hashes as RabbitMQ makes them (users log in with their hash).
+//! - [`access`]: users, vhosts' limits, permissions and topic permissions; one user's
+//!   grants in a vhost.
 
+pub(crate) mod access;
 pub(crate) mod alarms;
 pub(crate) mod args;
 pub(crate) mod broker;

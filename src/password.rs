@@ -106,6 +106,14 @@ impl PasswordHash {
         PasswordHash { algorithm, bytes }
     }
 
+    /// No password: matches nothing (RabbitMQ's user made without one).
+    pub fn none() -> PasswordHash {
+        PasswordHash {
+            algorithm: Algorithm::Sha256,
+            bytes: Vec::new(),
+        }
+    }
+
     /// A hash as RabbitMQ exports it: base64 `password_hash` (empty: no password) and the
     /// `hashing_algorithm` module name.
     pub fn parse(algorithm: &str, base64: &str) -> Result<PasswordHash, HashError> {

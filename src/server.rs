@@ -29,10 +29,12 @@ pub enum ServerError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("management API: {0}")]
+    Management(String),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Open(#[from] crate::broker::OpenError),
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -52,6 +54,8 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// A running server, for tests and embedding.
 pub struct ServerHandle {
     pub addrs: Vec<SocketAddr>,
+    /// Where the management API listens, if it does.
+    pub management_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
@@ -117,6 +121,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         return Err(ServerError::NoListener);
     }
     let metrics_listen = config.metrics_listen;
+    let management_listen = config.management_listen;
     let (tx, rx) = watch::channel(false);
     let data_dir = config.data_dir.clone();
     let broker = Broker::open(config, rx.clone())?;
@@ -125,6 +130,13 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         crate::http::serve(addr, Arc::downgrade(&broker))
             .await
             .map_err(|e| ServerError::Metrics(format!("{addr}: {e}")))?;
+    }
+    let mut management_addr = None;
+    if let Some(addr) = management_listen {
+        let local = crate::http::management::serve(addr, Arc::downgrade(&broker), rx.clone())
+            .await
+            .map_err(|e| ServerError::Management(format!("{addr}: {e}")))?;
+        management_addr = Some(local);
     }
     let addrs: Vec<SocketAddr> = listeners
         .iter()
@@ -136,6 +148,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     let done = tokio::spawn(serve(listeners, broker.clone(), rx));
     Ok(ServerHandle {
         addrs,
+        management_addr,
         broker,
         shutdown: tx,
         done,

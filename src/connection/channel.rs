@@ -38,6 +38,15 @@ pub enum TxOp {
     },
 }
 
+#[derive(Clone)]
+pub struct CachedExchange {
+    pub exchange: Arc<Exchange>,
+    /// The broker's access generation when write on it was permitted.
+    pub generation: u64,
+    /// It is a topic exchange the user has topic permissions on: each key is checked.
+    pub topic_rules: bool,
+}
+
 pub struct Channel {
     pub id: u16,
     /// We sent channel.close and wait for close-ok; everything else is dropped.
@@ -57,8 +66,9 @@ pub struct Channel {
     pub last_queue: Option<String>,
     /// Direct reply-to: this channel's token and reply consumer tag.
     pub reply_to: Option<(String, String)>,
-    /// The exchange of the last publish, re-used while its name matches and it lives.
-    pub exchange_cache: Option<Arc<Exchange>>,
+    /// The exchange of the last publish, re-used while its name matches, it lives, and
+    /// the access generation its write permission was checked at is current.
+    pub exchange_cache: Option<CachedExchange>,
     /// No unacked delivery's deadline is earlier than this (a lower bound: see
     /// [`Channel::timed_out`]).
     pub earliest_deadline: Option<Instant>,

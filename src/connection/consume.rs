@@ -48,7 +48,7 @@ impl Connection {
         if m.queue.as_str() == crate::vhost::reply_to::PSEUDO_QUEUE {
             return self.consume_replies(ch, &m);
         }
-        let q = self.usable_queue(ch, m.queue.as_str())?;
+        let q = self.usable_queue(ch, m.queue.as_str(), crate::access::Perm::Read)?;
         let tag = if m.consumer_tag.as_str().is_empty() {
             crate::names::consumer_tag()
         } else {
@@ -152,7 +152,7 @@ impl Connection {
     }
 
     pub(super) fn on_get(&mut self, ch: u16, queue: &str, no_ack: bool) -> AmqpResult<()> {
-        let q = self.usable_queue(ch, queue)?;
+        let q = self.usable_queue(ch, queue, crate::access::Perm::Read)?;
         let Some((m, remaining)) = q.get(!no_ack) else {
             self.write_method(
                 ch,

@@ -26,6 +26,9 @@ pub enum ConnEvent {
     /// The store synced everything this connection sent before its sync `token`
     /// (`ok` = false: the write failed, and what waited on it is nacked).
     Durable { token: u64, ok: bool },
+    /// The broker closes the connection (320): its vhost or user was deleted, or the
+    /// user's password changed.
+    ForceClose(String),
 }
 
 /// A connection's events: other tasks push, the connection's loop takes all there are at
@@ -121,12 +124,23 @@ impl Outbox for Inbox {
     }
 }
 
+impl crate::broker::sessions::ForceClose for Inbox {
+    fn force_close(&self, text: String) {
+        let _ = self.send(ConnEvent::ForceClose(text));
+    }
+}
+
 impl Connection {
     pub(super) fn handle_event(&mut self, e: ConnEvent) {
         match e {
             ConnEvent::Deliver(d) => self.deliver(d.queue, d.consumer, d.messages),
             ConnEvent::Cancel { channel, tag } => self.broker_cancel(channel, &tag),
             ConnEvent::Durable { token, ok } => self.synced(token, ok),
+            ConnEvent::ForceClose(text) => {
+                if self.phase == super::Phase::Open {
+                    self.close_connection(&crate::error::AmqpError::connection_forced(text));
+                }
+            }
             ConnEvent::Reply {
                 channel,
                 tag,

@@ -124,6 +124,20 @@ impl Connection {
                     ))
                     .on(class_id, method_id));
                 }
+                if let Some(max) = self.broker.user_channel_limit(&self.user) {
+                    let others = self
+                        .broker
+                        .sessions
+                        .user_channels_except(&self.user, self.id);
+                    if others + self.channels.len() as u64 >= max {
+                        // RabbitMQ's text (rabbit_reader), a connection error.
+                        return Err(AmqpError::not_allowed(format!(
+                            "number of channels opened for user '{}' has reached the maximum allowed user limit of ({max})",
+                            self.user
+                        ))
+                        .on(class_id, method_id));
+                    }
+                }
                 self.channels.insert(ch, Box::new(Channel::new(ch)));
                 self.tally.add(Counter::ChannelsOpened, 1);
                 self.write_method(

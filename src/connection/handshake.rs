@@ -13,6 +13,7 @@ use warren_codec::sasl;
 
 use super::{ClientCaps, Connection, Phase};
 use crate::args;
+use crate::broker::sessions::{ForceClose, Refused};
 use crate::broker::LoginError;
 use crate::error::AmqpError;
 use crate::metrics::Counter;
@@ -192,7 +193,8 @@ impl Connection {
         let Some(vhost) = self.broker.vhost(name) else {
             return Err(AmqpError::not_allowed(format!("vhost {name} not found")).on(10, 40));
         };
-        if !self.broker.may_open(&self.user, name) {
+        let grants = self.broker.grants(&self.user, name);
+        if !grants.may_open() {
             return Err(AmqpError::not_allowed(format!(
                 "access to vhost '{name}' refused for user '{}'",
                 self.user
@@ -206,6 +208,32 @@ impl Connection {
             ))
             .on(10, 40));
         }
+        let limits = self.broker.connection_limits(&self.user, name);
+        let closer: std::sync::Arc<dyn ForceClose> = self.inbox.clone();
+        match self
+            .broker
+            .sessions
+            .open(self.id, &self.user, name, limits, closer)
+        {
+            Ok(()) => self.in_sessions = true,
+            // RabbitMQ's texts (rabbit_reader).
+            Err(Refused::VhostConnections(_)) => {
+                return Err(AmqpError::not_allowed(format!(
+                    "access to vhost '{name}' refused for user '{}': connection limit ({}) is reached",
+                    self.user,
+                    limits.0.unwrap_or(0)
+                ))
+                .on(10, 40));
+            }
+            Err(Refused::UserConnections(n)) => {
+                return Err(AmqpError::not_allowed(format!(
+                    "Connection refused for user '{}': user connection limit ({n}) is reached",
+                    self.user
+                ))
+                .on(10, 40));
+            }
+        }
+        self.permits = super::permit::Permits::new(grants);
         self.vhost = Some(vhost);
         self.phase = Phase::Open;
         // No longer counted against the handshake limit.

@@ -11,7 +11,9 @@ use tracing::debug;
 
 use super::channel::TxOp;
 use super::confirms::Confirms;
+use super::permit::Kind;
 use super::Connection;
+use crate::access::Perm;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Destination;
 use crate::queue::Queue;
@@ -35,9 +37,16 @@ impl Connection {
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
-    /// A queue this connection may use: 404 if missing, 405 if another's exclusive queue.
-    pub(super) fn usable_queue(&self, ch: u16, name: &str) -> AmqpResult<Arc<Queue>> {
+    /// A queue this connection may use with `perm`: 403 if not permitted, 404 if missing,
+    /// 405 if another's exclusive queue.
+    pub(super) fn usable_queue(
+        &mut self,
+        ch: u16,
+        name: &str,
+        perm: Perm,
+    ) -> AmqpResult<Arc<Queue>> {
         let name = self.queue_name(ch, name)?;
+        self.permit(perm, Kind::Queue, &name)?;
         let q = self.vhost()?.queue_or_404(&name)?;
         q.check_exclusive(self.id)?;
         Ok(q)
@@ -102,6 +111,16 @@ impl Connection {
         let vhost = self.vhost()?;
         match m {
             exchange::AMQPMethod::Declare(d) => {
+                if !d.passive {
+                    let name = d.exchange.as_str();
+                    self.permit(Perm::Configure, Kind::Exchange, name)?;
+                    if let Some(ae) = crate::args::get_str(&d.arguments, "alternate-exchange")
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                    {
+                        self.permit(Perm::Read, Kind::Exchange, name)?;
+                        self.permit(Perm::Write, Kind::Exchange, &ae)?;
+                    }
+                }
                 vhost.declare_exchange(ExchangeSpec {
                     name: d.exchange.as_str(),
                     kind: d.kind.as_str(),
@@ -121,6 +140,11 @@ impl Connection {
                 }
             }
             exchange::AMQPMethod::Delete(d) => {
+                // The default and amq.* exchanges are refused (403) before permissions.
+                let name = d.exchange.as_str();
+                if !name.is_empty() && !name.starts_with("amq.") {
+                    self.permit(Perm::Configure, Kind::Exchange, name)?;
+                }
                 vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
                 if !d.nowait {
                     self.write_method(
@@ -132,6 +156,12 @@ impl Connection {
             exchange::AMQPMethod::Bind(b) => {
                 not_default_exchange(b.destination.as_str())?;
                 not_default_exchange(b.source.as_str())?;
+                self.permit_binding(
+                    Kind::Exchange,
+                    b.destination.as_str(),
+                    b.source.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 let dest = vhost.exchange_or_404(b.destination.as_str())?;
                 vhost.bind(
                     b.source.as_str(),
@@ -149,6 +179,12 @@ impl Connection {
             exchange::AMQPMethod::Unbind(b) => {
                 not_default_exchange(b.destination.as_str())?;
                 not_default_exchange(b.source.as_str())?;
+                self.permit_binding(
+                    Kind::Exchange,
+                    b.destination.as_str(),
+                    b.source.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 // A missing destination makes unbind a no-op, as in RabbitMQ.
                 if let Some(dest) = vhost.exchange(b.destination.as_str()) {
                     vhost.unbind(
@@ -187,6 +223,23 @@ impl Connection {
                     requested.to_string()
                 };
                 crate::metrics::count(Counter::QueuesDeclared, 1);
+                if !d.passive {
+                    self.permit(Perm::Configure, Kind::Queue, &name)?;
+                    if let Some(dlx) = crate::args::get_str(&d.arguments, "x-dead-letter-exchange")
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                    {
+                        self.permit(Perm::Read, Kind::Queue, &name)?;
+                        self.permit(Perm::Write, Kind::Exchange, &dlx)?;
+                    }
+                    if let Some(max) = self.broker.vhost_queue_limit(&vhost.name) {
+                        if vhost.queue(&name).is_none() && vhost.queue_count() as u64 >= max {
+                            return Err(AmqpError::precondition_failed(format!(
+                                "cannot declare queue '{name}': queue limit in vhost '{}' ({max}) is reached",
+                                vhost.name
+                            )));
+                        }
+                    }
+                }
                 let (q, created) = vhost.declare_queue(
                     QueueSpec {
                         name,
@@ -218,7 +271,14 @@ impl Connection {
             queue::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(ch, b.queue.as_str())?;
                 not_default_exchange(b.exchange.as_str())?;
-                let q = self.usable_queue(ch, &name)?;
+                self.permit_binding(
+                    Kind::Queue,
+                    &name,
+                    b.exchange.as_str(),
+                    b.routing_key.as_str(),
+                )?;
+                let q = self.vhost()?.queue_or_404(&name)?;
+                q.check_exclusive(self.id)?;
                 vhost.bind(
                     b.exchange.as_str(),
                     Destination::Queue(q),
@@ -235,6 +295,12 @@ impl Connection {
             queue::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(ch, b.queue.as_str())?;
                 not_default_exchange(b.exchange.as_str())?;
+                self.permit_binding(
+                    Kind::Queue,
+                    &name,
+                    b.exchange.as_str(),
+                    b.routing_key.as_str(),
+                )?;
                 // A missing queue makes unbind a no-op, as in RabbitMQ.
                 if let Some(q) = vhost.queue(&name) {
                     q.check_exclusive(self.id)?;
@@ -251,7 +317,7 @@ impl Connection {
                 );
             }
             queue::AMQPMethod::Purge(p) => {
-                let q = self.usable_queue(ch, p.queue.as_str())?;
+                let q = self.usable_queue(ch, p.queue.as_str(), Perm::Read)?;
                 let n = q.purge();
                 if !p.nowait {
                     self.write_method(
@@ -264,6 +330,7 @@ impl Connection {
             }
             queue::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(ch, d.queue.as_str())?;
+                self.permit(Perm::Configure, Kind::Queue, &name)?;
                 let n = match vhost.queue(&name) {
                     None => 0, // idempotent, as RabbitMQ
                     Some(q) => {
@@ -354,7 +421,10 @@ impl Connection {
                 };
                 for op in ops {
                     match op {
-                        TxOp::Publish(content) => self.route_and_enqueue(ch, content, None)?,
+                        TxOp::Publish(content) => {
+                            let ex = self.publish_exchange(ch, &content)?;
+                            self.route_and_enqueue(ch, &ex, content, None)?
+                        }
                         TxOp::Ack(d) => self.settle(d),
                         TxOp::Reject {
                             deliveries,
@@ -418,6 +488,32 @@ impl Connection {
             basic::AMQPMethod::RecoverAsync(r) => self.on_recover(ch, r.requeue, false),
             _ => Err(AmqpError::command_invalid("unimplemented method")),
         }
+    }
+}
+
+impl Connection {
+    /// A binding (or unbinding) of `dest` to the exchange `source`: write on the
+    /// destination, read on the source, and, for a topic exchange with topic permissions,
+    /// read on the binding key; all before either end is looked up (403 before 404).
+    fn permit_binding(
+        &mut self,
+        kind: Kind,
+        dest: &str,
+        source: &str,
+        key: &str,
+    ) -> AmqpResult<()> {
+        self.permit(Perm::Write, kind, dest)?;
+        self.permit(Perm::Read, Kind::Exchange, source)?;
+        if self.fresh_grants().has_topic_rules(source) {
+            let topic = self
+                .vhost()?
+                .exchange(source)
+                .is_some_and(|x| x.kind == crate::exchange::ExchangeKind::Topic);
+            if topic {
+                self.permit_topic(Perm::Read, source, key)?;
+            }
+        }
+        Ok(())
     }
 }
 

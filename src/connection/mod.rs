@@ -24,6 +24,7 @@ mod frames;
 mod handshake;
 mod methods;
 mod output;
+mod permit;
 mod publish;
 mod reply_to;
 
@@ -154,10 +155,17 @@ pub struct Connection {
     handshake: Option<crate::broker::HandshakeSlot>,
     /// Set by a refused login: how long to wait before answering it (`failed_logins`).
     login_delay: Option<Duration>,
+    /// The user's rights in the vhost and the decisions taken on them (`permit`).
+    permits: permit::Permits,
+    /// Counted in the broker's sessions (from connection.open on).
+    in_sessions: bool,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        if self.in_sessions {
+            self.broker.sessions.close(self.id);
+        }
         self.broker.count_channels(-(self.channels_reported as i64));
         self.tally
             .add(Counter::ChannelsClosed, self.channels_reported as u64);
@@ -244,6 +252,8 @@ async fn run(
         linger: false,
         handshake: Some(handshake),
         login_delay: None,
+        permits: permit::Permits::none(),
+        in_sessions: false,
     };
     c.send_start();
     let result = c.main_loop(&mut stream, deadline).await;
@@ -529,6 +539,9 @@ impl Connection {
             self.broker
                 .count_channels(open as i64 - self.channels_reported as i64);
             self.channels_reported = open;
+            if self.in_sessions {
+                self.broker.sessions.set_channels(self.id, open as u64);
+            }
         }
         self.tally.flush(&self.counters);
     }

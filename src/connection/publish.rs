@@ -6,9 +6,12 @@ use std::sync::Arc;
 
 use warren_codec::{encode, reply, Content, Publish};
 
-use super::channel::TxOp;
+use super::channel::{CachedExchange, TxOp};
+use super::permit::Kind;
 use super::Connection;
+use crate::access::Perm;
 use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::metrics::Counter;
 use crate::queue::Enqueued;
@@ -26,6 +29,9 @@ impl Connection {
     pub(super) fn publish_content(&mut self, ch: u16, mut content: Content) -> AmqpResult<()> {
         // Every publish counts (one held by a transaction too): an alarm blocks on it.
         self.published_total += 1;
+        // Write permission, the exchange, internal, topic permission: RabbitMQ's order,
+        // before the properties are looked at.
+        let ex = self.publish_exchange(ch, &content)?;
         self.rewrite_reply_to(ch, &mut content)?;
         if let Some(user_id) = content.properties.user_id() {
             if user_id != self.user {
@@ -42,15 +48,62 @@ impl Connection {
         let c = self.channel_mut(ch)?;
         let seq = c.confirms.as_mut().map(|c| c.next());
         if c.tx.is_some() {
-            // The exchange is checked now (as RabbitMQ does); routing happens at commit.
-            self.vhost()?
-                .exchange_or_404(content.publish.exchange.as_str())?;
+            // The exchange was checked above (as RabbitMQ does); routing happens at commit.
             if let Some(tx) = self.channel_mut(ch)?.tx.as_mut() {
                 tx.push(TxOp::Publish(content));
             }
             return Ok(());
         }
-        self.route_and_enqueue(ch, content, seq)
+        self.route_and_enqueue(ch, &ex, content, seq)
+    }
+
+    /// The exchange a publish names, checked: write permission (403 before 404), then
+    /// existence, internal, and the topic permission on the routing key. The channel caches
+    /// the exchange with the access generation its permission was checked at, so a
+    /// publish to the same exchange costs no regex match until permissions change.
+    pub(super) fn publish_exchange(
+        &mut self,
+        ch: u16,
+        content: &Content,
+    ) -> AmqpResult<Arc<Exchange>> {
+        let name = content.publish.exchange.as_str();
+        let generation = self.broker.access_generation();
+        let cached = self
+            .channels
+            .get(&ch)
+            .and_then(|c| c.exchange_cache.clone())
+            .filter(|e| {
+                e.exchange.name == name && e.generation == generation && !e.exchange.is_deleted()
+            });
+        let entry = match cached {
+            Some(e) => e,
+            None => {
+                self.permit(Perm::Write, Kind::Exchange, name)?;
+                let vhost = self.vhost()?;
+                let exchange = vhost.exchange_or_404(name)?;
+                if exchange.internal {
+                    return Err(AmqpError::access_refused(format!(
+                        "cannot publish to internal exchange '{name}' in vhost '{}'",
+                        vhost.name
+                    )));
+                }
+                let topic_rules = exchange.kind == ExchangeKind::Topic
+                    && self.fresh_grants().has_topic_rules(name);
+                let e = CachedExchange {
+                    exchange,
+                    generation: self.permits.grants.generation,
+                    topic_rules,
+                };
+                if let Some(c) = self.channels.get_mut(&ch) {
+                    c.exchange_cache = Some(e.clone());
+                }
+                e
+            }
+        };
+        if entry.topic_rules {
+            self.permit_topic(Perm::Write, name, content.publish.routing_key.as_str())?;
+        }
+        Ok(entry.exchange)
     }
 
     /// Routes a message, enqueues it, sends a basic.return if it was mandatory and went
@@ -58,32 +111,12 @@ impl Connection {
     pub(super) fn route_and_enqueue(
         &mut self,
         ch: u16,
+        ex: &Arc<Exchange>,
         content: Content,
         seq: Option<u64>,
     ) -> AmqpResult<()> {
         let vhost = self.vhost()?;
         let name = content.publish.exchange.as_str();
-        let cached = self
-            .channels
-            .get(&ch)
-            .and_then(|c| c.exchange_cache.clone())
-            .filter(|e| e.name == name && !e.is_deleted());
-        let ex = match cached {
-            Some(e) => e,
-            None => {
-                let e = vhost.exchange_or_404(name)?;
-                if let Some(c) = self.channels.get_mut(&ch) {
-                    c.exchange_cache = Some(e.clone());
-                }
-                e
-            }
-        };
-        if ex.internal {
-            return Err(AmqpError::access_refused(format!(
-                "cannot publish to internal exchange '{name}' in vhost '{}'",
-                vhost.name
-            )));
-        }
         let mandatory = content.publish.mandatory;
         let default_exchange = name.is_empty();
         let message = Arc::new(Message::from_content(content));
@@ -102,8 +135,8 @@ impl Connection {
         }
         let mut scratch = std::mem::take(&mut self.route_scratch);
         let headers = || message.headers();
-        vhost.route(&ex, message.routing_key(), &headers, &mut scratch);
-        let message = vhost.route_cc(&ex, message, &mut scratch);
+        vhost.route(ex, message.routing_key(), &headers, &mut scratch);
+        let message = vhost.route_cc(ex, message, &mut scratch);
         let queues = &scratch.queues;
         let mut outcome = Routed {
             unrouted: queues.is_empty(),

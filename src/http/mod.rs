@@ -3,6 +3,7 @@
 //! (per-queue gauges); anything else is 404 (405 for other methods). Requests are peer
 //! input: bounded, parsed without panics, one response per connection.
 
+pub mod management;
 pub mod scrape;
 
 use std::net::SocketAddr;

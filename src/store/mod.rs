@@ -352,11 +352,22 @@ impl Store {
         self.send(Op::Delivered { qid, seq });
     }
 
-    pub fn put_vhost(&self, vhost: &str) {
+    /// A vhost's record (its description and limits as `value`; empty: none).
+    pub fn put_vhost(&self, vhost: &str, value: Vec<u8>) {
+        self.put_named(records::VHOST, &[vhost], value);
+    }
+
+    /// A definition stored by name (`records::named_key`): vhosts and the access records.
+    /// The caller checks that names fit (255 bytes each).
+    pub fn put_named(&self, kind: u8, names: &[&str], value: Vec<u8>) {
         self.send(Op::Put {
-            key: records::named_key(records::VHOST, &[vhost]),
-            value: Vec::new(),
+            key: records::named_key(kind, names),
+            value,
         });
+    }
+
+    pub fn delete_named(&self, kind: u8, names: &[&str]) {
+        self.send(Op::Delete(records::named_key(kind, names)));
     }
 
     #[allow(clippy::too_many_arguments)]

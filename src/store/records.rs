@@ -35,6 +35,11 @@ pub const EXCHANGE: u8 = b'x';
 pub const QUEUE: u8 = b'q';
 pub const BINDING: u8 = b'b';
 pub const FORMAT_KEY: u8 = b'F';
+/// Access records (`access::record`'s JSON as the value): a user by name, a permission by
+/// (vhost, user), a topic permission by (vhost, user, exchange).
+pub const USER: u8 = b'u';
+pub const PERMISSION: u8 = b'p';
+pub const TOPIC_PERMISSION: u8 = b't';
 
 /// Message flag: written for durability (every logged message has it; a record without it
 /// is refused).

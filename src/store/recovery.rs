@@ -50,7 +50,11 @@ pub struct RecoveredQueue {
 }
 
 pub struct Recovered {
-    pub vhosts: Vec<String>,
+    /// Each vhost's name and record (see `Store::put_vhost`).
+    pub vhosts: Vec<(String, Vec<u8>)>,
+    /// The access records, by kind (`records::USER`, `PERMISSION`, `TOPIC_PERMISSION`):
+    /// their values (which name what they are about).
+    pub access: Vec<(u8, Vec<u8>)>,
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<RecoveredQueue>,
     /// Bindings whose ends both exist (by id).
@@ -74,8 +78,19 @@ impl Store {
             .db()
             .ok_or_else(|| self.read_error(sled::Error::ReportableBug("no db".into())))?;
         let mut vhosts = Vec::new();
-        for (k, _) in self.scan(&db, &[records::VHOST])? {
-            vhosts.push(String::from_utf8_lossy(k.get(2..).unwrap_or_default()).into_owned());
+        for (k, v) in self.scan(&db, &[records::VHOST])? {
+            let name = String::from_utf8_lossy(k.get(2..).unwrap_or_default()).into_owned();
+            vhosts.push((name, v.to_vec()));
+        }
+        let mut access = Vec::new();
+        for kind in [
+            records::USER,
+            records::PERMISSION,
+            records::TOPIC_PERMISSION,
+        ] {
+            for (_, v) in self.scan(&db, &[kind])? {
+                access.push((kind, v.to_vec()));
+            }
         }
         let mut max_id = 0;
         // Two incarnations of one name can both be on disk only if the older one's delete
@@ -174,6 +189,7 @@ impl Store {
         Ok((
             Recovered {
                 vhosts,
+                access,
                 exchanges,
                 queues,
                 bindings,

@@ -384,6 +384,27 @@ impl VHost {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Deletes every queue and exchange (the vhost itself is being deleted); their
+    /// consumers are told, as for a deleted queue.
+    pub fn delete_all(&self) {
+        for q in self.queues() {
+            if let Some(d) = self.delete_queue(&q) {
+                for c in d.consumers {
+                    c.outbox.cancelled(c.channel, &c.tag);
+                }
+            }
+        }
+        let exchanges: Vec<Arc<Exchange>> = self.exchanges.iter().map(|e| e.clone()).collect();
+        for ex in exchanges {
+            self.remove_exchange(&ex);
+        }
+    }
+
+    /// The number of queues (a vhost's `max-queues` limit counts them).
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
     /// Deletes the exclusive queues of a closed connection.
     pub fn drop_exclusive_queues(&self, connection: u64) -> Vec<DeletedQueue> {
         let Some((_, owned)) = self.exclusive.remove(&connection) else {

@@ -27,6 +27,23 @@ impl TestBroker {
             listen: vec!["127.0.0.1:0".parse().expect("addr")],
             data_dir: data_dir.path().to_path_buf(),
             metrics_listen: None,
+            management_listen: None,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        Self::start_in(data_dir, config).await
+    }
+
+    /// Starts a broker on an existing data directory (a restart with another config).
+    pub async fn start_in_dir(
+        data_dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestBroker {
+        let mut config = Config {
+            listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            data_dir: data_dir.path().to_path_buf(),
+            metrics_listen: None,
+            management_listen: None,
             ..Config::default()
         };
         tweak(&mut config);

@@ -121,6 +121,7 @@ impl ChildBroker {
             .arg(format!("127.0.0.1:{port}"))
             .args(how.args)
             .env("WARREN_METRICS_LISTEN", metrics)
+            .env("WARREN_MANAGEMENT_LISTEN", "off")
             .env("WARREN_DATA_DIR", data)
             .env_remove("WARREN_CONFIG")
             .env_remove("RUST_LOG")

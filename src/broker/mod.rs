@@ -1,27 +1,53 @@
-//! The process-wide state: users, vhosts, connection ids, and the shutdown signal.
+//! The process-wide state: vhosts, the access model (users, permissions, limits), open
+//! sessions, connection ids, and the shutdown signal.
+//!
+//! Files: this one (opening, logins, grants), `boot` (what the config adds at start: the
+//! default user, TOML users and vhosts), `admin` (run-time changes to users, vhosts,
+//! permissions and limits, each written to the store), `definitions` (RabbitMQ's
+//! definitions JSON, imported and exported), `sessions` (connections by user and vhost).
 
-use std::collections::HashMap;
+pub mod admin;
+mod boot;
+pub mod definitions;
+pub mod sessions;
+
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use tracing::warn;
 
+use crate::access::{Access, Grants};
 use crate::alarms::Alarms;
-use crate::config::{Config, UserConfig};
+use crate::config::Config;
 use crate::failed_logins::FailedLogins;
 use crate::metrics::Counters;
 use crate::password::{Algorithm, PasswordHash};
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::vhost::VHost;
+pub use admin::AdminError;
+use sessions::Sessions;
 
 pub struct Broker {
     pub config: Config,
     pub store: Arc<Store>,
     vhosts: DashMap<String, Arc<VHost>>,
+    /// Users, vhosts' descriptions and limits, permissions: read by logins, connection.open
+    /// and connections whose grants are stale; written by the administration calls
+    /// (`admin.rs`), which write the store under it (so records keep the order of changes).
+    access: RwLock<Access>,
+    /// Bumped by every access change: a connection's [`Grants`] older than this are stale.
+    access_generation: AtomicU64,
+    /// Open connections by user and vhost (limits, forced closes).
+    pub sessions: Sessions,
+    /// Users who may connect only from a loopback address (`loopback_users`).
+    loopback_users: HashSet<String>,
     next_connection: AtomicU64,
     /// Open connections and channels (for the metrics; changed on open/close only).
     connections: AtomicI64,
@@ -33,9 +59,6 @@ pub struct Broker {
     pub alarms: Arc<Alarms>,
     /// The metrics' counter handles, shared by every connection (see [`Broker::counters`]).
     counters: std::sync::OnceLock<Arc<Counters>>,
-    /// Each configured user's password, hashed at start as RabbitMQ stores it (the config's
-    /// plaintext is not kept).
-    passwords: HashMap<String, PasswordHash>,
     /// Failed logins per address: how long each refusal waits.
     pub failed_logins: FailedLogins,
 }
@@ -56,12 +79,21 @@ pub enum LoginError {
     LoopbackOnly,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("load_definitions {path}: {reason}")]
+    Definitions { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Boot(String),
+}
+
 impl Broker {
-    /// Opens the store in the data directory and recovers what it holds.
-    ///
-    /// Vhosts and users come from the config (the source of truth for who may log in); a
-    /// vhost found on disk but no longer configured keeps its records untouched, unserved.
-    pub fn open(config: Config, shutdown: watch::Receiver<bool>) -> Result<Arc<Self>, StoreError> {
+    /// Opens the store in the data directory and recovers what it holds, then adds what the
+    /// config brings: `load_definitions`, the TOML's vhosts and users, and on a first start
+    /// with no users the default user (`boot.rs`).
+    pub fn open(config: Config, shutdown: watch::Receiver<bool>) -> Result<Arc<Self>, OpenError> {
         // A priority queue keeps all its messages in RAM (it does not page); others their
         // budget.
         let budget = config.queue_ram_bytes;
@@ -81,19 +113,14 @@ impl Broker {
             },
             &head_budget,
         )?;
+        let mut access = Access::default();
+        boot::read_access(&mut access, &recovered.vhosts, &recovered.access);
         let vhosts = DashMap::new();
-        for name in &config.vhosts {
-            store.put_vhost(name);
+        for name in access.vhosts.keys() {
             vhosts.insert(
                 name.clone(),
                 VHost::new(name, store.clone(), config.queue_ram_bytes),
             );
-        }
-        let find = |name: &str| vhosts.get(name).map(|v| v.clone());
-        for name in &recovered.vhosts {
-            if find(name).is_none() {
-                warn!(vhost = %name, "vhost on disk is not in the config: its entities are not served");
-            }
         }
         // Grouped by vhost, then each vhost rebuilt in one go.
         let mut exchanges: HashMap<String, Vec<_>> = HashMap::new();
@@ -105,30 +132,42 @@ impl Broker {
             queues.entry(q.def.vhost.clone()).or_default().push(q);
         }
         let mut by_id = HashMap::new();
-        for name in &config.vhosts {
-            if let Some(v) = find(name) {
-                v.restore(
-                    exchanges.remove(name).unwrap_or_default(),
-                    queues.remove(name).unwrap_or_default(),
-                    &recovered.bindings,
-                    &mut by_id,
-                );
-            }
+        for v in vhosts.iter() {
+            v.restore(
+                exchanges.remove(v.key()).unwrap_or_default(),
+                queues.remove(v.key()).unwrap_or_default(),
+                &recovered.bindings,
+                &mut by_id,
+            );
+        }
+        for name in exchanges.keys().chain(queues.keys()) {
+            warn!(vhost = %name, "stored entities of a vhost that has no record: not served");
         }
         let alarms = Alarms::new(config.memory_high_watermark, config.disk_free_limit);
         let mut config = config;
-        let passwords = config
+        let hashes = config
             .users
             .iter_mut()
             .map(|u| {
                 let hash = PasswordHash::new(Algorithm::Sha256, &u.password);
                 u.password.clear();
-                (u.name.clone(), hash)
+                hash
             })
             .collect();
-        Ok(Arc::new(Broker {
+        let mut loopback_users: HashSet<String> = config.loopback_users.iter().cloned().collect();
+        loopback_users.extend(
+            config
+                .users
+                .iter()
+                .filter(|u| !u.remote)
+                .map(|u| u.name.clone()),
+        );
+        let broker = Arc::new(Broker {
             config,
-            passwords,
+            access: RwLock::new(access),
+            access_generation: AtomicU64::new(1),
+            sessions: Sessions::default(),
+            loopback_users,
             failed_logins: FailedLogins::default(),
             store,
             vhosts,
@@ -139,7 +178,9 @@ impl Broker {
             shutdown,
             alarms,
             counters: std::sync::OnceLock::new(),
-        }))
+        });
+        broker.boot(hashes)?;
+        Ok(broker)
     }
 
     pub fn vhosts(&self) -> Vec<Arc<VHost>> {
@@ -204,28 +245,79 @@ impl Broker {
         self.vhosts.get(name).map(|v| v.clone())
     }
 
-    fn user(&self, name: &str) -> Option<&UserConfig> {
-        self.config.users.iter().find(|u| u.name == name)
+    /// Checks a username/password from `peer`. An unknown user costs the same hash as a
+    /// known one, so the time taken does not tell which names exist.
+    pub fn authenticate(&self, name: &str, password: &str, peer: IpAddr) -> Result<(), LoginError> {
+        let known = match self.access.read().user(name) {
+            Some(u) => u.hash.verify(password),
+            None => {
+                let _ = absent_user_hash().verify(password);
+                false
+            }
+        };
+        if !known {
+            return Err(LoginError::BadCredentials);
+        }
+        self.loopback_check(name, peer)
     }
 
-    /// Checks a username/password from `peer`.
-    pub fn authenticate(&self, name: &str, password: &str, peer: IpAddr) -> Result<(), LoginError> {
-        let known = self.passwords.get(name).is_some_and(|h| h.verify(password));
-        let user = self
-            .user(name)
-            .filter(|_| known)
-            .ok_or(LoginError::BadCredentials)?;
-        if !user.remote && !is_loopback(peer) {
+    fn loopback_check(&self, name: &str, peer: IpAddr) -> Result<(), LoginError> {
+        if self.loopback_users.contains(name) && !is_loopback(peer) {
             return Err(LoginError::LoopbackOnly);
         }
         Ok(())
     }
 
-    /// Whether `user` may open `vhost`.
-    pub fn may_open(&self, user: &str, vhost: &str) -> bool {
-        self.user(user)
-            .is_some_and(|u| u.vhosts.is_empty() || u.vhosts.iter().any(|v| v == vhost))
+    /// The current access generation (one atomic load: what a connection compares its
+    /// grants against before trusting a cached decision).
+    pub fn access_generation(&self) -> u64 {
+        self.access_generation.load(Ordering::Acquire)
     }
+
+    /// `user`'s rights on `vhost` as of now.
+    pub fn grants(&self, user: &str, vhost: &str) -> Arc<Grants> {
+        let a = self.access.read();
+        // Read under the lock: a change bumps the generation while holding it for writing.
+        let generation = self.access_generation();
+        Arc::new(a.grants(user, vhost, generation))
+    }
+
+    /// A user's limits and the vhost's connection limit, for connection.open.
+    pub fn connection_limits(&self, user: &str, vhost: &str) -> (Option<u64>, Option<u64>) {
+        let a = self.access.read();
+        let v = a
+            .vhosts
+            .get(vhost)
+            .and_then(|v| v.limits.get("max-connections"));
+        let u = a.user(user).and_then(|u| u.limits.get("max-connections"));
+        (v, u)
+    }
+
+    pub fn user_channel_limit(&self, user: &str) -> Option<u64> {
+        self.access
+            .read()
+            .user(user)
+            .and_then(|u| u.limits.get("max-channels"))
+    }
+
+    pub fn vhost_queue_limit(&self, vhost: &str) -> Option<u64> {
+        self.access
+            .read()
+            .vhosts
+            .get(vhost)
+            .and_then(|v| v.limits.get("max-queues"))
+    }
+
+    /// Reads the model (the administration API's listings).
+    pub fn read_access<R>(&self, f: impl FnOnce(&Access) -> R) -> R {
+        f(&self.access.read())
+    }
+}
+
+/// A hash no password matches, verified for unknown users (same cost as a real one).
+fn absent_user_hash() -> &'static PasswordHash {
+    static H: std::sync::OnceLock<PasswordHash> = std::sync::OnceLock::new();
+    H.get_or_init(|| PasswordHash::new(Algorithm::Sha256, "\0absent"))
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
