@@ -226,6 +226,16 @@ impl Broker {
         self.user(user)
             .is_some_and(|u| u.vhosts.is_empty() || u.vhosts.iter().any(|v| v == vhost))
     }
+
+    /// Checks a login by a verified TLS client certificate's name (SASL EXTERNAL): no
+    /// password; the user must exist and may be loopback-only.
+    pub fn authenticate_external(&self, name: &str, peer: IpAddr) -> Result<(), LoginError> {
+        let user = self.user(name).ok_or(LoginError::BadCredentials)?;
+        if !user.remote && !is_loopback(peer) {
+            return Err(LoginError::LoopbackOnly);
+        }
+        Ok(())
+    }
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

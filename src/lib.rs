@@ -19,6 +19,7 @@
 //! - [`offload`]: long synchronous work kept from stalling a runtime worker's other tasks.
 //! - [`failed_logins`]: failed logins per address, and how long a refusal waits.
 //! - [`password`]: password hashes as RabbitMQ makes them (users log in with their hash).
+//! - [`tls`]: AMQPS: PEM files to a rustls config, its reload holder, certificate login names.
 
 pub(crate) mod alarms;
 pub(crate) mod args;
@@ -37,4 +38,5 @@ pub mod password;
 pub(crate) mod queue;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub(crate) mod vhost;

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
         "metrics",
         "password",
         "failed_logins",
+        "tls",
     ],
     &["message"],
     &["store"],
