@@ -193,3 +193,41 @@ pub fn peer_login<IO>(
     let cert = stream.get_ref().1.peer_certificates()?.first()?;
     login_name(cert, from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(cn: &str, sans: &[&str]) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn login_name_is_the_cn_or_the_first_dns_or_email_san() {
+        let c = cert("app", &["127.0.0.1", "app.example", "other.example"]);
+        assert_eq!(
+            login_name(&c, CertLogin::CommonName).as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            login_name(&c, CertLogin::SubjectAlternativeName).as_deref(),
+            Some("app.example")
+        );
+        let c = cert("app", &["127.0.0.1"]);
+        assert_eq!(login_name(&c, CertLogin::SubjectAlternativeName), None);
+        assert_eq!(
+            login_name(
+                &CertificateDer::from(vec![0x30, 0x03, 1, 2]),
+                CertLogin::CommonName
+            ),
+            None
+        );
+    }
+}
