@@ -635,3 +635,25 @@ async fn output_left_inside_the_tls_session_is_flushed_when_the_client_catches_u
         }
     }
 }
+
+#[tokio::test]
+async fn metrics_tls_serves_the_endpoint_over_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let port = free_port();
+    let _b = broker(pki.tls_config(false, false), |c| {
+        c.metrics_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+        c.metrics_tls = true;
+    })
+    .await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut s = tls_connect(addr, client_config(&pki.ca.pem, None, BOTH))
+        .await
+        .expect("an HTTPS handshake on the metrics port");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let _ = within(s.read_to_string(&mut out)).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
