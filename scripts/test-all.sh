@@ -2,8 +2,9 @@
 # Runs every test Warren has, on a fresh Debian 12 machine as on a developer's:
 #   1. cargo test --workspace: codec byte-vector tests, unit tests, and the integration
 #      tests in tests/ (a real broker on a free port, lapin and raw sockets over TCP);
-#   2. compat-tests/: real pika and amqplib programs against a release build of the broker
-#      (compat-tests/run.sh installs pika and amqplib into local folders first);
+#   2. compat-tests/: real pika and amqplib programs against a release build of the broker,
+#      plain and over TLS (certificates made with openssl; compat-tests/run.sh installs
+#      pika and amqplib into local folders first);
 #   3. tests/soak.rs: about a minute of a normal client under hostile load, against the
 #      release build;
 #   4. scripts/fuzz.sh: every cargo-fuzz target for 10 s (nightly toolchain; cargo-fuzz is
@@ -19,10 +20,24 @@ cargo_summary=$(grep -E '^test result:' /tmp/warren-cargo-test.log | awk '{p+=$4
 
 echo "== compat-tests (pika, amqplib) against a release build"
 cargo build --release --locked --bin warren
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+tls_port=$(free_port)
 data=$(mktemp -d)
+# AMQPS beside it: a CA and a server certificate for localhost, made with openssl.
+certs="$data/certs"
+mkdir -p "$certs"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=warren compat CA" \
+  -keyout "$certs/ca.key" -out "$certs/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+  -keyout "$certs/server.key" -out "$certs/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$certs/san.ext"
+openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.key" \
+  -CAcreateserial -days 2 -extfile "$certs/san.ext" -out "$certs/server.pem" 2>/dev/null
+printf '[tls]\nlisten = ["127.0.0.1:%s"]\ncertfile = "%s"\nkeyfile = "%s"\n' \
+  "$tls_port" "$certs/server.pem" "$certs/server.key" > "$data/warren.toml"
 WARREN_LISTEN="127.0.0.1:$port,[::1]:$port" WARREN_METRICS_LISTEN=off WARREN_MANAGEMENT_LISTEN=off WARREN_DATA_DIR="$data" \
-  ./target/release/warren > "$data/warren.log" 2>&1 &
+  WARREN_CONFIG="$data/warren.toml" ./target/release/warren > "$data/warren.log" 2>&1 &
 broker=$!
 trap 'kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do
@@ -30,7 +45,9 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 status=0
-AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" bash compat-tests/run.sh || status=$?
+AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" \
+  AMQPS_URL="amqps://guest:guest@localhost:$tls_port/%2F" AMQPS_CA="$certs/ca.pem" \
+  bash compat-tests/run.sh || status=$?
 if ! kill -0 $broker 2>/dev/null; then
   echo "the broker died during the compat tests; its log:"; cat "$data/warren.log"; status=1
 fi

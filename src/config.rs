@@ -118,6 +118,45 @@ fn yes() -> bool {
     true
 }
 
+/// The `[tls]` table, with RabbitMQ's option names (`ssl_options.*`, `listeners.ssl.*`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFileConfig {
+    pub listen: Option<Vec<String>>,
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub cacertfile: Option<PathBuf>,
+    pub verify: Option<String>,
+    pub fail_if_no_peer_cert: Option<bool>,
+}
+
+/// Which name of a client certificate EXTERNAL logs in as (RabbitMQ's `ssl_cert_login_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertLogin {
+    /// The subject's first CN.
+    #[default]
+    CommonName,
+    /// The first DNS name or email address among the subject alternative names.
+    SubjectAlternativeName,
+}
+
+/// TLS as resolved: where to listen and which files to read (read by `tls`, at start and on
+/// every reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub listen: Vec<SocketAddr>,
+    pub certfile: PathBuf,
+    pub keyfile: PathBuf,
+    pub cacertfile: Option<PathBuf>,
+    /// `verify = "verify_peer"`: ask for a client certificate and check it against the CA.
+    pub verify_peer: bool,
+    /// With `verify_peer`, refuse a client that sends no certificate.
+    pub fail_if_no_peer_cert: bool,
+}
+
+/// The SASL mechanisms a broker may offer.
+pub const AUTH_MECHANISMS: [&str; 3] = ["PLAIN", "AMQPLAIN", "EXTERNAL"];
+
 /// The TOML file's shape; every field is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +185,10 @@ pub struct FileConfig {
     pub default_pass: Option<String>,
     pub loopback_users: Option<Vec<String>>,
     pub load_definitions: Option<PathBuf>,
+    pub tls: Option<TlsFileConfig>,
+    pub auth_mechanisms: Option<Vec<String>>,
+    pub ssl_cert_login_from: Option<String>,
+    pub metrics_tls: Option<bool>,
 }
 
 /// The resolved configuration the broker runs with.
@@ -190,6 +233,14 @@ pub struct Config {
     pub max_connections: usize,
     /// Connections still in the handshake at most; past it, new sockets are closed at once.
     pub max_handshakes: usize,
+    /// AMQPS listeners and their certificates; None: no TLS.
+    pub tls: Option<TlsConfig>,
+    /// What connection.start offers, in this order (a subset of [`AUTH_MECHANISMS`]).
+    pub auth_mechanisms: Vec<String>,
+    /// The name EXTERNAL takes from a client certificate.
+    pub ssl_cert_login_from: CertLogin,
+    /// The metrics endpoint speaks HTTPS, with the `[tls]` certificate.
+    pub metrics_tls: bool,
 }
 
 impl Default for Config {
@@ -226,6 +277,10 @@ impl Default for Config {
             consumer_timeout: Some(1_800_000),
             max_connections: 65_536,
             max_handshakes: 2_048,
+            tls: None,
+            auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
+            ssl_cert_login_from: CertLogin::CommonName,
+            metrics_tls: false,
         }
     }
 }
@@ -237,6 +292,70 @@ fn parse_listen(list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| ConfigError::Listen(s.to_string())))
         .collect()
+}
+
+fn resolve_tls(t: TlsFileConfig) -> Result<TlsConfig, ConfigError> {
+    let missing = |key| ConfigError::Value {
+        key,
+        reason: "required in [tls]".into(),
+    };
+    let certfile = t.certfile.ok_or_else(|| missing("tls.certfile"))?;
+    let keyfile = t.keyfile.ok_or_else(|| missing("tls.keyfile"))?;
+    // RabbitMQ's default AMQPS port, on both families as the plain listeners.
+    let listen = match t.listen {
+        Some(l) => parse_listen(&l)?,
+        None => vec![
+            SocketAddr::from(([0, 0, 0, 0], 5671)),
+            SocketAddr::from(([0u16; 8], 5671)),
+        ],
+    };
+    let verify_peer = match t.verify.as_deref() {
+        None | Some("verify_none") => false,
+        Some("verify_peer") => true,
+        Some(other) => {
+            return Err(ConfigError::Value {
+                key: "tls.verify",
+                reason: format!("{other:?} (verify_peer or verify_none)"),
+            })
+        }
+    };
+    if verify_peer && t.cacertfile.is_none() {
+        return Err(ConfigError::Value {
+            key: "tls.cacertfile",
+            reason: "verify_peer needs the CA bundle that client certificates are checked against"
+                .into(),
+        });
+    }
+    Ok(TlsConfig {
+        listen,
+        certfile,
+        keyfile,
+        cacertfile: t.cacertfile,
+        verify_peer,
+        fail_if_no_peer_cert: t.fail_if_no_peer_cert.unwrap_or(false),
+    })
+}
+
+fn resolve_mechanisms(list: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for m in list {
+        if !AUTH_MECHANISMS.contains(&m.as_str()) {
+            return Err(ConfigError::Value {
+                key: "auth_mechanisms",
+                reason: format!("unknown mechanism {m:?} (PLAIN, AMQPLAIN, EXTERNAL)"),
+            });
+        }
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        return Err(ConfigError::Value {
+            key: "auth_mechanisms",
+            reason: "empty: no client could log in".into(),
+        });
+    }
+    Ok(out)
 }
 
 /// An HTTP listener's address, or `off`.
@@ -345,6 +464,31 @@ impl Config {
         }
         c.max_connections = file.max_connections.unwrap_or(c.max_connections);
         c.max_handshakes = file.max_handshakes.unwrap_or(c.max_handshakes);
+        if let Some(t) = file.tls {
+            c.tls = Some(resolve_tls(t)?);
+        }
+        if let Some(m) = file.auth_mechanisms {
+            c.auth_mechanisms = resolve_mechanisms(m)?;
+        }
+        match file.ssl_cert_login_from.as_deref() {
+            None | Some("common_name") => {}
+            Some("subject_alternative_name") => {
+                c.ssl_cert_login_from = CertLogin::SubjectAlternativeName
+            }
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    key: "ssl_cert_login_from",
+                    reason: format!("{other:?} (common_name or subject_alternative_name)"),
+                })
+            }
+        }
+        c.metrics_tls = file.metrics_tls.unwrap_or(false);
+        if c.metrics_tls && c.tls.is_none() {
+            return Err(ConfigError::Value {
+                key: "metrics_tls",
+                reason: "needs a [tls] table with certfile and keyfile".into(),
+            });
+        }
         Ok(c)
     }
 
@@ -430,5 +574,47 @@ vhosts = ["other"]
             ..Cli::default()
         };
         assert!(matches!(Config::from_cli(cli), Err(ConfigError::Listen(_))));
+    }
+
+    #[test]
+    fn tls_table_and_mechanisms() {
+        let c = Config::from_toml(
+            r#"
+auth_mechanisms = ["EXTERNAL", "PLAIN"]
+ssl_cert_login_from = "subject_alternative_name"
+[tls]
+certfile = "/c.pem"
+keyfile = "/k.pem"
+cacertfile = "/ca.pem"
+verify = "verify_peer"
+fail_if_no_peer_cert = true
+"#,
+        )
+        .unwrap();
+        let t = c.tls.unwrap();
+        assert_eq!(t.listen.len(), 2);
+        assert!(t.listen.iter().all(|a| a.port() == 5671));
+        assert!(t.verify_peer && t.fail_if_no_peer_cert);
+        assert_eq!(c.auth_mechanisms, ["EXTERNAL", "PLAIN"]);
+        assert_eq!(c.ssl_cert_login_from, CertLogin::SubjectAlternativeName);
+
+        let c = Config::from_toml("").unwrap();
+        assert!(c.tls.is_none());
+        assert_eq!(c.auth_mechanisms, ["PLAIN", "AMQPLAIN"]);
+
+        for bad in [
+            "[tls]\ncertfile = \"/c\"\n",
+            "[tls]\ncertfile = \"/c\"\nkeyfile = \"/k\"\nverify = \"verify_peer\"\n",
+            "[tls]\ncertfile = \"/c\"\nkeyfile = \"/k\"\nverify = \"maybe\"\n",
+            "auth_mechanisms = [\"CRAM-MD5\"]\n",
+            "auth_mechanisms = []\n",
+            "ssl_cert_login_from = \"distinguished_name\"\n",
+            "metrics_tls = true\n",
+        ] {
+            assert!(
+                matches!(Config::from_toml(bad), Err(ConfigError::Value { .. })),
+                "{bad}"
+            );
+        }
     }
 }

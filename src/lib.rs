@@ -22,6 +22,7 @@
 //! - [`password`]: password hashes as RabbitMQ makes them (users log in with their hash).
 //! - [`access`]: users, vhosts' limits, permissions and topic permissions; one user's
 //!   grants in a vhost.
+//! - [`tls`]: AMQPS: PEM files to a rustls config, its reload holder, certificate login names.
 
 pub(crate) mod access;
 pub(crate) mod alarms;
@@ -41,4 +42,5 @@ pub mod password;
 pub(crate) mod queue;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub(crate) mod vhost;

@@ -1,5 +1,7 @@
 //! Listeners and the accept loop. SIGTERM/SIGINT (or the handle's `shutdown`) closes every
-//! connection with 320 CONNECTION_FORCED, waits for them briefly, and returns.
+//! connection with 320 CONNECTION_FORCED, waits for them briefly, and returns. AMQPS
+//! listeners (`[tls]`) do the TLS handshake in the connection's task, under its handshake
+//! timeout and slot; SIGHUP re-reads their certificates (`tls.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +11,14 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::connection::Accepted;
+use crate::tls::Tls;
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -35,6 +40,8 @@ pub enum ServerError {
     Metrics(String),
     #[error(transparent)]
     Open(#[from] crate::broker::OpenError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -56,6 +63,9 @@ pub struct ServerHandle {
     pub addrs: Vec<SocketAddr>,
     /// Where the management API listens, if it does.
     pub management_addr: Option<SocketAddr>,
+    /// The AMQPS listeners' addresses.
+    pub tls_addrs: Vec<SocketAddr>,
+    tls: Option<Arc<Tls>>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
@@ -68,6 +78,12 @@ impl ServerHandle {
         // The store closes when the last handle on the broker goes.
         drop(self.broker);
         let _ = self.done.await;
+    }
+
+    /// Re-reads the TLS certificate, key and CA files (what SIGHUP does); on an error the
+    /// previous ones stay in use. Ok if there is no TLS.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        self.tls.as_ref().map_or(Ok(()), |t| t.reload())
     }
 
     /// Raises or clears a resource alarm (see [`Broker::set_alarm`]).
@@ -106,28 +122,35 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             source,
         }
     })?;
+    // Certificates first: a bad file stops the start before anything listens. TLS
+    // listeners before the plain ones, so that a plain port accepting means both are up.
+    let tls = match &config.tls {
+        Some(t) => Some(Arc::new(Tls::new(t.clone())?)),
+        None => None,
+    };
     let mut listeners = Vec::new();
-    for &addr in &config.listen {
-        match bind(addr) {
-            Ok(l) => listeners.push(l),
-            // An IPv6 wildcard on a host without IPv6 is not fatal if another listener works.
-            Err(e) if addr.is_ipv6() && config.listen.len() > 1 => {
-                warn!(%addr, "cannot listen: {e}");
-            }
-            Err(source) => return Err(ServerError::Listen { addr, source }),
-        }
+    if let Some(t) = &tls {
+        listeners.extend(
+            bind_all(&t.settings().listen)?
+                .into_iter()
+                .map(|l| (l, Some(t.clone()))),
+        );
     }
-    if listeners.is_empty() {
-        return Err(ServerError::NoListener);
-    }
+    let plain = bind_all(&config.listen)?;
+    let tls_addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|(l, _)| l.local_addr().ok())
+        .collect();
+    listeners.extend(plain.into_iter().map(|l| (l, None)));
     let metrics_listen = config.metrics_listen;
     let management_listen = config.management_listen;
+    let metrics_tls = tls.clone().filter(|_| config.metrics_tls);
     let (tx, rx) = watch::channel(false);
     let data_dir = config.data_dir.clone();
     let broker = Broker::open(config, rx.clone())?;
     broker.alarms.monitor(data_dir, rx.clone());
     if let Some(addr) = metrics_listen {
-        crate::http::serve(addr, Arc::downgrade(&broker))
+        crate::http::serve(addr, Arc::downgrade(&broker), metrics_tls)
             .await
             .map_err(|e| ServerError::Metrics(format!("{addr}: {e}")))?;
     }
@@ -140,29 +163,74 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
     }
     let addrs: Vec<SocketAddr> = listeners
         .iter()
-        .filter_map(|l| l.local_addr().ok())
+        .filter(|(_, t)| t.is_none())
+        .filter_map(|(l, _)| l.local_addr().ok())
         .collect();
     for a in &addrs {
         info!(addr = %a, "listening for AMQP 0-9-1");
+    }
+    for a in &tls_addrs {
+        info!(addr = %a, "listening for AMQP 0-9-1 over TLS");
     }
     let done = tokio::spawn(serve(listeners, broker.clone(), rx));
     Ok(ServerHandle {
         addrs,
         management_addr,
+        tls_addrs,
+        tls,
         broker,
         shutdown: tx,
         done,
     })
 }
 
+/// Binds every address; an IPv6 wildcard on a host without IPv6 is not fatal if another of
+/// them works.
+fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServerError> {
+    let mut listeners = Vec::new();
+    for &addr in addrs {
+        match bind(addr) {
+            Ok(l) => listeners.push(l),
+            Err(e) if addr.is_ipv6() && addrs.len() > 1 => {
+                warn!(%addr, "cannot listen: {e}");
+            }
+            Err(source) => return Err(ServerError::Listen { addr, source }),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(ServerError::NoListener);
+    }
+    Ok(listeners)
+}
+
+/// The TLS handshake of an accepted socket (under the AMQP handshake's deadline and slot),
+/// then the connection over it. A failed handshake is the peer's problem: logged, dropped.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    mut accepted: Accepted,
+    tls: Arc<Tls>,
+    broker: Arc<Broker>,
+) {
+    let peer = accepted.peer;
+    match tokio::time::timeout_at(accepted.deadline, tls.acceptor().accept(stream)).await {
+        Ok(Ok(s)) => {
+            accepted.peer_cert_login =
+                crate::tls::peer_login(&s, broker.config.ssl_cert_login_from);
+            crate::connection::serve(s, accepted, broker).await;
+        }
+        Ok(Err(e)) => info!(%peer, "TLS handshake failed: {e}"),
+        Err(_) => info!(%peer, "TLS handshake timed out"),
+    }
+}
+
 async fn serve(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Option<Arc<Tls>>)>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut accepts = JoinSet::new();
     let connections = TaskTracker::new();
-    for l in listeners {
+    for (l, tls) in listeners {
         let broker = broker.clone();
         let connections = connections.clone();
         let mut stop = shutdown.clone();
@@ -184,7 +252,22 @@ async fn serve(
                                 drop(stream);
                                 continue;
                             };
-                            connections.spawn(crate::connection::serve(stream, peer, b, slot));
+                            // On the socket itself, before any TLS wraps it.
+                            let _ = stream.set_nodelay(true);
+                            let accepted = Accepted {
+                                peer,
+                                handshake: slot,
+                                deadline: Instant::now() + b.config.handshake_timeout,
+                                peer_cert_login: None,
+                            };
+                            match &tls {
+                                None => {
+                                    connections.spawn(crate::connection::serve(stream, accepted, b));
+                                }
+                                Some(t) => {
+                                    connections.spawn(serve_tls(stream, accepted, t.clone(), b));
+                                }
+                            }
                         }
                         Err(e) => {
                             // EMFILE and friends: back off rather than spin, log once a second.
@@ -213,11 +296,52 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     // Handlers first: a SIGTERM that arrives while the store recovers or the listeners bind
     // must still mean a graceful stop, not the default (instant) death.
     let signal = shutdown_signal();
+    let hangup = hangup_signal();
     let handle = start(config).await?;
+    let tls = handle.tls.clone();
+    tokio::spawn(async move {
+        let Some(mut hangup) = hangup else { return };
+        while hangup.recv().await.is_some() {
+            match &tls {
+                // Errors are logged by the reload; the old certificates stay.
+                Some(t) => drop(t.reload()),
+                None => info!("SIGHUP: no TLS configured, nothing to reload"),
+            }
+        }
+    });
     signal.await;
     info!("shutting down: closing connections with 320 CONNECTION_FORCED");
     handle.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP, installed at once (its default would end the process): certificates are
+/// reloaded on it, as `rabbitmqctl` can ask RabbitMQ to.
+#[cfg(unix)]
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!("cannot handle SIGHUP (no certificate reloads): {e}");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Option<NoSignal> {
+    None
+}
+
+#[cfg(not(unix))]
+struct NoSignal;
+
+#[cfg(not(unix))]
+impl NoSignal {
+    async fn recv(&mut self) -> Option<()> {
+        None
+    }
 }
 
 /// A future that completes on SIGTERM or SIGINT; the handlers are installed at once.

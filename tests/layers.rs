@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
         "password",
         "failed_logins",
         "access",
+        "tls",
     ],
     &["message"],
     &["store"],

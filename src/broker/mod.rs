@@ -308,6 +308,15 @@ impl Broker {
             .and_then(|v| v.limits.get("max-queues"))
     }
 
+    /// Checks a login by a verified TLS client certificate's name (SASL EXTERNAL): no
+    /// password; the user must exist and may be loopback-only.
+    pub fn authenticate_external(&self, name: &str, peer: IpAddr) -> Result<(), LoginError> {
+        if self.access.read().user(name).is_none() {
+            return Err(LoginError::BadCredentials);
+        }
+        self.loopback_check(name, peer)
+    }
+
     /// Reads the model (the administration API's listings).
     pub fn read_access<R>(&self, f: impl FnOnce(&Access) -> R) -> R {
         f(&self.access.read())

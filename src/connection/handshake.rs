@@ -1,4 +1,5 @@
-//! The opening of a connection: protocol header, start/start-ok (SASL PLAIN and AMQPLAIN),
+//! The opening of a connection: protocol header, start/start-ok (SASL PLAIN, AMQPLAIN and
+//! EXTERNAL, as configured),
 //! tune/tune-ok (negotiated as RabbitMQ does), open/open-ok.
 //!
 //! Server properties: `product` is "RabbitMQ" and `version` a 3.x release, because clients
@@ -71,7 +72,7 @@ impl Connection {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: server_properties(),
-                mechanisms: "PLAIN AMQPLAIN".into(),
+                mechanisms: self.broker.config.auth_mechanisms.join(" ").into(),
                 locales: "en_US".into(),
             })),
         );
@@ -88,9 +89,23 @@ impl Connection {
             };
         }
         let mechanism = m.mechanism.as_str();
+        // Only what connection.start offered; the others are unknown, as in RabbitMQ.
+        let offered = self
+            .broker
+            .config
+            .auth_mechanisms
+            .iter()
+            .any(|o| o == mechanism);
         let creds = match mechanism {
-            "PLAIN" => sasl::parse_plain(m.response.as_bytes()),
-            "AMQPLAIN" => sasl::parse_amqplain(m.response.as_bytes()),
+            "PLAIN" if offered => sasl::parse_plain(m.response.as_bytes()),
+            "AMQPLAIN" if offered => sasl::parse_amqplain(m.response.as_bytes()),
+            // rabbitmq_auth_mechanism_ssl: the name is the verified client certificate's, the
+            // response (a client may send one) is ignored. No certificate is a refusal like a
+            // bad password.
+            "EXTERNAL" if offered => Some((
+                self.peer_cert_login.clone().unwrap_or_default(),
+                String::new(),
+            )),
             other => {
                 return Err(AmqpError::command_invalid(format!(
                     "unknown authentication mechanism '{other}'"
@@ -101,7 +116,14 @@ impl Connection {
             return self.refuse_login(format!("malformed {mechanism} response"), None);
         };
         crate::metrics::count(Counter::AuthAttempts, 1);
-        let outcome = self.broker.authenticate(&user, &pass, self.peer.ip());
+        let outcome = if mechanism != "EXTERNAL" {
+            self.broker.authenticate(&user, &pass, self.peer.ip())
+        } else if self.peer_cert_login.is_none() {
+            warn!(peer = %self.peer, "EXTERNAL login without a verified client certificate");
+            Err(LoginError::BadCredentials)
+        } else {
+            self.broker.authenticate_external(&user, self.peer.ip())
+        };
         let counter = match outcome {
             Ok(()) => Counter::AuthAttemptsSucceeded,
             Err(_) => Counter::AuthAttemptsFailed,

@@ -11,7 +11,8 @@
 //! (consumers, deliveries written), `ack` (ack, nack, reject, recover), `reply_to` (direct
 //! reply-to), `events` (what queues and the store send it), `flow` (alarm blocking, store
 //! back-pressure), `output` (the write buffer), `channel` (per-channel state), `close`
-//! (connection and channel close, release of consumers and unacked messages, cleanup).
+//! (connection and channel close, release of consumers and unacked messages, cleanup),
+//! `transport` (the stream it runs over: TCP, or TLS on TCP).
 
 mod ack;
 mod channel;
@@ -27,6 +28,7 @@ mod output;
 mod permit;
 mod publish;
 mod reply_to;
+mod transport;
 
 use crate::metrics::Counter;
 use std::collections::HashMap;
@@ -38,7 +40,6 @@ use std::time::Duration;
 use amq_protocol::protocol::AMQPClass;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn, Instrument};
 use warren_codec::{decode, encode};
@@ -51,6 +52,7 @@ use crate::vhost::VHost;
 use channel::Channel;
 pub use events::ConnEvent;
 use flow::AlarmState;
+pub use transport::Transport;
 
 /// Stop taking deliveries while this much output is waiting for the socket.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
@@ -159,6 +161,19 @@ pub struct Connection {
     permits: permit::Permits,
     /// Counted in the broker's sessions (from connection.open on).
     in_sessions: bool,
+    /// The name a verified TLS client certificate gives (EXTERNAL logs in as it).
+    peer_cert_login: Option<String>,
+}
+
+/// An accepted socket, as the server hands it over.
+pub struct Accepted {
+    pub peer: SocketAddr,
+    /// Counts it against the broker's limit on connections in their handshake until it opens.
+    pub handshake: crate::broker::HandshakeSlot,
+    /// When the handshake (TLS's included) must be done.
+    pub deadline: Instant,
+    /// See [`Connection::peer_cert_login`].
+    pub peer_cert_login: Option<String>,
 }
 
 impl Drop for Connection {
@@ -173,21 +188,17 @@ impl Drop for Connection {
     }
 }
 
-/// Serves one accepted socket until it closes. `handshake` counts it against the broker's
-/// limit on connections in their handshake until it opens.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    handshake: crate::broker::HandshakeSlot,
-) {
+/// Serves one accepted socket (TCP, or a TLS session whose handshake is done) until it
+/// closes.
+pub async fn serve<S: Transport>(stream: S, accepted: Accepted, broker: Arc<Broker>) {
     let id = broker.next_connection_id();
+    let peer = accepted.peer;
     let span = tracing::info_span!("conn", id, %peer);
     async move {
         crate::metrics::count(Counter::ConnectionsOpened, 1);
         broker.count_connection(1);
         let b = broker.clone();
-        if let Err(e) = run(stream, peer, broker, id, handshake).await {
+        if let Err(e) = run(stream, accepted, broker, id).await {
             debug!("connection ended: {e}");
         }
         crate::metrics::count(Counter::ConnectionsClosed, 1);
@@ -197,15 +208,18 @@ pub async fn serve(
     .await
 }
 
-async fn run(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+async fn run<S: Transport>(
+    mut stream: S,
+    accepted: Accepted,
     broker: Arc<Broker>,
     id: u64,
-    handshake: crate::broker::HandshakeSlot,
 ) -> std::io::Result<()> {
-    let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + broker.config.handshake_timeout;
+    let Accepted {
+        peer,
+        handshake,
+        deadline,
+        peer_cert_login,
+    } = accepted;
     let mut header = [0u8; 8];
     match tokio::time::timeout_at(deadline, stream.read_exact(&mut header)).await {
         Ok(Ok(_)) => {}
@@ -254,6 +268,7 @@ async fn run(
         login_delay: None,
         permits: permit::Permits::none(),
         in_sessions: false,
+        peer_cert_login,
     };
     c.send_start();
     let result = c.main_loop(&mut stream, deadline).await;
@@ -272,8 +287,8 @@ async fn run(
 /// closes the socket. A client may have frames queued behind its connection.close (amqplib
 /// sends channel 0 ahead of a channel's pending publishes); hanging up on them would fail
 /// its writes (EPIPE) and, with unread input, reset the socket under the close-ok.
-async fn linger(
-    stream: &mut TcpStream,
+async fn linger<S: Transport>(
+    stream: &mut S,
     timeout: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -293,12 +308,14 @@ async fn linger(
 }
 
 impl Connection {
-    async fn main_loop(
+    async fn main_loop<S: Transport>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         handshake_deadline: Instant,
     ) -> std::io::Result<()> {
-        let (mut rd, mut wr) = stream.split();
+        let (mut rd, mut wr) = stream.halves();
+        // Written but maybe still inside the stream (TLS): flushed before the loop idles.
+        let mut unflushed = false;
         let mut inbuf = BytesMut::with_capacity(READ_START);
         // Reads fill the buffer (see the read below): it is READ_CHUNK, not READ_START.
         let mut busy = false;
@@ -318,7 +335,7 @@ impl Connection {
         let mut store_flow: Option<tokio::sync::watch::Receiver<bool>> = None;
 
         loop {
-            if self.phase == Phase::Closed && self.out.is_empty() {
+            if self.phase == Phase::Closed && self.out.is_empty() && !unflushed {
                 break;
             }
             if self.phase == Phase::Closing && close_deadline.is_none() {
@@ -345,18 +362,27 @@ impl Connection {
             let room = (inbuf.capacity() - inbuf.len()).max(64);
             tokio::select! {
                 r = std::future::poll_fn(|cx| {
+                    if self.out.is_empty() {
+                        // Only a buffered transport gets here: push out what it holds.
+                        return tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut wr), cx)
+                            .map_ok(|()| None);
+                    }
                     // The slices live on the stack during a poll, not in this future (which
                     // every idle connection holds: 1 KiB).
                     let mut slices = [std::io::IoSlice::new(&[]); output::MAX_SLICES];
                     let n = self.out.slices(&mut slices);
                     tokio::io::AsyncWrite::poll_write_vectored(std::pin::Pin::new(&mut wr), cx, &slices[..n])
-                }), if !self.out.is_empty() => {
-                    let n = r?;
-                    if n == 0 {
-                        return Err(std::io::ErrorKind::WriteZero.into());
+                        .map_ok(Some)
+                }), if !self.out.is_empty() || unflushed => {
+                    match r? {
+                        Some(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                        Some(n) => {
+                            self.out.advance(n);
+                            last_write = Instant::now();
+                            unflushed = S::BUFFERED;
+                        }
+                        None => unflushed = false,
                     }
-                    self.out.advance(n);
-                    last_write = Instant::now();
                 }
                 r = rd.read_buf(&mut inbuf), if want_read => {
                     let n = r?;

@@ -1,7 +1,8 @@
 //! The metrics endpoint: a small HTTP/1.1 server for Prometheus. `GET /metrics` (counters
 //! and histograms from the registry, then broker-wide gauges), `GET /metrics/per-object`
 //! (per-queue gauges); anything else is 404 (405 for other methods). Requests are peer
-//! input: bounded, parsed without panics, one response per connection.
+//! input: bounded, parsed without panics, one response per connection. With `metrics_tls`,
+//! HTTPS with the `[tls]` certificate (and its reloads).
 
 pub mod management;
 pub mod scrape;
@@ -10,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::broker::Broker;
@@ -23,6 +24,7 @@ const MAX_REQUEST: usize = 8 * 1024;
 pub async fn serve(
     addr: SocketAddr,
     broker: std::sync::Weak<Broker>,
+    tls: Option<Arc<crate::tls::Tls>>,
 ) -> std::io::Result<SocketAddr> {
     let handle = crate::metrics::recorder().map_err(std::io::Error::other)?;
     let listener = TcpListener::bind(addr).await?;
@@ -39,8 +41,21 @@ pub async fn serve(
                 }
             };
             let Some(b) = broker.upgrade() else { return };
+            let tls = tls.as_ref().map(|t| t.acceptor());
             tokio::spawn(async move {
-                if let Err(e) = respond(stream, &b, handle).await {
+                let r = match tls {
+                    None => respond(stream, &b, handle).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => respond(s, &b, handle).await,
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+                        }
+                    }
+                };
+                if let Err(e) = r {
                     debug!("metrics request: {e}");
                 }
             });
@@ -49,8 +64,8 @@ pub async fn serve(
     Ok(local)
 }
 
-async fn respond(
-    mut s: TcpStream,
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
     b: &Arc<Broker>,
     handle: &metrics_exporter_prometheus::PrometheusHandle,
 ) -> std::io::Result<()> {
@@ -99,7 +114,12 @@ async fn respond(
     }
 }
 
-async fn reply(s: &mut TcpStream, status: &str, kind: &str, body: &str) -> std::io::Result<()> {
+async fn reply<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    status: &str,
+    kind: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

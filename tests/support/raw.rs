@@ -207,8 +207,12 @@ pub enum Read {
     Closed,
 }
 
+/// What a [`Raw`] talks over: a TCP socket, or a TLS session on one (tests/tls.rs).
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 pub struct Raw {
-    s: TcpStream,
+    s: Box<dyn Stream>,
     buf: Vec<u8>,
     write_timeout: Duration,
 }
@@ -221,8 +225,13 @@ impl Raw {
             .expect("connect in time")
             .expect("connect");
         s.set_nodelay(true).unwrap();
+        Raw::over(s)
+    }
+
+    /// A client over `s` (connected, nothing sent yet).
+    pub fn over(s: impl Stream + 'static) -> Raw {
         Raw {
-            s,
+            s: Box::new(s),
             buf: Vec::new(),
             write_timeout: STEP,
         }
