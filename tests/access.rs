@@ -562,7 +562,7 @@ async fn vhost_and_user_limits_refuse_as_rabbitmq_does() {
     assert_eq!(code(&e), Some(530), "{e:?}");
     assert_eq!(
         text(&e),
-        "NOT_ALLOWED - Connection refused for user 'app': user connection limit (2) is reached"
+        "NOT_ALLOWED - connection refused for user 'app': user connection limit (2) is reached"
     );
     let _c1 = within(a1.create_channel()).await.unwrap();
     let _c2 = within(a2.create_channel()).await.unwrap();

@@ -249,7 +249,7 @@ impl Connection {
             }
             Err(Refused::UserConnections(n)) => {
                 return Err(AmqpError::not_allowed(format!(
-                    "Connection refused for user '{}': user connection limit ({n}) is reached",
+                    "connection refused for user '{}': user connection limit ({n}) is reached",
                     self.user
                 ))
                 .on(10, 40));
