@@ -524,6 +524,33 @@ async fn limits_set_through_the_api_refuse_new_connections_and_survive_a_restart
         .status,
         204
     );
+    // A vhost made through the API, with a durable queue bound to its amq.direct: the
+    // built-in exchanges' records are written when the vhost is made (bindings from them are
+    // stored by id), so the binding survives the restart.
+    http(api, "PUT", "/api/vhosts/v3", ADMIN, None).await;
+    let all = json!({"configure": ".*", "write": ".*", "read": ".*"});
+    http(api, "PUT", "/api/permissions/v3/guest", ADMIN, Some(all)).await;
+    {
+        let conn = login(&b, "guest", "guest", "v3").await.unwrap();
+        let ch = within(conn.create_channel()).await.unwrap();
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        within(ch.queue_declare("bound".into(), durable, FieldTable::default()))
+            .await
+            .unwrap();
+        within(ch.queue_bind(
+            "bound".into(),
+            "amq.direct".into(),
+            "k".into(),
+            Default::default(),
+            FieldTable::default(),
+        ))
+        .await
+        .unwrap();
+        let _ = conn.close(200, "bye".into()).await;
+    }
     drop(login(&b, "guest", "guest", "/").await.unwrap());
     let r = http(
         api,
@@ -541,7 +568,13 @@ async fn limits_set_through_the_api_refuse_new_connections_and_survive_a_restart
         json!([{"user": "guest", "value": {"max-connections": 1}}])
     );
     let b = b.restart().await;
-    let one = login(&b, "guest", "guest", "/").await.unwrap();
+    let one = login(&b, "guest", "guest", "v3").await.unwrap();
+    let ch = within(one.create_channel()).await.unwrap();
+    support::publish(&ch, "amq.direct", "k", b"after").await;
+    let got = within(ch.basic_get("bound".into(), BasicGetOptions { no_ack: true }))
+        .await
+        .unwrap();
+    assert!(got.is_some(), "the binding from amq.direct came back");
     let e = login(&b, "guest", "guest", "/").await.unwrap_err();
     assert_eq!(code(&e), Some(530), "{e:?}");
     drop(one);
