@@ -83,37 +83,6 @@ async fn vhost_show(c: Caller, Path(vhost): Path<String>) -> ApiResult<Json<Vec<
     Ok(Json(vhost_limits(&c, Some(&vhost))))
 }
 
-fn current_vhost(c: &Caller, vhost: &str) -> ApiResult<BTreeMap<String, i64>> {
-    c.broker
-        .read_access(|a| a.vhosts.get(vhost).map(|v| v.limits.0.clone()))
-        .ok_or_else(ApiError::not_found)
-}
-
-async fn vhost_put(
-    c: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-    raw: Bytes,
-) -> ApiResult<StatusCode> {
-    c.require_admin()?;
-    let mut limits = current_vhost(&c, &vhost)?;
-    limits.insert(name, value(&raw)?);
-    c.broker.set_vhost_limits(&vhost, &limits)?;
-    synced(&c.broker).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn vhost_delete(
-    c: Caller,
-    Path((vhost, name)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    c.require_admin()?;
-    let mut limits = current_vhost(&c, &vhost)?;
-    limits.remove(&name);
-    c.broker.set_vhost_limits(&vhost, &limits)?;
-    synced(&c.broker).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 async fn user_list(c: Caller) -> ApiResult<Json<Vec<Value>>> {
     c.require_admin()?;
     Ok(Json(user_limits(&c, None)))
@@ -127,10 +96,55 @@ async fn user_show(c: Caller, Path(user): Path<String>) -> ApiResult<Json<Vec<Va
     Ok(Json(user_limits(&c, Some(&user))))
 }
 
-fn current_user(c: &Caller, user: &str) -> ApiResult<BTreeMap<String, i64>> {
-    c.broker
-        .read_access(|a| a.user(user).map(|u| u.limits.0.clone()))
-        .ok_or_else(ApiError::not_found)
+/// Whose limits a change is about.
+#[derive(Clone, Copy)]
+enum Of {
+    Vhost,
+    User,
+}
+
+/// Reads the limits of `name`, lets `f` change them, writes them back (administrator only).
+async fn change(
+    c: Caller,
+    of: Of,
+    name: &str,
+    f: impl FnOnce(&mut BTreeMap<String, i64>),
+) -> ApiResult<StatusCode> {
+    c.require_admin()?;
+    let current = c.broker.read_access(|a| match of {
+        Of::Vhost => a.vhosts.get(name).map(|v| v.limits.0.clone()),
+        Of::User => a.user(name).map(|u| u.limits.0.clone()),
+    });
+    let mut limits = current.ok_or_else(ApiError::not_found)?;
+    f(&mut limits);
+    match of {
+        Of::Vhost => c.broker.set_vhost_limits(name, &limits)?,
+        Of::User => c.broker.set_user_limits(name, &limits)?,
+    }
+    synced(&c.broker).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn vhost_put(
+    c: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    raw: Bytes,
+) -> ApiResult<StatusCode> {
+    let v = value(&raw)?;
+    change(c, Of::Vhost, &vhost, |l| {
+        l.insert(name, v);
+    })
+    .await
+}
+
+async fn vhost_delete(
+    c: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    change(c, Of::Vhost, &vhost, |l| {
+        l.remove(&name);
+    })
+    .await
 }
 
 async fn user_put(
@@ -138,22 +152,19 @@ async fn user_put(
     Path((user, name)): Path<(String, String)>,
     raw: Bytes,
 ) -> ApiResult<StatusCode> {
-    c.require_admin()?;
-    let mut limits = current_user(&c, &user)?;
-    limits.insert(name, value(&raw)?);
-    c.broker.set_user_limits(&user, &limits)?;
-    synced(&c.broker).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let v = value(&raw)?;
+    change(c, Of::User, &user, |l| {
+        l.insert(name, v);
+    })
+    .await
 }
 
 async fn user_delete(
     c: Caller,
     Path((user, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    c.require_admin()?;
-    let mut limits = current_user(&c, &user)?;
-    limits.remove(&name);
-    c.broker.set_user_limits(&user, &limits)?;
-    synced(&c.broker).await?;
-    Ok(StatusCode::NO_CONTENT)
+    change(c, Of::User, &user, |l| {
+        l.remove(&name);
+    })
+    .await
 }
