@@ -19,12 +19,14 @@
 //! - [`offload`]: long synchronous work kept from stalling a runtime worker's other tasks.
 //! - [`failed_logins`]: failed logins per address, and how long a refusal waits.
 //! - [`password`]: password hashes as RabbitMQ makes them (users log in with their hash).
+//! - [`ctl`]: `warren ctl`, a rabbitmqctl-compatible client of the management HTTP API.
 
 pub(crate) mod alarms;
 pub(crate) mod args;
 pub(crate) mod broker;
 pub mod config;
 pub(crate) mod connection;
+pub mod ctl;
 pub(crate) mod error;
 pub(crate) mod exchange;
 pub(crate) mod failed_logins;
