@@ -23,6 +23,7 @@
 //! - [`access`]: users, vhosts' limits, permissions and topic permissions; one user's
 //!   grants in a vhost.
 //! - [`tls`]: AMQPS: PEM files to a rustls config, its reload holder, certificate login names.
+//! - [`ctl`]: `warren ctl`, a rabbitmqctl-compatible client of the management HTTP API.
 
 pub(crate) mod access;
 pub(crate) mod alarms;
@@ -30,6 +31,7 @@ pub(crate) mod args;
 pub(crate) mod broker;
 pub mod config;
 pub(crate) mod connection;
+pub mod ctl;
 pub(crate) mod error;
 pub(crate) mod exchange;
 pub(crate) mod failed_logins;

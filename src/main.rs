@@ -1,4 +1,5 @@
 //! The `warren` binary: parse settings, set up logging, run the server until SIGTERM/SIGINT.
+//! `warren ctl ...` runs the management command line instead (`warren::ctl`).
 
 use clap::Parser;
 
@@ -9,6 +10,10 @@ use tracing_subscriber::EnvFilter;
 use warren::config::{Cli, Config};
 
 fn main() -> std::process::ExitCode {
+    // `warren ctl ...` is the rabbitmqctl-like client; anything else is the server's flags.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "ctl") {
+        return warren::ctl::main(std::env::args_os().skip(1));
+    }
     let config = match Config::from_cli(Cli::parse()) {
         Ok(c) => c,
         Err(e) => {
