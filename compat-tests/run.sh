@@ -12,7 +12,8 @@
 # in compat-tests/.logs/.
 #
 # Environment: AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2F),
-# AMQPS_URL and AMQPS_CA (the broker's TLS listener and the CA of its
+# MANAGEMENT_URL (the broker's management API, for python/access.py; it fails
+# without it), AMQPS_URL and AMQPS_CA (the broker's TLS listener and the CA of its
 # certificate, for the tls programs; they fail without them),
 # COMPAT_TEST_TIMEOUT (each program's own watchdog, seconds, default 20),
 # COMPAT_KILL_TIMEOUT (outer kill timeout per program, default 40).

@@ -23,6 +23,7 @@ cargo build --release --locked --bin warren
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 tls_port=$(free_port)
+mgmt_port=$(free_port)
 data=$(mktemp -d)
 # AMQPS beside it: a CA and a server certificate for localhost, made with openssl.
 certs="$data/certs"
@@ -36,16 +37,20 @@ openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.
   -CAcreateserial -days 2 -extfile "$certs/san.ext" -out "$certs/server.pem" 2>/dev/null
 printf '[tls]\nlisten = ["127.0.0.1:%s"]\ncertfile = "%s"\nkeyfile = "%s"\n' \
   "$tls_port" "$certs/server.pem" "$certs/server.key" > "$data/warren.toml"
-WARREN_LISTEN="127.0.0.1:$port,[::1]:$port" WARREN_METRICS_LISTEN=off WARREN_MANAGEMENT_LISTEN=off WARREN_DATA_DIR="$data" \
+WARREN_LISTEN="127.0.0.1:$port,[::1]:$port" WARREN_METRICS_LISTEN=off \
+  WARREN_MANAGEMENT_LISTEN="127.0.0.1:$mgmt_port" WARREN_DATA_DIR="$data" \
   WARREN_CONFIG="$data/warren.toml" ./target/release/warren > "$data/warren.log" 2>&1 &
 broker=$!
 trap 'kill $broker 2>/dev/null || true; wait $broker 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
+# The management API is bound after the AMQP port (which accepts once the store is open).
+for p in $port $mgmt_port; do
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
+    sleep 0.1
+  done
 done
 status=0
-AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" \
+AMQP_URL="amqp://guest:guest@127.0.0.1:$port/%2F" MANAGEMENT_URL="http://127.0.0.1:$mgmt_port" \
   AMQPS_URL="amqps://guest:guest@localhost:$tls_port/%2F" AMQPS_CA="$certs/ca.pem" \
   bash compat-tests/run.sh || status=$?
 if ! kill -0 $broker 2>/dev/null; then
