@@ -125,6 +125,46 @@ pub fn table_from_json(o: &serde_json::Map<String, serde_json::Value>) -> FieldT
     t
 }
 
+/// A field value as RabbitMQ's management API and definitions export write it: numbers,
+/// strings (byte strings read as UTF-8, lossily), booleans, lists and objects.
+pub fn to_json(v: &AMQPValue) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::Float(f) => {
+            serde_json::Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number)
+        }
+        AMQPValue::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        AMQPValue::DecimalValue(d) => {
+            let x = f64::from(d.value) / 10f64.powi(i32::from(d.scale));
+            serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+        }
+        AMQPValue::ShortString(s) => Value::String(s.as_str().to_string()),
+        AMQPValue::LongString(s) => {
+            Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
+        AMQPValue::ByteArray(b) => {
+            Value::String(String::from_utf8_lossy(b.as_slice()).into_owned())
+        }
+        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(to_json).collect()),
+        AMQPValue::FieldTable(t) => table_to_json(t),
+        AMQPValue::Timestamp(t) => Value::from(*t),
+        AMQPValue::LongUInt(x) => Value::from(*x),
+        AMQPValue::Void => Value::Null,
+        other => as_i64(other).map_or(Value::Null, Value::from),
+    }
+}
+
+/// A field table as a JSON object (see [`to_json`]).
+pub fn table_to_json(t: &FieldTable) -> serde_json::Value {
+    serde_json::Value::Object(
+        t.inner()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), to_json(v)))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

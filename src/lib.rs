@@ -41,6 +41,7 @@ pub mod metrics;
 pub(crate) mod names;
 pub(crate) mod offload;
 pub mod password;
+pub(crate) mod policy;
 pub(crate) mod queue;
 pub mod server;
 pub mod store;

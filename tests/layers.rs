@@ -21,6 +21,7 @@ const LAYERS: &[&[&str]] = &[
         "failed_logins",
         "access",
         "tls",
+        "policy",
     ],
     &["message"],
     &["store"],

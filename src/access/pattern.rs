@@ -24,8 +24,19 @@ pub struct Pattern {
 }
 
 impl Pattern {
+    /// A permission's pattern: the empty one means `^$`.
     pub fn new(source: &str) -> Result<Pattern, BadPattern> {
         let effective = if source.is_empty() { "^$" } else { source };
+        Self::compile(source, effective)
+    }
+
+    /// A pattern as written, the empty one matching every name (a policy's, which RabbitMQ
+    /// runs through `re:run` as it is).
+    pub fn as_written(source: &str) -> Result<Pattern, BadPattern> {
+        Self::compile(source, source)
+    }
+
+    fn compile(source: &str, effective: &str) -> Result<Pattern, BadPattern> {
         let regex = RegexBuilder::new(effective)
             .size_limit(SIZE_LIMIT)
             .dfa_size_limit(SIZE_LIMIT)

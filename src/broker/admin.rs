@@ -25,6 +25,9 @@ use crate::vhost::VHost;
 pub enum AdminError {
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// A policy refused, with RabbitMQ's validation text.
+    #[error("Validation failed\n\n{0}\n")]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 type AdminResult<T> = Result<T, AdminError>;

@@ -2,9 +2,10 @@
 //! `/api/definitions`): imported at start from `load_definitions`, as RabbitMQ's key of
 //! that name does. Users keep their RabbitMQ password hashes; vhosts, permissions, topic
 //! permissions, vhost limits (the `vhost-limits` parameter), exchanges, queues and bindings
-//! are made as declared. Policies are read and counted, not applied (Warren has no
-//! policies yet). An entity that cannot be made (an exchange of an unknown type, a queue
-//! redeclared with other arguments) is logged and skipped, and the import goes on.
+//! are made as declared, policies and operator policies (the `operator_policy`
+//! parameters) set and applied. An entity that cannot be made (an exchange of an unknown type, a queue
+//! redeclared with other arguments, a policy Warren refuses) is logged and skipped, and the
+//! import goes on. The export is `export.rs`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,6 +17,7 @@ use super::admin::{UserChange, VhostChange};
 use super::{Broker, OpenError};
 use crate::access::record::{PermissionRecord, TopicPermissionRecord, UserRecord, VhostRecord};
 use crate::exchange::Destination;
+use crate::policy::{Kind, PolicyRecord};
 use crate::vhost::{ExchangeSpec, QueueSpec};
 
 /// Definitions files are written by operators; past this they are refused unread.
@@ -34,7 +36,7 @@ pub struct Definitions {
     #[serde(default)]
     pub parameters: Vec<Parameter>,
     #[serde(default)]
-    pub policies: Vec<serde_json::Value>,
+    pub policies: Vec<PolicyRecord>,
     #[serde(default)]
     pub exchanges: Vec<ExchangeJson>,
     #[serde(default)]
@@ -49,6 +51,8 @@ pub struct Parameter {
     pub vhost: String,
     pub component: String,
     #[serde(default)]
+    pub name: String,
+    #[serde(default)]
     pub value: serde_json::Value,
 }
 
@@ -59,6 +63,8 @@ fn yes() -> bool {
 #[derive(Debug, Deserialize)]
 pub struct ExchangeJson {
     pub name: String,
+    /// Absent in a per-vhost file (see [`Definitions::for_vhost`]).
+    #[serde(default)]
     pub vhost: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -75,6 +81,7 @@ pub struct ExchangeJson {
 #[derive(Debug, Deserialize)]
 pub struct QueueJson {
     pub name: String,
+    #[serde(default)]
     pub vhost: String,
     #[serde(default = "yes")]
     pub durable: bool,
@@ -90,6 +97,7 @@ pub struct QueueJson {
 #[derive(Debug, Deserialize)]
 pub struct BindingJson {
     pub source: String,
+    #[serde(default)]
     pub vhost: String,
     pub destination: String,
     pub destination_type: String,
@@ -97,6 +105,23 @@ pub struct BindingJson {
     pub routing_key: String,
     #[serde(default)]
     pub arguments: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Definitions {
+    /// A per-vhost file (`/api/definitions/{vhost}`): every entity goes to `vhost`, and
+    /// what is not per vhost (users, vhosts, permissions) is ignored, as RabbitMQ does.
+    pub fn for_vhost(&mut self, vhost: &str) {
+        self.users.clear();
+        self.vhosts.clear();
+        self.permissions.clear();
+        self.topic_permissions.clear();
+        let v = || vhost.to_string();
+        self.parameters.iter_mut().for_each(|p| p.vhost = v());
+        self.policies.iter_mut().for_each(|p| p.vhost = v());
+        self.exchanges.iter_mut().for_each(|x| x.vhost = v());
+        self.queues.iter_mut().for_each(|q| q.vhost = v());
+        self.bindings.iter_mut().for_each(|b| b.vhost = v());
+    }
 }
 
 /// What an import made (and skipped).
@@ -109,8 +134,8 @@ pub struct Imported {
     pub exchanges: usize,
     pub queues: usize,
     pub bindings: usize,
+    pub policies: usize,
     pub skipped: usize,
-    pub policies_not_applied: usize,
 }
 
 impl Broker {
@@ -189,17 +214,29 @@ impl Broker {
         let others = defs
             .parameters
             .iter()
-            .filter(|p| p.component != "vhost-limits")
+            .filter(|p| p.component != "vhost-limits" && p.component != "operator_policy")
             .count();
         if others > 0 {
             warn!(count = others, "runtime parameters in the definitions are not applied (Warren has none of their components)");
         }
-        done.policies_not_applied = defs.policies.len();
-        if !defs.policies.is_empty() {
-            warn!(
-                count = defs.policies.len(),
-                "policies in the definitions are not applied yet"
-            );
+        let operator = defs
+            .parameters
+            .iter()
+            .filter(|p| p.component == "operator_policy")
+            .map(|p| (Kind::Operator, operator_policy(p)));
+        let policies = defs.policies.iter().map(|p| (Kind::Policy, Ok(p.clone())));
+        for (kind, record) in policies.chain(operator) {
+            match record.map_err(|e| e.to_string()).and_then(|r| {
+                let name = r.name.clone();
+                self.put_policy(kind, r)
+                    .map_err(|e| format!("policy '{name}': {}", e.to_string().trim()))
+            }) {
+                Ok(_) => done.policies += 1,
+                Err(e) => {
+                    warn!(?kind, "definitions: policy skipped: {e}");
+                    done.skipped += 1;
+                }
+            }
         }
         for x in &defs.exchanges {
             let Some(vhost) = self.vhost(&x.vhost) else {
@@ -287,4 +324,15 @@ impl Broker {
         }
         Ok(done)
     }
+}
+
+/// An `operator_policy` parameter (`{"value": {pattern, definition, priority, apply-to}}`)
+/// as a policy record.
+fn operator_policy(p: &Parameter) -> Result<PolicyRecord, serde_json::Error> {
+    let mut v = p.value.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("vhost".into(), p.vhost.clone().into());
+        o.insert("name".into(), p.name.clone().into());
+    }
+    serde_json::from_value(v)
 }

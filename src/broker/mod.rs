@@ -3,12 +3,15 @@
 //!
 //! Files: this one (opening, logins, grants), `boot` (what the config adds at start: the
 //! default user, TOML users and vhosts), `admin` (run-time changes to users, vhosts,
-//! permissions and limits, each written to the store), `definitions` (RabbitMQ's
-//! definitions JSON, imported and exported), `sessions` (connections by user and vhost).
+//! permissions and limits, each written to the store), `policies` (policies and operator
+//! policies set and restored), `definitions` (RabbitMQ's
+//! definitions JSON, imported), `export` (and exported), `sessions` (connections by user and vhost).
 
 pub mod admin;
 mod boot;
 pub mod definitions;
+pub mod export;
+mod policies;
 pub mod sessions;
 
 use std::collections::{HashMap, HashSet};
@@ -143,6 +146,7 @@ impl Broker {
         for name in exchanges.keys().chain(queues.keys()) {
             warn!(vhost = %name, "stored entities of a vhost that has no record: not served");
         }
+        policies::restore(&vhosts, &recovered.access);
         let alarms = Alarms::new(config.memory_high_watermark, config.disk_free_limit);
         let mut config = config;
         let hashes = config

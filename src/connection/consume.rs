@@ -200,8 +200,7 @@ impl Connection {
     /// The consumer timeout (ms) for deliveries from `q`: its `x-consumer-timeout`, else
     /// the broker's `consumer_timeout` (None: off).
     fn consumer_timeout(&self, q: &Queue) -> Option<u64> {
-        q.args
-            .consumer_timeout
+        q.consumer_timeout()
             .or(self.broker.config.consumer_timeout)
             .filter(|&ms| ms > 0)
     }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use amq_protocol::types::FieldTable;
 use parking_lot::RwLock;
 
+use crate::policy::Applied;
 use crate::queue::Queue;
 
 /// Where a binding leads.
@@ -143,6 +144,9 @@ pub struct Exchange {
     pub internal: bool,
     pub arguments: FieldTable,
     bindings: RwLock<Bindings>,
+    /// The policies that apply (an alternate exchange may come from one); replaced when a
+    /// policy changes, read only when a message is unroutable here.
+    policy: RwLock<Arc<Applied>>,
     deleted: AtomicBool,
 }
 
@@ -196,14 +200,35 @@ impl Exchange {
                 all: HashMap::new(),
                 router,
             }),
+            policy: RwLock::new(Applied::none()),
             deleted: AtomicBool::new(false),
         })
     }
 
-    /// The `alternate-exchange` argument: where unroutable messages go.
+    /// Where unroutable messages go: the `alternate-exchange` argument, else a policy's
+    /// (the argument wins, as in RabbitMQ).
     pub fn alternate_exchange(&self) -> Option<String> {
-        crate::args::get_str(&self.arguments, "alternate-exchange")
-            .map(|b| String::from_utf8_lossy(b).into_owned())
+        match crate::args::get_str(&self.arguments, "alternate-exchange") {
+            Some(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            None => self.policy.read().values.alternate_exchange.clone(),
+        }
+    }
+
+    /// Runs the exchange with the policies that now apply; returns whether that changed
+    /// anything (routes cached with the old alternate exchange must then be dropped).
+    pub fn apply_policy(&self, applied: Arc<Applied>) -> bool {
+        let mut p = self.policy.write();
+        if p.same_as(&applied) {
+            return false;
+        }
+        *p = applied;
+        true
+    }
+
+    /// The policies that apply now.
+    #[allow(dead_code)] // read by the management API's queue and exchange objects (merging)
+    pub fn policy(&self) -> Arc<Applied> {
+        self.policy.read().clone()
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -239,6 +264,11 @@ impl Exchange {
         g.router.unbind(&removed);
         record(&removed);
         true
+    }
+
+    /// Its bindings now (a copy, taken under the read lock).
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.bindings.read().all.values().cloned().collect()
     }
 
     /// The exchange is being deleted: every binding from it goes, each passed to `record`

@@ -3,6 +3,8 @@
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
+use crate::policy::PolicyValues;
+
 /// What happens when a publish would take a queue past its length limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
@@ -43,6 +45,54 @@ pub enum ArgError {
     Invalid { arg: String, detail: String },
     #[error("invalid arg 'x-queue-type' for queue: {0} queues are not supported by Warren (classic only)")]
     UnsupportedType(String),
+}
+
+fn smaller(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Overflow {
+    fn parse(s: &str) -> Option<Overflow> {
+        Some(match s {
+            "drop-head" => Overflow::DropHead,
+            "reject-publish" => Overflow::RejectPublish,
+            "reject-publish-dlx" => Overflow::RejectPublishDlx,
+            _ => return None,
+        })
+    }
+}
+
+impl QueueArgs {
+    /// What a queue runs with: its x-arguments (`self`) met with a policy's values, by
+    /// RabbitMQ's rules for classic queues: for TTLs, expiry, length limits, the delivery
+    /// limit and the consumer timeout the smaller number wins; for dead-lettering and
+    /// overflow the argument wins. `overflow_declared`: `x-overflow` was given.
+    pub fn with_policy(&self, overflow_declared: bool, p: &PolicyValues) -> QueueArgs {
+        QueueArgs {
+            dead_letter_exchange: self
+                .dead_letter_exchange
+                .clone()
+                .or_else(|| p.dead_letter_exchange.clone()),
+            dead_letter_routing_key: self
+                .dead_letter_routing_key
+                .clone()
+                .or_else(|| p.dead_letter_routing_key.clone()),
+            message_ttl: smaller(self.message_ttl, p.message_ttl),
+            expires: smaller(self.expires, p.expires),
+            max_length: smaller(self.max_length, p.max_length),
+            max_length_bytes: smaller(self.max_length_bytes, p.max_length_bytes),
+            overflow: match (&p.overflow, overflow_declared) {
+                (Some(o), false) => Overflow::parse(o).unwrap_or(self.overflow),
+                _ => self.overflow,
+            },
+            delivery_limit: smaller(self.delivery_limit, p.delivery_limit),
+            consumer_timeout: smaller(self.consumer_timeout, p.consumer_timeout),
+            ..self.clone()
+        }
+    }
 }
 
 /// A per-message `expiration` that is not a decimal count of milliseconds.
@@ -214,6 +264,41 @@ mod tests {
         assert_eq!(a.message_ttl, Some(500));
         assert_eq!(a.overflow, Overflow::RejectPublishDlx);
         assert_eq!(a.dead_letter_exchange.as_deref(), Some("dlx"));
+    }
+
+    #[test]
+    fn policies_meet_arguments_by_rabbitmqs_rules() {
+        let declared = QueueArgs::parse(&table(&[
+            ("x-max-length", AMQPValue::LongInt(10)),
+            ("x-message-ttl", AMQPValue::LongInt(100)),
+            (
+                "x-dead-letter-exchange",
+                AMQPValue::LongString("mine".into()),
+            ),
+        ]))
+        .unwrap();
+        let p = PolicyValues {
+            max_length: Some(5),
+            message_ttl: Some(1000),
+            expires: Some(60_000),
+            dead_letter_exchange: Some("theirs".into()),
+            dead_letter_routing_key: Some("rk".into()),
+            overflow: Some("reject-publish".into()),
+            ..PolicyValues::default()
+        };
+        let e = declared.with_policy(false, &p);
+        assert_eq!(
+            (e.max_length, e.message_ttl, e.expires),
+            (Some(5), Some(100), Some(60_000))
+        );
+        assert_eq!(e.dead_letter_exchange.as_deref(), Some("mine"));
+        assert_eq!(e.dead_letter_routing_key.as_deref(), Some("rk"));
+        assert_eq!(e.overflow, Overflow::RejectPublish);
+        assert_eq!(declared.with_policy(true, &p).overflow, Overflow::DropHead);
+        assert_eq!(
+            declared.with_policy(false, &PolicyValues::default()),
+            declared
+        );
     }
 
     #[test]

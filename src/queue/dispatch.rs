@@ -12,7 +12,7 @@ impl Queue {
     /// consumer's share to its connection as one event.
     pub(super) fn dispatch(self: &Arc<Self>, st: &mut State) {
         // Single active consumer: only the first registered one gets messages.
-        let n = if self.args.single_active_consumer {
+        let n = if st.args.single_active_consumer {
             st.consumers.len().min(1)
         } else {
             st.consumers.len()

@@ -77,23 +77,33 @@ impl Queue {
     }
 
     /// Deletes the queue once it has been unused (no consumers, no get, no redeclare) for
-    /// `expires`, as `x-expires` asks.
-    pub(super) fn watch_expires(self: &Arc<Self>, expires: Duration) {
+    /// its `expires` (`x-expires` or a policy's, read afresh each round so a policy change
+    /// takes effect), unless a watcher runs already.
+    pub(super) fn start_expires_watch(self: &Arc<Self>, st: &mut State) {
+        if st.watching_expires || st.args.expires.is_none() {
+            return;
+        }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        st.watching_expires = true;
         let q = Arc::downgrade(self);
         rt.spawn(async move {
-            let mut wait = expires;
+            let mut wait = Duration::ZERO;
             loop {
                 tokio::time::sleep(wait).await;
                 let Some(q) = q.upgrade() else { return };
                 if q.is_deleted() {
                     return;
                 }
-                let idle = {
-                    let st = q.state.lock();
-                    st.consumers.is_empty().then(|| st.last_used.elapsed())
+                let (expires, idle) = {
+                    let mut st = q.state.lock();
+                    let Some(ms) = st.args.expires else {
+                        st.watching_expires = false;
+                        return;
+                    };
+                    let idle = st.consumers.is_empty().then(|| st.last_used.elapsed());
+                    (Duration::from_millis(ms), idle)
                 };
                 match idle {
                     Some(idle) if idle >= expires => {

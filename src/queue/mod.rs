@@ -28,7 +28,7 @@ pub mod ready;
 
 pub use expiry::now_ms;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
+use crate::policy::Applied;
 use crate::store::recovery::RecoveredQueue;
 use arguments::{Overflow, QueueArgs};
 use consumer::Consumer;
@@ -82,6 +83,13 @@ struct State {
     timer_at: Option<u64>,
     /// Last consume, get or declare (for `x-expires`).
     last_used: Instant,
+    /// What the queue runs with: its arguments met with its policies
+    /// ([`QueueArgs::with_policy`]); replaced when a policy changes.
+    args: Arc<QueueArgs>,
+    /// The policies that apply (reported by the management API).
+    applied: Arc<Applied>,
+    /// An `x-expires` watcher is running (started by the argument or a policy).
+    watching_expires: bool,
 }
 
 pub struct Queue {
@@ -94,7 +102,12 @@ pub struct Queue {
     pub auto_delete: bool,
     pub arguments: FieldTable,
     /// `arguments` parsed (checked at declare); shared by every queue without any.
-    pub args: Arc<QueueArgs>,
+    declared: Arc<QueueArgs>,
+    /// `x-overflow` was among the arguments (it then wins over a policy's).
+    overflow_declared: bool,
+    /// The effective consumer timeout in ms (0: none), read on each delivery without the
+    /// lock.
+    consumer_timeout: AtomicU64,
     /// Dead-lettering and `x-expires` go through it (weak: the owner holds its queues).
     owner: Weak<dyn Owner>,
     state: Mutex<State>,
@@ -142,6 +155,8 @@ impl Queue {
             ram_budget,
         } = c;
         let qid = disk.qid;
+        let declared = shared_args(args);
+        let overflow_declared = crate::args::get(&arguments, "x-overflow").is_some();
         let q = Arc::new_cyclic(|me| Queue {
             name,
             qid,
@@ -151,7 +166,7 @@ impl Queue {
             arguments,
             owner,
             state: Mutex::new(State {
-                store: Ready::new(disk, ram_budget, args.max_priority, me.clone()),
+                store: Ready::new(disk, ram_budget, declared.max_priority, me.clone()),
                 next_seq: 0,
                 consumers: Vec::new(),
                 next_consumer: 0,
@@ -160,14 +175,55 @@ impl Queue {
                 dead: Vec::new(),
                 timer_at: None,
                 last_used: Instant::now(),
+                args: declared.clone(),
+                applied: Applied::none(),
+                watching_expires: false,
             }),
-            args: shared_args(args),
+            consumer_timeout: AtomicU64::new(declared.consumer_timeout.unwrap_or(0)),
+            declared,
+            overflow_declared,
             deleted: AtomicBool::new(false),
         });
-        if let Some(ms) = q.args.expires {
-            q.watch_expires(Duration::from_millis(ms));
-        }
+        let mut st = q.state.lock();
+        q.start_expires_watch(&mut st);
+        drop(st);
         q
+    }
+
+    /// Runs the queue with the policies that now apply (at declare, and whenever a policy
+    /// changes): the new limits take effect at once, as RabbitMQ's do (a shorter length
+    /// limit drops from the head, a new `expires` starts counting).
+    pub fn apply_policy(self: &Arc<Self>, applied: Arc<Applied>) {
+        let args = Arc::new(
+            self.declared
+                .with_policy(self.overflow_declared, &applied.values),
+        );
+        let mut st = self.state.lock();
+        if st.applied.same_as(&applied) {
+            return;
+        }
+        self.consumer_timeout
+            .store(args.consumer_timeout.unwrap_or(0), Ordering::Relaxed);
+        st.args = if *args == *self.declared {
+            self.declared.clone()
+        } else {
+            args
+        };
+        st.applied = applied;
+        self.enforce_drop_head(&mut st);
+        self.start_expires_watch(&mut st);
+        self.unlock(st);
+    }
+
+    /// The policies that apply now.
+    #[allow(dead_code)] // read by the management API's queue and exchange objects (merging)
+    pub fn policy(&self) -> Arc<Applied> {
+        self.state.lock().applied.clone()
+    }
+
+    /// The consumer timeout in ms (`x-consumer-timeout` or a policy's), if any.
+    pub fn consumer_timeout(&self) -> Option<u64> {
+        Some(self.consumer_timeout.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
     }
 
     /// Messages read back from disk (on the pager's thread): into the head, then on to
@@ -185,7 +241,7 @@ impl Queue {
     /// `x-overflow: drop-head`: the oldest messages go (dead-lettered) while over a limit.
     /// Those still on disk wait for their refill (a deep queue may be over by one read).
     fn enforce_drop_head(&self, st: &mut State) {
-        if self.args.overflow != Overflow::DropHead {
+        if st.args.overflow != Overflow::DropHead {
             return;
         }
         while self.over_limit(st) {
@@ -229,14 +285,15 @@ impl Queue {
 
     /// Queues `m` for dead-lettering (or drops it: no dead-letter exchange).
     fn dead_letter(&self, st: &mut State, message: Arc<Message>, reason: Reason) {
-        if let Some(exchange) = &self.args.dead_letter_exchange {
-            st.dead.push(DeadLetter {
+        if let Some(exchange) = &st.args.dead_letter_exchange {
+            let d = DeadLetter {
                 message,
                 reason,
                 queue: self.name.clone(),
                 exchange: exchange.clone(),
-                routing_key: self.args.dead_letter_routing_key.clone(),
-            });
+                routing_key: st.args.dead_letter_routing_key.clone(),
+            };
+            st.dead.push(d);
         }
     }
 
@@ -269,17 +326,19 @@ impl Queue {
     /// of input is handled, so a burst of publishes reaches each consumer as one event.
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Enqueued {
         let persist = self.durable && message.is_persistent();
-        let ttl = match (self.args.message_ttl, expiry::message_expiration(&message)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let own_ttl = expiry::message_expiration(&message);
         let mut st = self.state.lock();
         // Checked under the lock: a deleted queue's records are gone; none may follow.
         if self.is_deleted() {
             return Enqueued::Refused;
         }
-        if self.args.overflow != Overflow::DropHead && self.would_overflow(&st, &message) {
-            if self.args.overflow == Overflow::RejectPublishDlx {
+        let ttl = match (st.args.message_ttl, own_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let overflow = st.args.overflow;
+        if overflow != Overflow::DropHead && self.would_overflow(&st, &message) {
+            if overflow == Overflow::RejectPublishDlx {
                 self.dead_letter(&mut st, message, Reason::Maxlen);
             }
             self.unlock(st);
@@ -312,20 +371,20 @@ impl Queue {
     }
 
     fn over_limit(&self, st: &State) -> bool {
-        self.args
+        st.args
             .max_length
             .is_some_and(|n| st.store.len() as u64 > n)
-            || self
+            || st
                 .args
                 .max_length_bytes
                 .is_some_and(|n| st.store.bytes() as u64 > n)
     }
 
     fn would_overflow(&self, st: &State, m: &Message) -> bool {
-        self.args
+        st.args
             .max_length
             .is_some_and(|n| st.store.len() as u64 >= n)
-            || self
+            || st
                 .args
                 .max_length_bytes
                 .is_some_and(|n| (st.store.bytes() + m.size()) as u64 > n)
@@ -403,7 +462,7 @@ impl Queue {
             m.redelivered = true;
             m.deliveries = m.deliveries.saturating_add(1);
             st.unacked = st.unacked.saturating_sub(1);
-            if self
+            if st
                 .args
                 .delivery_limit
                 .is_some_and(|l| m.deliveries as u64 > l)

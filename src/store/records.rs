@@ -40,6 +40,10 @@ pub const FORMAT_KEY: u8 = b'F';
 pub const USER: u8 = b'u';
 pub const PERMISSION: u8 = b'p';
 pub const TOPIC_PERMISSION: u8 = b't';
+/// A policy and an operator policy by (vhost, name), `policy::PolicyRecord`'s JSON as the
+/// value.
+pub const POLICY: u8 = b'y';
+pub const OPERATOR_POLICY: u8 = b'o';
 
 /// Message flag: written for durability (every logged message has it; a record without it
 /// is refused).

@@ -52,7 +52,8 @@ pub struct RecoveredQueue {
 pub struct Recovered {
     /// Each vhost's name and record (see `Store::put_vhost`).
     pub vhosts: Vec<(String, Vec<u8>)>,
-    /// The access records, by kind (`records::USER`, `PERMISSION`, `TOPIC_PERMISSION`):
+    /// The access and policy records, by kind (`records::USER`, `PERMISSION`,
+    /// `TOPIC_PERMISSION`, `POLICY`, `OPERATOR_POLICY`):
     /// their values (which name what they are about).
     pub access: Vec<(u8, Vec<u8>)>,
     pub exchanges: Vec<ExchangeDef>,
@@ -87,6 +88,8 @@ impl Store {
             records::USER,
             records::PERMISSION,
             records::TOPIC_PERMISSION,
+            records::POLICY,
+            records::OPERATOR_POLICY,
         ] {
             for (_, v) in self.scan(&db, &[kind])? {
                 access.push((kind, v.to_vec()));

@@ -4,11 +4,13 @@
 //! Files: this one (the maps, declare and delete, bind and unbind, with RabbitMQ's checks),
 //! `route` (routing, alternate exchanges, `CC`/`BCC`), `dead_letter` (dead letters
 //! republished), `restore` (rebuilt at start), `reply_to` (direct reply-to targets),
-//! `bindings` (bind, unbind, the index by destination) and `links` (that index's entries).
+//! `bindings` (bind, unbind, the index by destination), `links` (that index's entries) and
+//! `policies` (policies and operator policies, applied as they change).
 
 mod bindings;
 mod dead_letter;
 mod links;
+mod policies;
 pub mod reply_to;
 mod restore;
 pub mod route;
@@ -19,10 +21,12 @@ use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{DestId, Destination, Exchange, ExchangeConfig, ExchangeKind};
 use crate::metrics::Counter;
+use crate::policy::{PolicySet, Target};
 use crate::queue::arguments::QueueArgs;
 use crate::queue::consumer::Consumer;
 use crate::queue::dead_letter::DeadLetter;
@@ -62,6 +66,10 @@ pub struct VHost {
     bound_to: DashMap<DestId, links::Links>,
     /// Exclusive queues by owning connection, so a close touches only its own.
     exclusive: DashMap<u64, HashMap<u64, Arc<Queue>>>,
+    /// Policies and operator policies (`policies.rs`, with the lock order).
+    policies: RwLock<PolicySet>,
+    /// Held through one policy change and its application.
+    policy_changes: Mutex<()>,
 }
 
 /// An exchange declaration as exchange.declare carries it.
@@ -108,6 +116,8 @@ impl VHost {
             replies: DashMap::new(),
             bound_to: DashMap::new(),
             exclusive: DashMap::new(),
+            policies: RwLock::new(PolicySet::default()),
+            policy_changes: Mutex::new(()),
         };
         for (n, kind) in BUILTIN {
             let ex = Exchange::new(ExchangeConfig::durable(v.store.new_id(), n, *kind));
@@ -122,6 +132,15 @@ impl VHost {
 
     pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
         self.queues.get(name).map(|q| q.clone())
+    }
+
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.iter().map(|e| e.clone()).collect()
+    }
+
+    /// Whether `name` is one every vhost has (`""` and `amq.*`, not exported).
+    pub fn is_builtin_exchange(name: &str) -> bool {
+        BUILTIN.iter().any(|(n, _)| *n == name)
     }
 
     pub fn queues(&self) -> Vec<Arc<Queue>> {
@@ -183,7 +202,7 @@ impl VHost {
                     &arguments,
                 );
             }
-            Exchange::new(ExchangeConfig {
+            let ex = Exchange::new(ExchangeConfig {
                 id,
                 name: name.to_string(),
                 kind,
@@ -191,7 +210,9 @@ impl VHost {
                 auto_delete,
                 internal,
                 arguments: arguments.clone(),
-            })
+            });
+            ex.apply_policy(self.applied(Target::Exchange, name));
+            ex
         });
         drop(entry);
         // A new exchange can be another's alternate: cached routes must be recomputed.
@@ -314,7 +335,7 @@ impl VHost {
                         &spec.arguments,
                     );
                 }
-                Queue::new(QueueConfig {
+                let q = Queue::new(QueueConfig {
                     name: spec.name.clone(),
                     durable,
                     exclusive_owner: spec.exclusive.then_some(connection),
@@ -324,7 +345,10 @@ impl VHost {
                     owner: self.owner(),
                     disk: self.disk(qid),
                     ram_budget: self.queue_ram_budget,
-                })
+                });
+                // Inside the shard's lock: see `policies.rs` on why a change cannot miss it.
+                q.apply_policy(self.applied(Target::Queue, &spec.name));
+                q
             })
             .clone();
         if created {
@@ -387,6 +411,7 @@ impl VHost {
     /// Deletes every queue and exchange (the vhost itself is being deleted); their
     /// consumers are told, as for a deleted queue.
     pub fn delete_all(&self) {
+        self.delete_policy_records();
         for q in self.queues() {
             if let Some(d) = self.delete_queue(&q) {
                 for c in d.consumers {

@@ -11,10 +11,12 @@
 //! `{"error": ..., "reason": ...}`.
 //!
 //! Files: this one (listener, router, login, errors), `users`, `vhosts`, `permissions`
-//! (and topic permissions), `limits`.
+//! (and topic permissions), `limits`, `policies` (and operator policies), `definitions` (export, import).
 
+mod definitions;
 mod limits;
 mod permissions;
+mod policies;
 mod users;
 mod vhosts;
 
@@ -75,6 +77,8 @@ fn router(api: Api) -> Router {
         .merge(vhosts::routes())
         .merge(permissions::routes())
         .merge(limits::routes())
+        .merge(policies::routes())
+        .merge(definitions::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)

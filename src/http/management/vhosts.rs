@@ -92,6 +92,11 @@ async fn put(c: Caller, Path(vhost): Path<String>, raw: Bytes) -> ApiResult<Stat
             limits: None,
         },
     )?;
+    if created {
+        // RabbitMQ gives the user who creates a vhost full permissions on it.
+        c.broker
+            .set_permissions(&c.user.name, &vhost, ".*", ".*", ".*")?;
+    }
     synced(&c.broker).await?;
     Ok(created_or_changed(created))
 }
