@@ -8,7 +8,7 @@
 #   3. tests/soak.rs: about a minute of a normal client under hostile load, against the
 #      release build;
 #   4. scripts/fuzz.sh: every cargo-fuzz target for 10 s (nightly toolchain; cargo-fuzz is
-#      installed with `cargo install` if missing);
+#      installed with `cargo install` if missing; the targets are built beside step 2's build);
 #   5. scripts/check-dashboard.sh: every query of the Grafana dashboard through a real
 #      Prometheus (Debian's package, installed if missing) scraping a loaded broker.
 set -euo pipefail
@@ -19,7 +19,17 @@ cargo test --workspace --locked 2>&1 | tee /tmp/warren-cargo-test.log
 cargo_summary=$(grep -E '^test result:' /tmp/warren-cargo-test.log | awk '{p+=$4; f+=$6; i+=$8} END {print p" passed, "f" failed, "i" ignored"}')
 
 echo "== compat-tests (pika, amqplib) against a release build"
+# The fuzz targets' sanitizer build (nightly, fuzz/target) runs beside the release build, at
+# a lower priority: the release build's last crate (one codegen unit, LTO) leaves a core idle.
+# scripts/fuzz.sh then finds it built (and, if it failed, builds again and shows why).
+if ! command -v cargo-fuzz >/dev/null; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+(cd fuzz && exec nice cargo +nightly fuzz build -O) >/tmp/warren-fuzz-build.log 2>&1 &
+fuzz_build=$!
+trap 'kill $fuzz_build 2>/dev/null || true' EXIT
 cargo build --release --locked --bin warren
+wait $fuzz_build || true
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 tls_port=$(free_port)
@@ -62,9 +72,6 @@ WARREN_TEST_BIN=target/release/warren cargo test --locked --test soak -- --nocap
   tee /tmp/warren-soak.log | grep -E '^soak:|test result|panicked' || true
 grep -q 'test result: ok' /tmp/warren-soak.log || { tail -n 40 /tmp/warren-soak.log; status=1; }
 echo "== fuzz smoke: every target for 10 s"
-if ! command -v cargo-fuzz >/dev/null; then
-  cargo install cargo-fuzz --locked --quiet
-fi
 bash scripts/fuzz.sh 10 || status=1
 echo "== Grafana dashboard queries through a real Prometheus"
 bash scripts/check-dashboard.sh || status=1

@@ -22,28 +22,49 @@
 //! - [`password`]: password hashes as RabbitMQ makes them (users log in with their hash).
 //! - [`access`]: users, vhosts' limits, permissions and topic permissions; one user's
 //!   grants in a vhost.
+//! - [`policy`]: policies and operator policies, and what applies to a queue or exchange.
 //! - [`tls`]: AMQPS: PEM files to a rustls config, its reload holder, certificate login names.
 //! - [`ctl`]: `warren ctl`, a rabbitmqctl-compatible client of the management HTTP API.
+//!
+//! Everything but `config`, `store` and what they use needs the default `server` feature; the
+//! fuzz targets (fuzz/) build without it, and what only the server calls is unused there.
+#![cfg_attr(not(feature = "server"), allow(dead_code, unused_imports))]
 
+#[cfg(feature = "server")]
 pub(crate) mod access;
 pub(crate) mod alarms;
 pub(crate) mod args;
+#[cfg(feature = "server")]
 pub(crate) mod broker;
 pub mod config;
+#[cfg(feature = "server")]
 pub(crate) mod connection;
+#[cfg(feature = "server")]
 pub mod ctl;
+#[cfg(feature = "server")]
 pub(crate) mod error;
+#[cfg(feature = "server")]
 pub(crate) mod exchange;
+#[cfg(feature = "server")]
 pub(crate) mod failed_logins;
+#[cfg(feature = "server")]
 pub(crate) mod http;
 pub(crate) mod message;
 pub mod metrics;
+#[cfg(feature = "server")]
 pub(crate) mod names;
+#[cfg(feature = "server")]
 pub(crate) mod offload;
+#[cfg(feature = "server")]
 pub mod password;
+#[cfg(feature = "server")]
 pub(crate) mod policy;
+#[cfg(feature = "server")]
 pub(crate) mod queue;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod store;
+#[cfg(feature = "server")]
 pub mod tls;
+#[cfg(feature = "server")]
 pub(crate) mod vhost;
