@@ -253,6 +253,16 @@ impl Exchange {
         g.router = new_router(kind);
     }
 
+    /// Its bindings at this moment (cloned under the read lock, for listing).
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.bindings.read().all.values().cloned().collect()
+    }
+
+    /// One binding by its identity.
+    pub fn binding(&self, id: &BindingId) -> Option<Binding> {
+        self.bindings.read().all.get(id).cloned()
+    }
+
     pub fn has_bindings(&self) -> bool {
         !self.bindings.read().all.is_empty()
     }

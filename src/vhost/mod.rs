@@ -128,6 +128,10 @@ impl VHost {
         self.queues.iter().map(|q| q.clone()).collect()
     }
 
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.iter().map(|e| e.clone()).collect()
+    }
+
     pub fn exchange_or_404(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
         self.exchange(name).ok_or_else(|| {
             AmqpError::not_found(format!("no exchange '{name}' in vhost '{}'", self.name))

@@ -13,8 +13,15 @@
 //! Files: this one (listener, router, login, errors), `users`, `vhosts`, `permissions`
 //! (and topic permissions), `limits`.
 
+mod bindings;
+mod exchanges;
 mod limits;
+mod listing;
+mod messages;
 mod permissions;
+mod queues;
+mod tables;
+mod topology;
 mod users;
 mod vhosts;
 
@@ -75,6 +82,9 @@ fn router(api: Api) -> Router {
         .merge(vhosts::routes())
         .merge(permissions::routes())
         .merge(limits::routes())
+        .merge(exchanges::routes())
+        .merge(queues::routes())
+        .merge(bindings::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
