@@ -25,7 +25,7 @@ use super::tables::{arguments, Table};
 use super::topology::{self, permit, Kind, HTTP_CONNECTION};
 use super::{body, synced, Api, ApiError, ApiResult, Caller};
 use crate::access::grants::Perm;
-use crate::exchange::{Binding, DestId, Destination, Exchange};
+use crate::exchange::{Binding, DestId, Destination, Exchange, ExchangeKind};
 use crate::queue::Queue;
 use crate::vhost::VHost;
 
@@ -247,7 +247,7 @@ async fn show(
 }
 
 /// A bind or unbind needs write on the destination and read on the source (RabbitMQ).
-fn permit_binding(c: &Caller, e: &Ends) -> ApiResult<()> {
+fn permit_binding(c: &Caller, e: &Ends, key: &str) -> ApiResult<()> {
     match &e.dest {
         Destination::Queue(q) => {
             permit(c, &e.vhost, Perm::Write, Kind::Queue, &q.name)?;
@@ -255,7 +255,22 @@ fn permit_binding(c: &Caller, e: &Ends) -> ApiResult<()> {
         }
         Destination::Exchange(x) => permit(c, &e.vhost, Perm::Write, Kind::Exchange, &x.name)?,
     }
-    permit(c, &e.vhost, Perm::Read, Kind::Exchange, &e.source)
+    permit(c, &e.vhost, Perm::Read, Kind::Exchange, &e.source)?;
+    // A binding from a topic exchange needs the topic read permission on its key.
+    let grants = c.broker.grants(&c.user.name, &e.vhost.name);
+    let topic = e
+        .vhost
+        .exchange(&e.source)
+        .is_some_and(|x| x.kind == ExchangeKind::Topic);
+    if topic
+        && grants.has_topic_rules(&e.source)
+        && !grants.topic_allows(Perm::Read, &e.source, key)
+    {
+        return Err(topology::amqp(crate::error::AmqpError::access_refused(
+            "topic",
+        )));
+    }
+    Ok(())
 }
 
 fn durable(e: &Ends) -> bool {
@@ -274,7 +289,7 @@ async fn create(c: Caller, Path(p): Path<EndsPath>, raw: Bytes) -> ApiResult<Res
     };
     let args = arguments(&m)?;
     let e = ends(&c, &p)?;
-    permit_binding(&c, &e)?;
+    permit_binding(&c, &e, &key)?;
     let props = props_key(&key, &args);
     e.vhost
         .bind(&e.source, e.dest.clone(), &key, args)
@@ -302,7 +317,7 @@ async fn delete(
     Path((vhost, source, kind, dest, props)): Path<(String, String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let (e, row) = one(&c, &(vhost, source, kind, dest), &props)?;
-    permit_binding(&c, &e)?;
+    permit_binding(&c, &e, &row.routing_key)?;
     e.vhost
         .unbind(&e.source, e.dest.clone(), &row.routing_key, row.arguments)
         .map_err(topology::amqp)?;
