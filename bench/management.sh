@@ -11,7 +11,8 @@
 #
 # Environment: PORT (5792), HTTP_PORT (15692+100 = 15792), QUEUES (10000), RUNS (7),
 # REF_HTTP (127.0.0.1:15672), REF_AMQP (127.0.0.1:5699), REF_VHOST (bench-management),
-# OUT (a new temporary folder).
+# OUT (a new temporary folder), NO_BUILD (set: use the binaries already in
+# $CARGO_TARGET_DIR/release).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +27,9 @@ OUT=${OUT:-$(mktemp -d /tmp/warren-mgmt.XXXXXX)}
 TARGET=${CARGO_TARGET_DIR:-target}
 PERF=$TARGET/release/warren-perf
 mkdir -p "$OUT"
-{ cargo build --release --locked --bin warren && cargo build --release --locked -p warren-perf; } >&2 || exit 1
+if [ -z "${NO_BUILD:-}" ]; then
+  { cargo build --release --locked --bin warren && cargo build --release --locked -p warren-perf; } >&2 || exit 1
+fi
 
 . bench/lib.sh
 
