@@ -1,6 +1,7 @@
 //! Helpers over AMQP field tables (arguments, headers, client properties).
 
 use amq_protocol::types::{AMQPValue, FieldTable};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// The value as an integer if it is any integer type.
 pub fn as_i64(v: &AMQPValue) -> Option<i64> {
@@ -125,44 +126,56 @@ pub fn table_from_json(o: &serde_json::Map<String, serde_json::Value>) -> FieldT
     t
 }
 
-/// A field value as RabbitMQ's management API and definitions export write it: numbers,
-/// strings (byte strings read as UTF-8, lossily), booleans, lists and objects.
-pub fn to_json(v: &AMQPValue) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        AMQPValue::Boolean(b) => Value::Bool(*b),
-        AMQPValue::Float(f) => {
-            serde_json::Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number)
+/// A field table as RabbitMQ's management API and definitions export write it: a JSON
+/// object of numbers, strings (byte strings read as UTF-8, lossily), booleans, lists and
+/// objects, serialised without an intermediate `Value`.
+pub struct Table<'a>(pub &'a FieldTable);
+
+impl Serialize for Table<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let inner = self.0.inner();
+        let mut m = s.serialize_map(Some(inner.len()))?;
+        for (k, v) in inner {
+            m.serialize_entry(k.as_str(), &Amqp(v))?;
         }
-        AMQPValue::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        AMQPValue::DecimalValue(d) => {
-            let x = f64::from(d.value) / 10f64.powi(i32::from(d.scale));
-            serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
-        }
-        AMQPValue::ShortString(s) => Value::String(s.as_str().to_string()),
-        AMQPValue::LongString(s) => {
-            Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
-        }
-        AMQPValue::ByteArray(b) => {
-            Value::String(String::from_utf8_lossy(b.as_slice()).into_owned())
-        }
-        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(to_json).collect()),
-        AMQPValue::FieldTable(t) => table_to_json(t),
-        AMQPValue::Timestamp(t) => Value::from(*t),
-        AMQPValue::LongUInt(x) => Value::from(*x),
-        AMQPValue::Void => Value::Null,
-        other => as_i64(other).map_or(Value::Null, Value::from),
+        m.end()
     }
 }
 
-/// A field table as a JSON object (see [`to_json`]).
-pub fn table_to_json(t: &FieldTable) -> serde_json::Value {
-    serde_json::Value::Object(
-        t.inner()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), to_json(v)))
-            .collect(),
-    )
+struct Amqp<'a>(&'a AMQPValue);
+
+impl Serialize for Amqp<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            AMQPValue::Boolean(b) => s.serialize_bool(*b),
+            AMQPValue::Float(f) => s.serialize_f32(*f),
+            AMQPValue::Double(f) => s.serialize_f64(*f),
+            AMQPValue::DecimalValue(d) => {
+                s.serialize_f64(d.value as f64 / 10f64.powi(i32::from(d.scale)))
+            }
+            AMQPValue::ShortString(x) => s.serialize_str(x.as_str()),
+            AMQPValue::LongString(x) => s.serialize_str(&String::from_utf8_lossy(x.as_bytes())),
+            AMQPValue::ByteArray(x) => s.serialize_str(&String::from_utf8_lossy(x.as_slice())),
+            AMQPValue::FieldArray(a) => {
+                let mut seq = s.serialize_seq(Some(a.as_slice().len()))?;
+                for v in a.as_slice() {
+                    seq.serialize_element(&Amqp(v))?;
+                }
+                seq.end()
+            }
+            AMQPValue::FieldTable(t) => Table(t).serialize(s),
+            AMQPValue::Void => s.serialize_unit(),
+            other => match as_i64(other) {
+                Some(i) => s.serialize_i64(i),
+                None => s.serialize_unit(),
+            },
+        }
+    }
+}
+
+/// A field table as a JSON value (see [`Table`]).
+pub fn table_json(t: &FieldTable) -> serde_json::Value {
+    serde_json::to_value(Table(t)).unwrap_or(serde_json::Value::Null)
 }
 
 #[cfg(test)]

@@ -127,6 +127,18 @@ async fn rabbitmqs_resolution_rules() {
     assert_eq!(r.status, 201, "{}", r.body);
     fill(&ch, "r.big", 6).await;
     assert_eq!(message_count(&ch, "r.big").await, 2);
+    // The queue's page names both and what they give it merged.
+    let q = http(api, "GET", "/api/queues/%2f/r.big", ADMIN, None)
+        .await
+        .json();
+    assert_eq!(
+        (
+            &q["policy"],
+            &q["operator_policy"],
+            &q["effective_policy_definition"]
+        ),
+        (&json!("high"), &json!("cap"), &json!({"max-length": 2}))
+    );
     // Dead-lettering: the argument wins over the policy.
     for q in ["dl.theirs", "dl.mine"] {
         declare(&ch, q, &[]).await;
@@ -179,6 +191,10 @@ async fn an_alternate_exchange_from_a_policy_and_policies_survive_a_restart() {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.body);
+    let x = http(api, "GET", "/api/exchanges/%2f/amq.direct", ADMIN, None)
+        .await
+        .json();
+    assert_eq!(x["policy"], "ae");
     publish(&ch, "amq.direct", "nobody", b"lost?").await;
     sync(&ch).await;
     assert_eq!(drain(&ch, "caught").await, ["lost?"]);

@@ -125,7 +125,7 @@ fn topology(
     for q in qs {
         queues.push(json!({
             "name": q.name, "vhost": v.name, "durable": q.durable,
-            "auto_delete": q.auto_delete, "arguments": crate::args::table_to_json(&q.arguments),
+            "auto_delete": q.auto_delete, "arguments": crate::args::table_json(&q.arguments),
         }));
     }
     let mut xs = v.exchanges();
@@ -135,7 +135,7 @@ fn topology(
             exchanges.push(json!({
                 "name": x.name, "vhost": v.name, "type": x.kind.as_str(),
                 "durable": x.durable, "auto_delete": x.auto_delete, "internal": x.internal,
-                "arguments": crate::args::table_to_json(&x.arguments),
+                "arguments": crate::args::table_json(&x.arguments),
             }));
         }
         if x.name.is_empty() {
@@ -155,7 +155,7 @@ fn topology(
                 Some(json!({
                     "source": x.name, "vhost": v.name, "destination": dest,
                     "destination_type": kind, "routing_key": b.routing_key,
-                    "arguments": crate::args::table_to_json(&b.arguments),
+                    "arguments": crate::args::table_json(&b.arguments),
                 }))
             })
             .collect();

@@ -226,7 +226,6 @@ impl Exchange {
     }
 
     /// The policies that apply now.
-    #[allow(dead_code)] // read by the management API's queue and exchange objects (merging)
     pub fn policy(&self) -> Arc<Applied> {
         self.policy.read().clone()
     }
@@ -266,11 +265,6 @@ impl Exchange {
         true
     }
 
-    /// Its bindings now (a copy, taken under the read lock).
-    pub fn bindings(&self) -> Vec<Binding> {
-        self.bindings.read().all.values().cloned().collect()
-    }
-
     /// The exchange is being deleted: every binding from it goes, each passed to `record`
     /// under the lock (no bind can follow: the exchange is marked deleted first).
     pub fn unbind_all(&self, mut record: impl FnMut(&Binding)) {
@@ -281,6 +275,16 @@ impl Exchange {
         }
         let kind = self.kind;
         g.router = new_router(kind);
+    }
+
+    /// Its bindings at this moment (cloned under the read lock, for listing).
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.bindings.read().all.values().cloned().collect()
+    }
+
+    /// One binding by its identity.
+    pub fn binding(&self, id: &BindingId) -> Option<Binding> {
+        self.bindings.read().all.get(id).cloned()
     }
 
     pub fn has_bindings(&self) -> bool {

@@ -160,7 +160,6 @@ impl PolicyValues {
 /// The definition a queue or exchange runs with, as the management API reports it
 /// (`effective_policy_definition`): the policy's settings, and the operator policy's where
 /// it is stricter or the policy is silent.
-#[allow(dead_code)] // read by the management API's queue and exchange objects (merging)
 pub fn merged(policy: Option<&Map<String, Value>>, op: Option<&Map<String, Value>>) -> Value {
     let mut out = policy.cloned().unwrap_or_default();
     for (k, v) in op.into_iter().flatten() {

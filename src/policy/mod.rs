@@ -223,7 +223,6 @@ pub struct Applied {
     pub values: PolicyValues,
 }
 
-#[allow(dead_code)] // read by the management API's queue and exchange objects (merging)
 impl Applied {
     /// Nothing applies (shared: most objects have no policy).
     pub fn none() -> Arc<Applied> {

@@ -135,6 +135,21 @@ pub enum Enqueued {
     Written,
 }
 
+/// A queue's counts at one moment ([`Queue::snapshot`]).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub ready: usize,
+    pub unacked: usize,
+    /// Body bytes of the ready messages, in RAM and on disk.
+    pub ready_bytes: usize,
+    /// Body bytes of the ready messages held in RAM.
+    pub ram_bytes: usize,
+    pub consumers: usize,
+    pub exclusive_consumer_tag: Option<String>,
+    /// Since the last consume, get or declare.
+    pub idle_for: Duration,
+}
+
 /// What [`Queue::remove_consumer`] found.
 pub struct Removed {
     /// The queue is auto-delete and this was its last consumer.
@@ -216,7 +231,6 @@ impl Queue {
     }
 
     /// The policies that apply now.
-    #[allow(dead_code)] // read by the management API's queue and exchange objects (merging)
     pub fn policy(&self) -> Arc<Applied> {
         self.state.lock().applied.clone()
     }
@@ -539,6 +553,24 @@ impl Queue {
         Some(Removed {
             now_unused: self.auto_delete && st.had_consumer && st.consumers.is_empty(),
         })
+    }
+
+    /// The counts the management API shows, read under one short lock (no disk I/O).
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.state.lock();
+        Snapshot {
+            ready: st.store.len(),
+            unacked: st.unacked,
+            ready_bytes: st.store.bytes(),
+            ram_bytes: st.store.bytes_in_ram(),
+            consumers: st.consumers.len(),
+            exclusive_consumer_tag: st
+                .consumers
+                .iter()
+                .find(|c| c.exclusive)
+                .map(|c| c.tag.clone()),
+            idle_for: st.last_used.elapsed(),
+        }
     }
 
     /// Body bytes of ready messages in RAM and in all.

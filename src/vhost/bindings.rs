@@ -94,6 +94,20 @@ impl VHost {
         Ok(())
     }
 
+    /// The bindings that lead to `dest`, with their source exchanges (for listing): read from
+    /// the index by destination, so only its own bindings are visited.
+    pub fn bindings_to(&self, dest: DestId) -> Vec<(Arc<Exchange>, Binding)> {
+        let links = match self.bound_to.get(&dest) {
+            Some(l) => l.to_vec(),
+            None => return Vec::new(),
+        };
+        // The entry is released before the exchanges' locks are taken.
+        links
+            .into_iter()
+            .filter_map(|((_, id), ex)| ex.binding(&id).map(|b| (ex, b)))
+            .collect()
+    }
+
     /// Adds a binding to both indexes; false if it was there already or an end is deleted.
     /// `record` runs under the exchange's lock when it was added (see [`Exchange::bind`]).
     pub(super) fn link(

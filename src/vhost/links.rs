@@ -71,6 +71,13 @@ impl Links {
         }
     }
 
+    pub(super) fn to_vec(&self) -> Vec<(LinkKey, Arc<Exchange>)> {
+        match self {
+            Links::Few(v) => v.clone(),
+            Links::Many(m) => m.iter().map(|(k, e)| (k.clone(), e.clone())).collect(),
+        }
+    }
+
     pub(super) fn into_vec(self) -> Vec<(LinkKey, Arc<Exchange>)> {
         match self {
             Links::Few(v) => v,

@@ -5,12 +5,14 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
+use axum::http::Uri;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use super::listing::params;
 use super::{synced, Api, ApiError, ApiResult, Caller};
 use crate::broker::definitions::Definitions;
 
@@ -46,16 +48,12 @@ fn export(c: &Caller, vhost: Option<&str>, q: &HashMap<String, String>) -> ApiRe
     Ok(r)
 }
 
-async fn export_all(c: Caller, Query(q): Query<HashMap<String, String>>) -> ApiResult<Response> {
-    export(&c, None, &q)
+async fn export_all(c: Caller, uri: Uri) -> ApiResult<Response> {
+    export(&c, None, &params(uri.query()))
 }
 
-async fn export_vhost(
-    c: Caller,
-    Path(vhost): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    export(&c, Some(&vhost), &q)
+async fn export_vhost(c: Caller, Path(vhost): Path<String>, uri: Uri) -> ApiResult<Response> {
+    export(&c, Some(&vhost), &params(uri.query()))
 }
 
 async fn import(c: Caller, vhost: Option<String>, raw: Bytes) -> ApiResult<StatusCode> {

@@ -1,7 +1,8 @@
 //! The management HTTP API (`/api`), as RabbitMQ's management plugin serves it on 15672:
 //! the same paths, JSON, status codes and authorisation rules, so rabbitmqadmin, scripts
-//! and monitoring written for RabbitMQ work against Warren. This part serves the access
-//! model: `/api/whoami`, users, vhosts, permissions, topic permissions and limits.
+//! and monitoring written for RabbitMQ work against Warren. It serves the access model
+//! (`/api/whoami`, users, vhosts, permissions, topic permissions, limits) and the topology
+//! (`/api/exchanges`, `/api/queues`, `/api/bindings`, publish and get).
 //!
 //! Every request logs in with HTTP basic auth against Warren's users (a refused login waits
 //! as an AMQP one does: `failed_logins`). A user needs one of the tags `management`,
@@ -10,13 +11,28 @@
 //! "Not administrator user", RabbitMQ's 401 rather than 403). Errors are JSON
 //! `{"error": ..., "reason": ...}`.
 //!
+//! The topology's writes need the caller's AMQP permissions, checked as the AMQP methods
+//! check them (RabbitMQ's plugin runs them as AMQP methods for the user), and a management
+//! user sees only the vhosts it has permissions on.
+//!
 //! Files: this one (listener, router, login, errors), `users`, `vhosts`, `permissions`
-//! (and topic permissions), `limits`, `policies` (and operator policies), `definitions` (export, import).
+//! (and topic permissions), `limits`, `policies` (and operator policies), `definitions`
+//! (export, import); `exchanges`, `queues`, `bindings`, `messages`
+//! (publish and get), `listing` (paging, sorting, filtering and columns of list
+//! endpoints), `tables` (AMQP tables and properties as JSON), `topology` (what those share:
+//! vhost lookup, permission checks, AMQP errors as HTTP answers).
 
+mod bindings;
 mod definitions;
+mod exchanges;
 mod limits;
+mod listing;
+mod messages;
 mod permissions;
 mod policies;
+mod queues;
+mod tables;
+mod topology;
 mod users;
 mod vhosts;
 
@@ -79,6 +95,9 @@ fn router(api: Api) -> Router {
         .merge(limits::routes())
         .merge(policies::routes())
         .merge(definitions::routes())
+        .merge(exchanges::routes())
+        .merge(queues::routes())
+        .merge(bindings::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
