@@ -12,6 +12,8 @@ mod completion;
 pub mod format;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ops;
 
 use std::ffi::OsString;
 use std::io::Write;
