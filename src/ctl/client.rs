@@ -389,6 +389,15 @@ mod tests {
     }
 
     #[test]
+    fn hosts_of_urls() {
+        let host = |u: &str| Client::new(u, "g", "g").unwrap().host().to_string();
+        assert_eq!(host("http://127.0.0.1:15672"), "127.0.0.1");
+        assert_eq!(host("http://localhost/prefix"), "localhost");
+        assert_eq!(host("http://[::1]:15672/"), "[::1]");
+        assert_eq!(host("http://[::1]"), "[::1]");
+    }
+
+    #[test]
     fn reasons() {
         assert_eq!(
             reason_of(
