@@ -174,7 +174,7 @@ impl Client {
         &self.base
     }
 
-    /// The base URL's host (`[::1]` without its brackets' port).
+    /// The base URL's host, without its port (`[::1]` keeps its brackets).
     pub fn host(&self) -> &str {
         let rest = self
             .base
