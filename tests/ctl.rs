@@ -393,7 +393,7 @@ async fn errors_and_exit_codes() {
     let b = broker().await;
     let url = mgmt_url(&b);
 
-    let err = fails(&url, &["--password", "wrong", "list_users"], 1).await;
+    let err = fails(&url, &["--password", "wrong", "list_users"], 77).await;
     assert!(
         err.contains("authentication failed for user \"guest\""),
         "{err}"
@@ -408,12 +408,12 @@ async fn errors_and_exit_codes() {
     let err = fails(&format!("http://127.0.0.1:{port}"), &["list_users"], 69).await;
     assert!(err.contains("cannot reach"), "{err}");
 
-    let err = fails("https://127.0.0.1:15671", &["list_users"], 2).await;
+    let err = fails("https://127.0.0.1:15671", &["list_users"], 64).await;
     assert!(err.contains("https is not supported"), "{err}");
 
-    fails(&url, &["no_such_command"], 2).await;
-    fails(&url, &["add_vhost"], 2).await;
-    fails(&url, &["list_vhosts", "bogus"], 2).await;
+    fails(&url, &["no_such_command"], 64).await;
+    fails(&url, &["add_vhost"], 64).await;
+    fails(&url, &["list_vhosts", "bogus"], 64).await;
 
     // -q drops only the informational line.
     let loud = ok(&url, &["list_users"]).await;

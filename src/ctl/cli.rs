@@ -2,9 +2,16 @@
 //! connection settings (flags or `WARREN_*` environment), accepted before or after the
 //! command.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
-/// `warren ctl`: manage users, vhosts, permissions and limits over the management HTTP API.
+use super::commands::access::AccessCommand;
+use super::commands::definitions::DefinitionsCommand;
+use super::commands::diagnostics::DiagnosticsCommand;
+use super::commands::limits::LimitsCommand;
+use super::commands::policies::PolicyCommand;
+use super::commands::topology::TopologyCommand;
+
+/// `warren ctl`: manage and inspect a broker over the management HTTP API, as rabbitmqctl.
 #[derive(Debug, Parser)]
 #[command(name = "warren ctl", bin_name = "warren ctl", version)]
 pub struct CtlCli {
@@ -41,150 +48,39 @@ pub struct CtlCli {
     /// Do not print the header line of a table.
     #[arg(long, global = true)]
     pub no_table_headers: bool,
+    /// Output format of listings: tab-separated tables, or a JSON list of objects.
+    #[arg(long, value_enum, default_value_t = Formatter::Table, global = true)]
+    pub formatter: Formatter,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// The commands, as rabbitmqctl names them.
-#[derive(Debug, Subcommand, PartialEq, Eq)]
-pub enum Command {
-    /// Create a user (the password is read from standard input when not given).
-    #[command(name = "add_user")]
-    AddUser {
-        username: String,
-        password: Option<String>,
-        /// Comma-separated tags (administrator, monitoring, management, policymaker, ...).
-        #[arg(long, value_delimiter = ',')]
-        tags: Vec<String>,
-    },
-    /// Delete a user.
-    #[command(name = "delete_user")]
-    DeleteUser { username: String },
-    /// Change a user's password, keeping its tags.
-    #[command(name = "change_password")]
-    ChangePassword { username: String, password: String },
-    /// Replace a user's tags (none given: no tags), keeping its password.
-    #[command(name = "set_user_tags")]
-    SetUserTags { username: String, tags: Vec<String> },
-    /// List users and their tags.
-    #[command(name = "list_users")]
-    ListUsers,
-    /// Create a virtual host.
-    #[command(name = "add_vhost")]
-    AddVhost {
-        vhost: String,
-        #[arg(long)]
-        description: Option<String>,
-        /// Comma-separated tags.
-        #[arg(long)]
-        tags: Option<String>,
-        #[arg(long, value_parser = ["classic", "quorum", "stream"])]
-        default_queue_type: Option<String>,
-    },
-    /// Delete a virtual host and everything in it.
-    #[command(name = "delete_vhost")]
-    DeleteVhost { vhost: String },
-    /// List virtual hosts: the columns given (default: name).
-    #[command(name = "list_vhosts")]
-    ListVhosts {
-        #[arg(value_parser = VHOST_COLUMNS)]
-        columns: Vec<String>,
-    },
-    /// Grant a user configure, write and read permissions (regular expressions) in a vhost.
-    #[command(name = "set_permissions")]
-    SetPermissions {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-        username: String,
-        configure: String,
-        write: String,
-        read: String,
-    },
-    /// Revoke a user's permissions in a vhost.
-    #[command(name = "clear_permissions")]
-    ClearPermissions {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-        username: String,
-    },
-    /// List the permissions in a vhost.
-    #[command(name = "list_permissions")]
-    ListPermissions {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-    },
-    /// List a user's permissions in every vhost.
-    #[command(name = "list_user_permissions")]
-    ListUserPermissions { username: String },
-    /// Set a user's topic permissions (write and read regular expressions) on an exchange.
-    #[command(name = "set_topic_permissions")]
-    SetTopicPermissions {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-        username: String,
-        exchange: String,
-        write: String,
-        read: String,
-    },
-    /// Clear a user's topic permissions in a vhost: on one exchange, or on all.
-    #[command(name = "clear_topic_permissions")]
-    ClearTopicPermissions {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-        username: String,
-        exchange: Option<String>,
-    },
-    /// List the topic permissions in a vhost.
-    #[command(name = "list_topic_permissions")]
-    ListTopicPermissions {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-    },
-    /// Replace a vhost's limits: a JSON object such as '{"max-connections": 10}'.
-    #[command(name = "set_vhost_limits")]
-    SetVhostLimits {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-        definition: String,
-    },
-    /// Clear all of a vhost's limits.
-    #[command(name = "clear_vhost_limits")]
-    ClearVhostLimits {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-    },
-    /// List a vhost's limits, or every vhost's with --global.
-    #[command(name = "list_vhost_limits")]
-    ListVhostLimits {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-        #[arg(long)]
-        global: bool,
-    },
-    /// Set user limits: a JSON object such as '{"max-connections": 10, "max-channels": 20}'.
-    #[command(name = "set_user_limits")]
-    SetUserLimits {
-        username: String,
-        definition: String,
-    },
-    /// Clear one of a user's limits, or `all`.
-    #[command(name = "clear_user_limits")]
-    ClearUserLimits { username: String, limit: String },
-    /// List a user's limits, or every user's with --global.
-    #[command(name = "list_user_limits")]
-    ListUserLimits {
-        #[arg(long, default_value = "guest")]
-        user: String,
-        #[arg(long)]
-        global: bool,
-    },
+/// How listings are printed (rabbitmqctl's `--formatter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Formatter {
+    Table,
+    Json,
 }
 
-/// The columns `list_vhosts` knows (rabbitmqctl's vhost info items that the API has).
-pub(super) const VHOST_COLUMNS: [&str; 5] = [
-    "name",
-    "description",
-    "tags",
-    "tracing",
-    "default_queue_type",
-];
+/// The commands, as rabbitmqctl and rabbitmq-diagnostics name them; each group is parsed
+/// and run by its module in `commands/`.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum Command {
+    #[command(flatten)]
+    Access(AccessCommand),
+    #[command(flatten)]
+    Limits(LimitsCommand),
+    #[command(flatten)]
+    Policies(PolicyCommand),
+    #[command(flatten)]
+    Definitions(DefinitionsCommand),
+    #[command(flatten)]
+    Topology(TopologyCommand),
+    #[command(flatten)]
+    Diagnostics(DiagnosticsCommand),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}

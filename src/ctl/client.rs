@@ -43,6 +43,28 @@ pub enum CtlError {
     NoSuchVhost(String),
     #[error("JSON decoding error in {input:?}: {reason}")]
     BadJson { input: String, reason: String },
+    /// clear_policy / clear_operator_policy of a policy that is not there.
+    #[error("Parameter does not exist")]
+    NoSuchParameter,
+    #[error("Queue \"{name}\" in vhost \"{vhost}\" does not exist")]
+    NoSuchQueue { vhost: String, name: String },
+    #[error("Connection \"{0}\" does not exist")]
+    NoSuchConnection(String),
+    /// A rabbitmq-diagnostics check that ran and failed (the API's 503 and its reason).
+    #[error("{0}")]
+    CheckFailed(String),
+    #[error("the management API did not answer within {0} seconds")]
+    Timeout(u64),
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot read the password from standard input: {0}")]
     Stdin(std::io::Error),
     #[error("cannot write the output: {0}")]
@@ -50,25 +72,36 @@ pub enum CtlError {
 }
 
 impl CtlError {
-    /// The process exit code: 2 for a bad invocation (as clap's usage errors), 69 when the API
-    /// cannot be reached, 65 for bad or missing data, 67 for a missing user, 70 for a user that
-    /// already exists (rabbitmqctl's codes for those), 1 for the rest (authentication, server
-    /// errors).
+    /// The process exit code, rabbitmqctl's (sysexits.h): 64 (usage) for a bad invocation,
+    /// 65 (data error) for bad input or a missing vhost, 66 (no input) for a file that cannot
+    /// be read, 67 for a missing user, 69 (unavailable) when the API cannot be reached, a
+    /// check fails or the object to act on is not there, 70 (software) for a user that
+    /// already exists and for server errors, 73 for an output file that cannot be created,
+    /// 75 (temporary failure) for a timeout, 77 (no permission) when the login is refused.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CtlError::TlsUnsupported { .. } | CtlError::BadUrl { .. } => 2,
-            CtlError::Unreachable { .. } => 69,
+            CtlError::TlsUnsupported { .. } | CtlError::BadUrl { .. } => EX_USAGE,
+            CtlError::Unreachable { .. }
+            | CtlError::NoSuchParameter
+            | CtlError::NoSuchQueue { .. }
+            | CtlError::NoSuchConnection(_)
+            | CtlError::CheckFailed(_) => 69,
             CtlError::Api {
                 status: 400 | 404, ..
             } => 65,
+            CtlError::Api {
+                status: 401 | 403, ..
+            }
+            | CtlError::AuthFailed { .. } => 77,
             CtlError::NoSuchVhost(_) | CtlError::BadJson { .. } => 65,
+            CtlError::ReadFile { .. } | CtlError::Stdin(_) => 66,
             CtlError::NoSuchUser(_) => 67,
-            CtlError::UserExists(_) => 70,
-            CtlError::AuthFailed { .. }
+            CtlError::WriteFile { .. } => 73,
+            CtlError::Timeout(_) => 75,
+            CtlError::UserExists(_)
             | CtlError::Api { .. }
             | CtlError::BadResponse { .. }
-            | CtlError::Stdin(_)
-            | CtlError::Output(_) => 1,
+            | CtlError::Output(_) => 70,
         }
     }
 
@@ -77,6 +110,9 @@ impl CtlError {
         matches!(self, CtlError::Api { status: 404, .. })
     }
 }
+
+/// sysexits.h's EX_USAGE, rabbitmqctl's code for a bad command line (clap's 2 becomes it).
+pub const EX_USAGE: u8 = 64;
 
 /// Percent-encodes one path segment: everything but RFC 3986's unreserved characters
 /// (`A-Z a-z 0-9 - . _ ~`) becomes `%XX` of its UTF-8 bytes, so the vhost `/` is `%2F`.
@@ -133,6 +169,25 @@ impl Client {
         })
     }
 
+    /// The base URL (`http://host:port`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The base URL's host, without its port (`[::1]` keeps its brackets).
+    pub fn host(&self) -> &str {
+        let rest = self
+            .base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        match authority.rsplit_once(':') {
+            // `[::1]` alone has colons but no port after its bracket.
+            Some((h, p)) if !p.contains(']') => h,
+            _ => authority,
+        }
+    }
+
     /// GET `path` (from [`api_path`]) and parse the JSON answer.
     pub fn get(&self, path: &str) -> Result<Value, CtlError> {
         let body = self.call("GET", path, None)?;
@@ -148,9 +203,19 @@ impl Client {
         self.call("PUT", path, Some(body)).map(drop)
     }
 
+    /// POST `body` as JSON to `path`.
+    pub fn post(&self, path: &str, body: &Value) -> Result<(), CtlError> {
+        self.call("POST", path, Some(body)).map(drop)
+    }
+
     /// DELETE `path`.
     pub fn delete(&self, path: &str) -> Result<(), CtlError> {
         self.call("DELETE", path, None).map(drop)
+    }
+
+    /// DELETE `path` with one extra header (`X-Reason` when closing a connection).
+    pub fn delete_with(&self, path: &str, header: (&str, &str)) -> Result<(), CtlError> {
+        self.call_with("DELETE", path, None, Some(header)).map(drop)
     }
 
     fn call(
@@ -159,13 +224,26 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<String, CtlError> {
+        self.call_with(method, path, body, None)
+    }
+
+    fn call_with(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&Value>,
+        header: Option<(&str, &str)>,
+    ) -> Result<String, CtlError> {
         let url = format!("{}{path}", self.base);
-        let request = self
+        let mut request = self
             .agent
             .request(method, &url)
             // No `Accept: application/json`: RabbitMQ 3.10 answers 406 to it on the limits
             // endpoints (ureq's default `*/*` is what curl sends too).
             .set("Authorization", &self.authorization);
+        if let Some((name, value)) = header {
+            request = request.set(name, value);
+        }
         let answer = match body {
             Some(b) => request
                 .set("Content-Type", "application/json")
@@ -306,8 +384,17 @@ mod tests {
         let e = Client::new("https://localhost", "guest", "guest")
             .err()
             .unwrap();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.exit_code(), 64);
         assert!(e.to_string().contains("https is not supported"), "{e}");
+    }
+
+    #[test]
+    fn hosts_of_urls() {
+        let host = |u: &str| Client::new(u, "g", "g").unwrap().host().to_string();
+        assert_eq!(host("http://127.0.0.1:15672"), "127.0.0.1");
+        assert_eq!(host("http://localhost/prefix"), "localhost");
+        assert_eq!(host("http://[::1]:15672/"), "[::1]");
+        assert_eq!(host("http://[::1]"), "[::1]");
     }
 
     #[test]

@@ -52,6 +52,21 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// A cell of a named column: `arguments` as rabbitmqctl prints an AMQP table
+/// (`[{"x-max-priority",3}]`), anything else as [`cell`].
+pub fn column_cell(column: &str, value: &Value) -> String {
+    match (column, value) {
+        ("arguments" | "client_properties", Value::Object(m)) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{{{},{v}}}", Value::String(k.clone())))
+                .collect();
+            format!("[{}]", parts.join(", "))
+        }
+        _ => cell(value),
+    }
+}
+
 /// The field `key` of an API object as a cell (empty when absent).
 pub fn field(object: &Value, key: &str) -> String {
     object.get(key).map(cell).unwrap_or_default()
@@ -102,5 +117,14 @@ mod tests {
         assert_eq!(tag_list(None), "[]");
         assert_eq!(tags_of(Some(&json!(" a , ,b"))), ["a", "b"]);
         assert_eq!(field(&json!({"a": 1}), "b"), "");
+        assert_eq!(
+            column_cell(
+                "arguments",
+                &json!({"x-max-priority": 3, "x-queue-type": "classic"})
+            ),
+            r#"[{"x-max-priority",3}, {"x-queue-type","classic"}]"#
+        );
+        assert_eq!(column_cell("arguments", &json!({})), "[]");
+        assert_eq!(column_cell("name", &json!({"a": 1})), r#"{"a":1}"#);
     }
 }

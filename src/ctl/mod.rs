@@ -8,9 +8,12 @@
 mod cli;
 pub mod client;
 mod commands;
+mod completion;
 pub mod format;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ops;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -18,19 +21,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use cli::{Command, CtlCli};
-use client::{Client, CtlError};
+pub use cli::{Command, CtlCli, Formatter};
+use client::{Client, CtlError, EX_USAGE};
 use commands::{execute, Out};
 
 /// Runs `warren ctl`: `args` starts at `ctl` (the program name clap skips). Returns the exit
-/// code: clap's for usage errors (2; 0 for --help), [`CtlError::exit_code`] for the rest.
+/// code: 64 for usage errors (rabbitmqctl's; 0 for --help), [`CtlError::exit_code`] for the
+/// rest.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = match CtlCli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             // --help and --version come here too, to stdout with 0.
             let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            return ExitCode::from(if e.use_stderr() { EX_USAGE } else { 0 });
         }
     };
     let mut stdout = std::io::stdout().lock();
@@ -46,11 +50,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 /// Runs one parsed command, writing its output to `out`.
 pub fn run(cli: &CtlCli, out: &mut dyn Write) -> Result<(), CtlError> {
+    if let Command::Completion { shell } = &cli.command {
+        return completion::write(*shell, out);
+    }
     let client = Client::new(&cli.url, &cli.login_username, &cli.login_password)?;
     let mut o = Out {
         out,
         quiet: cli.quiet,
         headers: !cli.no_table_headers,
+        json: cli.formatter == Formatter::Json,
     };
     execute(&client, &cli.command, &mut o)
 }

@@ -3,9 +3,10 @@
 
 use serde_json::json;
 
-use super::cli::VHOST_COLUMNS;
 use super::client::CtlError;
-use super::commands::{parse_limits, vhost_cell};
+use super::commands::access::{vhost_cell, AccessCommand, VHOST_COLUMNS};
+use super::commands::limits::{parse_limits, LimitsCommand};
+
 use super::*;
 
 fn parse(args: &[&str]) -> Result<CtlCli, clap::Error> {
@@ -22,11 +23,11 @@ fn users() {
     let cli = parse(&["add_user", "alice", "s3cret"]).unwrap();
     assert_eq!(
         cli.command,
-        Command::AddUser {
+        Command::Access(AccessCommand::AddUser {
             username: "alice".into(),
             password: Some("s3cret".into()),
             tags: vec![]
-        }
+        })
     );
     assert_eq!(cli.url, "http://localhost:15672");
     assert_eq!(cli.login_username, "guest");
@@ -34,25 +35,25 @@ fn users() {
     let cli = parse(&["add_user", "bob", "pw", "--tags", "monitoring,management"]).unwrap();
     assert_eq!(
         cli.command,
-        Command::AddUser {
+        Command::Access(AccessCommand::AddUser {
             username: "bob".into(),
             password: Some("pw".into()),
             tags: vec!["monitoring".into(), "management".into()]
-        }
+        })
     );
     assert_eq!(
         parse(&["set_user_tags", "bob", "a", "b"]).unwrap().command,
-        Command::SetUserTags {
+        Command::Access(AccessCommand::SetUserTags {
             username: "bob".into(),
             tags: vec!["a".into(), "b".into()]
-        }
+        })
     );
     assert_eq!(
         parse(&["set_user_tags", "bob"]).unwrap().command,
-        Command::SetUserTags {
+        Command::Access(AccessCommand::SetUserTags {
             username: "bob".into(),
             tags: vec![]
-        }
+        })
     );
     assert!(parse(&["change_password", "bob"]).is_err());
     assert!(parse(&["delete_user"]).is_err());
@@ -76,7 +77,7 @@ fn connection_settings_anywhere() {
     assert_eq!(cli.url, "http://127.0.0.1:15673");
     assert_eq!(cli.login_username, "admin");
     assert_eq!(cli.login_password, "pw");
-    assert_eq!(cli.command, Command::ListUsers);
+    assert_eq!(cli.command, Command::Access(AccessCommand::ListUsers));
 }
 
 #[test]
@@ -96,11 +97,11 @@ fn the_login_is_not_the_user_managed() {
     assert_eq!(cli.login_password, "root");
     assert_eq!(
         cli.command,
-        Command::AddUser {
+        Command::Access(AccessCommand::AddUser {
             username: "alice".into(),
             password: Some("pw".into()),
             tags: vec![]
-        }
+        })
     );
 }
 
@@ -110,48 +111,48 @@ fn vhost_defaults_to_slash_and_p_comes_first() {
         parse(&["set_permissions", "bob", ".*", "", "^r"])
             .unwrap()
             .command,
-        Command::SetPermissions {
+        Command::Access(AccessCommand::SetPermissions {
             vhost: "/".into(),
             username: "bob".into(),
             configure: ".*".into(),
             write: "".into(),
             read: "^r".into()
-        }
+        })
     );
     assert_eq!(
         parse(&["set_permissions", "-p", "prod", "bob", ".*", ".*", ".*"])
             .unwrap()
             .command,
-        Command::SetPermissions {
+        Command::Access(AccessCommand::SetPermissions {
             vhost: "prod".into(),
             username: "bob".into(),
             configure: ".*".into(),
             write: ".*".into(),
             read: ".*".into()
-        }
+        })
     );
     assert_eq!(
         parse(&["clear_topic_permissions", "-p", "v", "bob", "amq.topic"])
             .unwrap()
             .command,
-        Command::ClearTopicPermissions {
+        Command::Access(AccessCommand::ClearTopicPermissions {
             vhost: "v".into(),
             username: "bob".into(),
             exchange: Some("amq.topic".into())
-        }
+        })
     );
     assert_eq!(
         parse(&["list_permissions"]).unwrap().command,
-        Command::ListPermissions { vhost: "/".into() }
+        Command::Access(AccessCommand::ListPermissions { vhost: "/".into() })
     );
     assert_eq!(
         parse(&["set_vhost_limits", "-p", "v", r#"{"max-connections": 10}"#])
             .unwrap()
             .command,
-        Command::SetVhostLimits {
+        Command::Limits(LimitsCommand::SetVhostLimits {
             vhost: "v".into(),
             definition: r#"{"max-connections": 10}"#.into()
-        }
+        })
     );
     assert!(parse(&["set_permissions", "bob", ".*", ".*"]).is_err());
 }
@@ -171,19 +172,19 @@ fn vhosts() {
         ])
         .unwrap()
         .command,
-        Command::AddVhost {
+        Command::Access(AccessCommand::AddVhost {
             vhost: "qa".into(),
             description: Some("QA".into()),
             tags: Some("a,b".into()),
             default_queue_type: Some("quorum".into())
-        }
+        })
     );
     assert!(parse(&["add_vhost", "qa", "--default-queue-type", "lazy"]).is_err());
     assert_eq!(
         parse(&["list_vhosts", "name", "tracing"]).unwrap().command,
-        Command::ListVhosts {
+        Command::Access(AccessCommand::ListVhosts {
             columns: vec!["name".into(), "tracing".into()]
-        }
+        })
     );
     let e = parse(&["list_vhosts", "bogus"]).unwrap_err();
     assert_eq!(e.exit_code(), 2);
@@ -193,25 +194,25 @@ fn vhosts() {
 fn limits() {
     assert_eq!(
         parse(&["clear_user_limits", "bob", "all"]).unwrap().command,
-        Command::ClearUserLimits {
+        Command::Limits(LimitsCommand::ClearUserLimits {
             username: "bob".into(),
             limit: "all".into()
-        }
+        })
     );
     assert!(parse(&["clear_user_limits", "bob"]).is_err());
     assert_eq!(
         parse(&["list_user_limits"]).unwrap().command,
-        Command::ListUserLimits {
+        Command::Limits(LimitsCommand::ListUserLimits {
             user: "guest".into(),
             global: false
-        }
+        })
     );
     assert_eq!(
         parse(&["list_vhost_limits", "--global"]).unwrap().command,
-        Command::ListVhostLimits {
+        Command::Limits(LimitsCommand::ListVhostLimits {
             vhost: "/".into(),
             global: true
-        }
+        })
     );
     let m = parse_limits(r#"{"max-connections": 10, "max-queues": 5}"#).unwrap();
     assert_eq!(m.get("max-connections"), Some(&json!(10)));
@@ -245,7 +246,7 @@ fn exit_codes() {
         user: "guest".into(),
         reason: "Login failed".into(),
     };
-    assert_eq!(auth.exit_code(), 1);
+    assert_eq!(auth.exit_code(), 77);
     assert!(auth
         .to_string()
         .contains("authentication failed for user \"guest\""));

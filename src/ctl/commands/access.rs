@@ -1,43 +1,126 @@
-//! What each command does: the management API calls rabbitmqadmin makes for it, and the
-//! rabbitmqctl-style lines and tables it prints.
+//! Users, vhosts, permissions and topic permissions: rabbitmqctl's commands for them, and
+//! the management API calls rabbitmqadmin makes for each.
 
-use std::io::Write;
-
+use clap::Subcommand;
 use serde_json::{json, Map, Value};
 
-use super::cli::Command;
-use super::client::{api_path, Client, CtlError};
-use super::format::{field, table, tag_list, tags_of};
+use super::{list, no_such_vhost, Out};
+use crate::ctl::client::{api_path, Client, CtlError};
+use crate::ctl::format::{field, tag_list, tags_of};
 
-/// Where a command writes: the informational line (unless quiet), then its results.
-pub(super) struct Out<'a> {
-    pub out: &'a mut dyn Write,
-    pub quiet: bool,
-    pub headers: bool,
+/// Users, vhosts and permissions.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum AccessCommand {
+    /// Create a user (the password is read from standard input when not given).
+    #[command(name = "add_user")]
+    AddUser {
+        username: String,
+        password: Option<String>,
+        /// Comma-separated tags (administrator, monitoring, management, policymaker, ...).
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+    },
+    /// Delete a user.
+    #[command(name = "delete_user")]
+    DeleteUser { username: String },
+    /// Change a user's password, keeping its tags.
+    #[command(name = "change_password")]
+    ChangePassword { username: String, password: String },
+    /// Replace a user's tags (none given: no tags), keeping its password.
+    #[command(name = "set_user_tags")]
+    SetUserTags { username: String, tags: Vec<String> },
+    /// List users and their tags.
+    #[command(name = "list_users")]
+    ListUsers,
+    /// Create a virtual host.
+    #[command(name = "add_vhost")]
+    AddVhost {
+        vhost: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Comma-separated tags.
+        #[arg(long)]
+        tags: Option<String>,
+        #[arg(long, value_parser = ["classic", "quorum", "stream"])]
+        default_queue_type: Option<String>,
+    },
+    /// Delete a virtual host and everything in it.
+    #[command(name = "delete_vhost")]
+    DeleteVhost { vhost: String },
+    /// List virtual hosts: the columns given (default: name).
+    #[command(name = "list_vhosts")]
+    ListVhosts {
+        #[arg(value_parser = VHOST_COLUMNS)]
+        columns: Vec<String>,
+    },
+    /// Grant a user configure, write and read permissions (regular expressions) in a vhost.
+    #[command(name = "set_permissions")]
+    SetPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        username: String,
+        configure: String,
+        write: String,
+        read: String,
+    },
+    /// Revoke a user's permissions in a vhost.
+    #[command(name = "clear_permissions")]
+    ClearPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        username: String,
+    },
+    /// List the permissions in a vhost.
+    #[command(name = "list_permissions")]
+    ListPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
+    /// List a user's permissions in every vhost.
+    #[command(name = "list_user_permissions")]
+    ListUserPermissions { username: String },
+    /// Set a user's topic permissions (write and read regular expressions) on an exchange.
+    #[command(name = "set_topic_permissions")]
+    SetTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        username: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    /// Clear a user's topic permissions in a vhost: on one exchange, or on all.
+    #[command(name = "clear_topic_permissions")]
+    ClearTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        username: String,
+        exchange: Option<String>,
+    },
+    /// List the topic permissions in a vhost.
+    #[command(name = "list_topic_permissions")]
+    ListTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
 }
 
-impl Out<'_> {
-    fn info(&mut self, line: &str) -> Result<(), CtlError> {
-        if self.quiet {
-            return Ok(());
-        }
-        writeln!(self.out, "{line}").map_err(CtlError::Output)
-    }
+/// The columns `list_vhosts` knows (rabbitmqctl's vhost info items that the API has).
+pub const VHOST_COLUMNS: [&str; 5] = [
+    "name",
+    "description",
+    "tags",
+    "tracing",
+    "default_queue_type",
+];
 
-    fn line(&mut self, line: &str) -> Result<(), CtlError> {
-        writeln!(self.out, "{line}").map_err(CtlError::Output)
-    }
-
-    fn table(&mut self, header: &[&str], rows: &[Vec<String>]) -> Result<(), CtlError> {
-        self.out
-            .write_all(table(header, rows, self.headers).as_bytes())
-            .map_err(CtlError::Output)
-    }
-}
-
-pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<(), CtlError> {
+pub(super) fn execute(
+    c: &Client,
+    command: &AccessCommand,
+    o: &mut Out<'_>,
+) -> Result<(), CtlError> {
     match command {
-        Command::AddUser {
+        AccessCommand::AddUser {
             username,
             password,
             tags,
@@ -62,19 +145,19 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
                  See 'warren ctl help set_permissions' to learn more.",
             )
         }
-        Command::DeleteUser { username } => {
+        AccessCommand::DeleteUser { username } => {
             o.info(&format!("Deleting user \"{username}\" ..."))?;
             c.delete(&api_path(&["users", username]))
                 .map_err(|e| no_such_user(e, username))
         }
-        Command::ChangePassword { username, password } => {
+        AccessCommand::ChangePassword { username, password } => {
             o.info(&format!("Changing password for user \"{username}\" ..."))?;
             let path = api_path(&["users", username]);
             let user = c.get(&path).map_err(|e| no_such_user(e, username))?;
             let tags = tags_of(user.get("tags")).join(",");
             c.put(&path, &json!({"password": password, "tags": tags}))
         }
-        Command::SetUserTags { username, tags } => {
+        AccessCommand::SetUserTags { username, tags } => {
             o.info(&format!(
                 "Setting tags for user \"{username}\" to [{}] ...",
                 tags.join(", ")
@@ -91,7 +174,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
             body.insert("tags".to_string(), Value::String(tags.join(",")));
             c.put(&path, &Value::Object(body))
         }
-        Command::ListUsers => {
+        AccessCommand::ListUsers => {
             o.info("Listing users ...")?;
             let users = list(c, &api_path(&["users"]))?;
             let rows: Vec<Vec<String>> = users
@@ -100,7 +183,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
                 .collect();
             o.table(&["user", "tags"], &rows)
         }
-        Command::AddVhost {
+        AccessCommand::AddVhost {
             vhost,
             description,
             tags,
@@ -122,7 +205,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
             }
             c.put(&api_path(&["vhosts", vhost]), &Value::Object(body))
         }
-        Command::DeleteVhost { vhost } => {
+        AccessCommand::DeleteVhost { vhost } => {
             o.info(&format!("Deleting vhost \"{vhost}\" ..."))?;
             c.delete(&api_path(&["vhosts", vhost])).map_err(|e| {
                 if e.is_not_found() {
@@ -132,7 +215,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
                 }
             })
         }
-        Command::ListVhosts { columns } => {
+        AccessCommand::ListVhosts { columns } => {
             o.info("Listing vhosts ...")?;
             let columns: Vec<&str> = if columns.is_empty() {
                 vec!["name"]
@@ -146,7 +229,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
                 .collect();
             o.table(&columns, &rows)
         }
-        Command::SetPermissions {
+        AccessCommand::SetPermissions {
             vhost,
             username,
             configure,
@@ -162,7 +245,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
             )
             .map_err(|e| which_is_missing(c, e, vhost, username))
         }
-        Command::ClearPermissions { vhost, username } => {
+        AccessCommand::ClearPermissions { vhost, username } => {
             o.info(&format!(
                 "Clearing permissions for user \"{username}\" in vhost \"{vhost}\" ..."
             ))?;
@@ -172,7 +255,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
                 other => other,
             }
         }
-        Command::ListPermissions { vhost } => {
+        AccessCommand::ListPermissions { vhost } => {
             o.info(&format!("Listing permissions for vhost \"{vhost}\" ..."))?;
             let perms = list(c, &api_path(&["vhosts", vhost, "permissions"]))
                 .map_err(|e| no_such_vhost(e, vhost))?;
@@ -187,7 +270,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
                 .collect();
             o.table(&["user", "configure", "write", "read"], &rows)
         }
-        Command::ListUserPermissions { username } => {
+        AccessCommand::ListUserPermissions { username } => {
             o.info(&format!("Listing permissions for user \"{username}\" ..."))?;
             let perms = list(c, &api_path(&["users", username, "permissions"]))
                 .map_err(|e| no_such_user(e, username))?;
@@ -202,7 +285,7 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
                 .collect();
             o.table(&["vhost", "configure", "write", "read"], &rows)
         }
-        Command::SetTopicPermissions {
+        AccessCommand::SetTopicPermissions {
             vhost,
             username,
             exchange,
@@ -218,12 +301,12 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
             )
             .map_err(|e| which_is_missing(c, e, vhost, username))
         }
-        Command::ClearTopicPermissions {
+        AccessCommand::ClearTopicPermissions {
             vhost,
             username,
             exchange,
         } => clear_topic_permissions(c, o, vhost, username, exchange.as_deref()),
-        Command::ListTopicPermissions { vhost } => {
+        AccessCommand::ListTopicPermissions { vhost } => {
             o.info(&format!(
                 "Listing topic permissions for vhost \"{vhost}\" ..."
             ))?;
@@ -239,89 +322,6 @@ pub(super) fn execute(c: &Client, command: &Command, o: &mut Out<'_>) -> Result<
                 })
                 .collect();
             o.table(&["user", "exchange", "write", "read"], &rows)
-        }
-        Command::SetVhostLimits { vhost, definition } => {
-            o.info(&format!(
-                "Setting vhost limits to \"{definition}\" for vhost \"{vhost}\" ..."
-            ))?;
-            let wanted = parse_limits(definition)?;
-            // rabbitmqctl replaces the whole set: the limits not named go, the named ones are
-            // put (in that order, so a limit kept is never absent in between).
-            for name in current_limits(c, "vhost-limits", "vhost", vhost)?.keys() {
-                if !wanted.contains_key(name) {
-                    delete_limit(c, "vhost-limits", vhost, name)?;
-                }
-            }
-            for (name, value) in &wanted {
-                c.put(
-                    &api_path(&["vhost-limits", vhost, name]),
-                    &json!({ "value": value }),
-                )
-                .map_err(|e| no_such_vhost(e, vhost))?;
-            }
-            Ok(())
-        }
-        Command::ClearVhostLimits { vhost } => {
-            o.info(&format!("Clearing vhost \"{vhost}\" limits ..."))?;
-            for name in current_limits(c, "vhost-limits", "vhost", vhost)?.keys() {
-                delete_limit(c, "vhost-limits", vhost, name)?;
-            }
-            Ok(())
-        }
-        Command::ListVhostLimits { vhost, global } => {
-            if *global {
-                o.info("Listing limits for all vhosts ...")?;
-                return list_all_limits(c, o, "vhost-limits", "vhost");
-            }
-            o.info(&format!("Listing limits for vhost \"{vhost}\" ..."))?;
-            let limits = current_limits(c, "vhost-limits", "vhost", vhost)?;
-            // rabbitmqctl 3.10 prints an empty line for a vhost without limits (and `{}`
-            // for a user without).
-            if limits.is_empty() {
-                o.line("")
-            } else {
-                o.line(&Value::Object(limits).to_string())
-            }
-        }
-        Command::SetUserLimits {
-            username,
-            definition,
-        } => {
-            o.info(&format!(
-                "Setting user limits to \"{definition}\" for user \"{username}\" ..."
-            ))?;
-            // rabbitmqctl merges user limits into those set before (unlike vhost limits).
-            for (name, value) in &parse_limits(definition)? {
-                c.put(
-                    &api_path(&["user-limits", username, name]),
-                    &json!({ "value": value }),
-                )
-                .map_err(|e| user_missing(c, e, username))?;
-            }
-            Ok(())
-        }
-        Command::ClearUserLimits { username, limit } => {
-            if limit == "all" {
-                o.info(&format!("Clearing all limits for user \"{username}\" ..."))?;
-                for name in current_limits(c, "user-limits", "user", username)?.keys() {
-                    delete_limit(c, "user-limits", username, name)?;
-                }
-                Ok(())
-            } else {
-                o.info(&format!(
-                    "Clearing \"{limit}\" limit for user \"{username}\" ..."
-                ))?;
-                delete_limit(c, "user-limits", username, limit)
-            }
-        }
-        Command::ListUserLimits { user, global } => {
-            if *global {
-                o.info("Listing limits for all users ...")?;
-                return list_all_limits(c, o, "user-limits", "user");
-            }
-            o.info(&format!("Listing limits for user \"{user}\" ..."))?;
-            let limits = current_limits(c, "user-limits", "user", user)?;
-            o.line(&Value::Object(limits).to_string())
         }
     }
 }
@@ -380,105 +380,18 @@ fn clear_topic_permissions(
     Ok(())
 }
 
-/// GET a list endpoint.
-fn list(c: &Client, path: &str) -> Result<Vec<Value>, CtlError> {
-    match c.get(path)? {
-        Value::Array(items) => Ok(items),
-        other => Err(CtlError::BadResponse {
-            method: "GET",
-            path: path.to_string(),
-            reason: format!("expected a JSON list, got {}", kind_of(&other)),
-        }),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// The limits of one vhost or user: from the list of all (`GET /api/vhost-limits` or
-/// `/api/user-limits`, entries `{"vhost" | "user": name, "value": {limit: n}}`).
-fn current_limits(
-    c: &Client,
-    endpoint: &str,
-    owner_key: &str,
-    owner: &str,
-) -> Result<Map<String, Value>, CtlError> {
-    let all = list(c, &api_path(&[endpoint]))?;
-    let mut limits = Map::new();
-    for entry in all {
-        if entry.get(owner_key).and_then(Value::as_str) != Some(owner) {
-            continue;
-        }
-        if let Some(Value::Object(values)) = entry.get("value") {
-            limits.extend(values.clone());
-        }
-    }
-    Ok(limits)
-}
-
-/// DELETE one limit; one that is not set is no error (as for rabbitmqctl).
-fn delete_limit(c: &Client, endpoint: &str, owner: &str, name: &str) -> Result<(), CtlError> {
-    match c.delete(&api_path(&[endpoint, owner, name])) {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
-    }
-}
-
-/// `--global` listings: `vhost\tlimits` (or `user\tlimits`) rows.
-fn list_all_limits(
-    c: &Client,
-    o: &mut Out<'_>,
-    endpoint: &str,
-    owner_key: &str,
-) -> Result<(), CtlError> {
-    let all = list(c, &api_path(&[endpoint]))?;
-    let rows: Vec<Vec<String>> = all
-        .iter()
-        .map(|e| {
-            vec![
-                field(e, owner_key),
-                e.get("value").map(Value::to_string).unwrap_or_default(),
-            ]
-        })
-        .collect();
-    o.table(&[owner_key, "limits"], &rows)
-}
-
-/// A limits definition: a JSON object (`{"max-connections": 10}`).
-pub(super) fn parse_limits(definition: &str) -> Result<Map<String, Value>, CtlError> {
-    match serde_json::from_str::<Value>(definition) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(CtlError::BadJson {
-            input: definition.to_string(),
-            reason: format!("expected a JSON object, got {}", kind_of(&other)),
-        }),
-        Err(e) => Err(CtlError::BadJson {
-            input: definition.to_string(),
-            reason: e.to_string(),
-        }),
-    }
-}
-
 /// One `list_vhosts` cell.
-pub(super) fn vhost_cell(vhost: &Value, column: &str) -> String {
+pub fn vhost_cell(vhost: &Value, column: &str) -> String {
     match column {
         "tags" => tag_list(vhost.get("tags")),
         // The API leaves a vhost's default queue type out, or says "undefined", when unset.
         "default_queue_type" => match vhost.get(column) {
             None | Some(Value::Null) => "undefined".to_string(),
-            Some(v) => super::format::cell(v),
+            Some(v) => crate::ctl::format::cell(v),
         },
         "tracing" => match vhost.get(column) {
             None | Some(Value::Null) => "false".to_string(),
-            Some(v) => super::format::cell(v),
+            Some(v) => crate::ctl::format::cell(v),
         },
         _ => field(vhost, column),
     }
@@ -487,14 +400,6 @@ pub(super) fn vhost_cell(vhost: &Value, column: &str) -> String {
 fn no_such_user(e: CtlError, username: &str) -> CtlError {
     if e.is_not_found() {
         CtlError::NoSuchUser(username.to_string())
-    } else {
-        e
-    }
-}
-
-fn no_such_vhost(e: CtlError, vhost: &str) -> CtlError {
-    if e.is_not_found() {
-        CtlError::NoSuchVhost(vhost.to_string())
     } else {
         e
     }
@@ -515,7 +420,7 @@ fn which_is_missing(c: &Client, e: CtlError, vhost: &str, username: &str) -> Ctl
 
 /// After a PUT for a user failed with a 400 or 404 (RabbitMQ says `no_such_user` as a 400):
 /// whether the user is what is missing.
-fn user_missing(c: &Client, e: CtlError, username: &str) -> CtlError {
+pub(super) fn user_missing(c: &Client, e: CtlError, username: &str) -> CtlError {
     match &e {
         CtlError::Api {
             status: 400 | 404, ..
