@@ -62,6 +62,8 @@ pub struct VHost {
     bound_to: DashMap<DestId, links::Links>,
     /// Exclusive queues by owning connection, so a close touches only its own.
     exclusive: DashMap<u64, HashMap<u64, Arc<Queue>>>,
+    /// Message counts of the vhost's connections (added once per batch), for the rates.
+    pub stats: crate::metrics::message_stats::MessageStats,
 }
 
 /// An exchange declaration as exchange.declare carries it.
@@ -108,6 +110,7 @@ impl VHost {
             replies: DashMap::new(),
             bound_to: DashMap::new(),
             exclusive: DashMap::new(),
+            stats: Default::default(),
         };
         for (n, kind) in BUILTIN {
             let ex = Exchange::new(ExchangeConfig::durable(v.store.new_id(), n, *kind));
@@ -398,6 +401,11 @@ impl VHost {
         for ex in exchanges {
             self.remove_exchange(&ex);
         }
+    }
+
+    /// Exchanges, the built-in ones included (the management overview's total).
+    pub fn exchange_count(&self) -> usize {
+        self.exchanges.len()
     }
 
     /// The number of queues (a vhost's `max-queues` limit counts them).

@@ -10,11 +10,24 @@
 //! "Not administrator user", RabbitMQ's 401 rather than 403). Errors are JSON
 //! `{"error": ..., "reason": ...}`.
 //!
+//! It also serves the node's status: `/api/overview` (`overview`), `/api/nodes` (`nodes`),
+//! connections (`connections`, listed from the broker's sessions table and closed through
+//! it), channels and consumers (`channels`, asked of each connection), the health checks,
+//! aliveness test, cluster name, extensions and feature flags (`health`), and message
+//! rates (`rates`: counts sampled every `management_sample_interval`, used by the
+//! overview and the queue and vhost endpoints).
+//!
 //! Files: this one (listener, router, login, errors), `users`, `vhosts`, `permissions`
-//! (and topic permissions), `limits`.
+//! (and topic permissions), `limits`, and those above.
 
+mod channels;
+mod connections;
+mod health;
 mod limits;
+mod nodes;
+mod overview;
 mod permissions;
+pub mod rates;
 mod users;
 mod vhosts;
 
@@ -41,18 +54,48 @@ const MAX_BODY: usize = 1 << 20;
 #[derive(Clone)]
 struct Api {
     broker: Weak<Broker>,
+    rates: Arc<rates::Rates>,
+    /// The broker's listeners, this API's included (overview, health checks).
+    listeners: Arc<Vec<Listener>>,
+    /// `/api/cluster-name`: RabbitMQ's defaults to the node's name (kept in memory).
+    cluster_name: Arc<parking_lot::RwLock<String>>,
 }
 
-/// Binds `addr` and serves the API until the broker is gone.
+/// A listener as the overview names it (`protocol`: "amqp", "amqp/ssl", "http").
+#[derive(Clone, Debug)]
+pub struct Listener {
+    pub protocol: &'static str,
+    pub addr: SocketAddr,
+}
+
+/// Binds `addr` and serves the API until the broker is gone; `listeners` are the AMQP
+/// ones. Starts the rates' sampler.
 pub async fn serve(
     addr: SocketAddr,
     broker: Weak<Broker>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut listeners: Vec<Listener>,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     info!(addr = %local, "serving the management API on /api");
-    let app = router(Api { broker });
+    listeners.push(Listener {
+        protocol: "http",
+        addr: local,
+    });
+    let interval = broker
+        .upgrade()
+        .map_or(std::time::Duration::from_secs(5), |b| {
+            b.config.management_sample_interval
+        });
+    let rates = rates::Rates::new(interval);
+    rates.start(broker.clone(), shutdown.clone());
+    let app = router(Api {
+        broker,
+        rates,
+        listeners: Arc::new(listeners),
+        cluster_name: Arc::new(parking_lot::RwLock::new(nodes::node_name())),
+    });
     tokio::spawn(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let stop = async move {
@@ -75,6 +118,11 @@ fn router(api: Api) -> Router {
         .merge(vhosts::routes())
         .merge(permissions::routes())
         .merge(limits::routes())
+        .merge(overview::routes())
+        .merge(nodes::routes())
+        .merge(connections::routes())
+        .merge(channels::routes())
+        .merge(health::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -150,6 +198,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub struct Caller {
     pub broker: Arc<Broker>,
     pub user: Arc<User>,
+    /// Message rates (see [`rates::Rates::queue_stats`]).
+    pub rates: Arc<rates::Rates>,
 }
 
 impl Caller {
@@ -168,6 +218,11 @@ impl Caller {
         } else {
             Err(ApiError::unauthorised("Not administrator user"))
         }
+    }
+
+    /// Whether the caller may see `vhost`'s objects in a listing.
+    pub fn sees_vhost(&self, vhost: &str) -> bool {
+        self.sees_all() || self.broker.grants(&self.user.name, vhost).may_open()
     }
 
     /// A management user may look at a vhost it has permissions on (401 otherwise, as
@@ -219,7 +274,11 @@ impl FromRequestParts<Api> for Caller {
         if !management {
             return Err(ApiError::unauthorised("Not management user"));
         }
-        Ok(Caller { broker, user })
+        Ok(Caller {
+            broker,
+            user,
+            rates: api.rates.clone(),
+        })
     }
 }
 
