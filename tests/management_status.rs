@@ -299,6 +299,8 @@ async fn health_checks_answer_200_or_rabbitmqs_503() {
         "local-alarms",
         "virtual-hosts",
         "ready-to-serve-clients",
+        "is-in-service",
+        "certificate-expiration/1/months",
     ] {
         assert_eq!(
             get(api, &format!("/api/health/checks/{p}")).await,
@@ -306,6 +308,15 @@ async fn health_checks_answer_200_or_rabbitmqs_503() {
             "{p}"
         );
     }
+    let r = http(
+        api,
+        "GET",
+        "/api/health/checks/certificate-expiration/1/eons",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
     let port = b.addr.port();
     let r = get(api, &format!("/api/health/checks/port-listener/{port}")).await;
     assert_eq!(r, json!({"status": "ok", "port": port}));

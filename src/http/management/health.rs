@@ -31,6 +31,11 @@ pub(super) fn routes() -> Router<Api> {
         )
         .route("/api/health/checks/virtual-hosts", get(ok))
         .route("/api/health/checks/ready-to-serve-clients", get(ready))
+        .route("/api/health/checks/is-in-service", get(ready))
+        .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(certificate_expiration),
+        )
         .route(
             "/api/health/checks/node-is-quorum-critical",
             get(quorum_critical),
@@ -143,6 +148,47 @@ async fn ready(c: Caller) -> Response {
 
 async fn quorum_critical(_c: Caller) -> Json<Value> {
     Json(json!({"status": "ok", "reason": "single node cluster"}))
+}
+
+/// Fails if a TLS listener's certificate expires within the period (RabbitMQ's units:
+/// days, weeks, months, years); ok with no TLS listener.
+async fn certificate_expiration(
+    c: Caller,
+    Path((within, unit)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let n: u64 = within
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("Invalid period: {within}")))?;
+    let day = 86_400u64;
+    let per = match unit.as_str() {
+        "days" => day,
+        "weeks" => 7 * day,
+        "months" => 30 * day,
+        "years" => 365 * day,
+        _ => return Err(ApiError::bad_request(format!("Invalid unit: {unit}"))),
+    };
+    let Some(tls) = &c.broker.config.tls else {
+        return Ok(Json(json!({"status": "ok"})).into_response());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let limit = now.saturating_add(n.saturating_mul(per).min(i64::MAX as u64) as i64);
+    let ends =
+        crate::tls::not_after(&tls.certfile).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if ends.iter().all(|&t| t > limit) {
+        return Ok(Json(json!({"status": "ok"})).into_response());
+    }
+    let listeners: Vec<Value> = tls
+        .listen
+        .iter()
+        .map(|a| json!({"node": node_name(), "protocol": "amqp/ssl", "interface": a.ip().to_string(), "port": a.port(), "certfile": tls.certfile.display().to_string()}))
+        .collect();
+    Ok(failed(json!({
+        "status": "failed",
+        "reason": "Certificates expiring",
+        "expired": listeners,
+    })))
 }
 
 const ALIVENESS_QUEUE: &str = "aliveness-test";
