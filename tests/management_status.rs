@@ -155,6 +155,34 @@ async fn overview_totals_follow_connections_channels_queues_and_consumers() {
     );
     assert_eq!(t1["consumers"], 1);
     assert_eq!(t1["exchanges"], t0["exchanges"]);
+
+    // A management user counts its own vhosts and connections only, and is no monitor.
+    let put = |path: &'static str, body: Value| async move {
+        let r = http(api, "PUT", path, ADMIN, Some(body)).await;
+        assert!(r.status == 201 || r.status == 204, "{path}: {}", r.body);
+    };
+    put(
+        "/api/users/mgr",
+        json!({"password": "p", "tags": "management"}),
+    )
+    .await;
+    put("/api/vhosts/other", json!({})).await;
+    let all = json!({"configure": ".*", "write": ".*", "read": ".*"});
+    put("/api/permissions/other/mgr", all).await;
+    let mgr = Some(("mgr", "p"));
+    let r = http(api, "GET", "/api/overview", mgr, None).await;
+    let t = &r.json()["object_totals"];
+    assert_eq!(
+        (t["connections"].clone(), t["queues"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(
+        t["exchanges"].as_u64().unwrap(),
+        t0["exchanges"].as_u64().unwrap()
+    );
+    let r = http(api, "GET", "/api/nodes", mgr, None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "Not monitor user");
 }
 
 #[tokio::test]

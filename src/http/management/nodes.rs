@@ -102,11 +102,22 @@ fn node(c: &Caller) -> Value {
     n
 }
 
-async fn list(c: Caller) -> Json<Value> {
-    Json(json!([node(&c)]))
+/// Nodes are for monitoring and administrator users (RabbitMQ's `is_authorized_monitor`).
+fn require_monitor(c: &Caller) -> ApiResult<()> {
+    if c.sees_all() {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorised("Not monitor user"))
+    }
+}
+
+async fn list(c: Caller) -> ApiResult<Json<Value>> {
+    require_monitor(&c)?;
+    Ok(Json(json!([node(&c)])))
 }
 
 async fn one(c: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    require_monitor(&c)?;
     if name != node_name() {
         return Err(ApiError::not_found());
     }
