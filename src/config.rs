@@ -199,6 +199,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The management HTTP API (`/api`), as RabbitMQ's management plugin on 15672.
     pub management_listen: Option<SocketAddr>,
+    /// How often the management API samples message counts for its rates (RabbitMQ's
+    /// `collect_statistics_interval`, 5 s).
+    pub management_sample_interval: Duration,
     pub log: String,
     /// Logs as JSON lines instead of text.
     pub log_json: bool,
@@ -253,6 +256,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./warren-data"),
             metrics_listen: Some(SocketAddr::from(([0, 0, 0, 0], 15692))),
             management_listen: Some(SocketAddr::from(([0, 0, 0, 0], 15672))),
+            management_sample_interval: Duration::from_secs(5),
             log: "info".into(),
             log_json: false,
             vhosts: vec!["/".into()],

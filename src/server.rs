@@ -154,18 +154,29 @@ pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
             .await
             .map_err(|e| ServerError::Metrics(format!("{addr}: {e}")))?;
     }
-    let mut management_addr = None;
-    if let Some(addr) = management_listen {
-        let local = crate::http::management::serve(addr, Arc::downgrade(&broker), rx.clone())
-            .await
-            .map_err(|e| ServerError::Management(format!("{addr}: {e}")))?;
-        management_addr = Some(local);
-    }
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter(|(_, t)| t.is_none())
         .filter_map(|(l, _)| l.local_addr().ok())
         .collect();
+    let mut management_addr = None;
+    if let Some(addr) = management_listen {
+        use crate::http::management::Listener;
+        let named = (addrs.iter().map(|&a| Listener {
+            protocol: "amqp",
+            addr: a,
+        }))
+        .chain(tls_addrs.iter().map(|&a| Listener {
+            protocol: "amqp/ssl",
+            addr: a,
+        }))
+        .collect();
+        let local =
+            crate::http::management::serve(addr, Arc::downgrade(&broker), rx.clone(), named)
+                .await
+                .map_err(|e| ServerError::Management(format!("{addr}: {e}")))?;
+        management_addr = Some(local);
+    }
     for a in &addrs {
         info!(addr = %a, "listening for AMQP 0-9-1");
     }
@@ -254,8 +265,11 @@ async fn serve(
                             };
                             // On the socket itself, before any TLS wraps it.
                             let _ = stream.set_nodelay(true);
+                            let local = stream.local_addr().unwrap_or(peer);
                             let accepted = Accepted {
                                 peer,
+                                local,
+                                tls: tls.is_some(),
                                 handshake: slot,
                                 deadline: Instant::now() + b.config.handshake_timeout,
                                 peer_cert_login: None,

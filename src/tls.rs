@@ -63,6 +63,16 @@ fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
+/// When each certificate of a PEM file expires (seconds since the epoch): the management
+/// API's certificate-expiration check.
+pub fn not_after(path: &Path) -> Result<Vec<i64>, TlsError> {
+    Ok(certificates("certfile", path)?
+        .iter()
+        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .collect())
+}
+
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(&read("keyfile", path)?).map_err(|e| TlsError::Pem {
         what: "keyfile",

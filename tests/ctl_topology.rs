@@ -193,14 +193,16 @@ async fn connections_channels_consumers_and_close() {
     )
     .await
     .unwrap();
-    ch.basic_consume(
-        "ctl_c".into(),
-        "tag1".into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    // Kept: lapin cancels a consumer it drops.
+    let _consumer = ch
+        .basic_consume(
+            "ctl_c".into(),
+            "tag1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
 
     let out = run(&url, &["-q", "list_connections"], 0).await;
     assert!(

@@ -93,6 +93,11 @@ impl Confirms {
         None
     }
 
+    /// Publishes not confirmed yet (the management API's `messages_unconfirmed`).
+    pub fn unconfirmed(&self) -> u64 {
+        self.waiting.len() as u64 + self.pending.map_or(0, |(_, n)| n)
+    }
+
     /// The pending acks as one `(tag, multiple)` basic.ack.
     pub fn take_pending(&mut self) -> Option<(u64, bool)> {
         self.pending.take().map(|(seq, n)| (seq, n > 1))

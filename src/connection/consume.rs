@@ -154,6 +154,9 @@ impl Connection {
     pub(super) fn on_get(&mut self, ch: u16, queue: &str, no_ack: bool) -> AmqpResult<()> {
         let q = self.usable_queue(ch, queue, crate::access::Perm::Read)?;
         let Some((m, remaining)) = q.get(!no_ack) else {
+            if let Some(v) = &self.vhost {
+                crate::metrics::message_stats::add(&v.stats.get_empty, 1);
+            }
             self.write_method(
                 ch,
                 &AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),

@@ -27,8 +27,10 @@ pub enum ConnEvent {
     /// (`ok` = false: the write failed, and what waited on it is nacked).
     Durable { token: u64, ok: bool },
     /// The broker closes the connection (320): its vhost or user was deleted, or the
-    /// user's password changed.
+    /// user's password changed; or the management API closed it.
     ForceClose(String),
+    /// The management API asks for the channels (see [`Connection::report`]).
+    Report(tokio::sync::oneshot::Sender<Vec<crate::broker::sessions::ChannelInfo>>),
 }
 
 /// A connection's events: other tasks push, the connection's loop takes all there are at
@@ -124,9 +126,16 @@ impl Outbox for Inbox {
     }
 }
 
-impl crate::broker::sessions::ForceClose for Inbox {
+impl crate::broker::sessions::Control for Inbox {
     fn force_close(&self, text: String) {
         let _ = self.send(ConnEvent::ForceClose(text));
+    }
+
+    fn report(
+        &self,
+        reply: tokio::sync::oneshot::Sender<Vec<crate::broker::sessions::ChannelInfo>>,
+    ) {
+        let _ = self.send(ConnEvent::Report(reply));
     }
 }
 
@@ -146,6 +155,57 @@ impl Connection {
                 tag,
                 message,
             } => self.deliver_reply(channel, &tag, &message),
+            ConnEvent::Report(reply) => {
+                let _ = reply.send(self.report());
+            }
         }
     }
+}
+
+impl Connection {
+    /// The channels as the management API lists them (asked rarely: copies are fine).
+    fn report(&self) -> Vec<crate::broker::sessions::ChannelInfo> {
+        use crate::broker::sessions::{ChannelInfo, ConsumerInfo};
+        use std::sync::atomic::Ordering;
+        let mut v: Vec<ChannelInfo> = self
+            .channels
+            .values()
+            .map(|c| ChannelInfo {
+                number: c.id,
+                confirm: c.confirms.is_some(),
+                transactional: c.tx.is_some(),
+                prefetch_count: c.consumer_prefetch,
+                global_prefetch_count: c.credit.prefetch.load(Ordering::Relaxed),
+                messages_unacknowledged: c.unacked.len() as u64,
+                messages_unconfirmed: c.confirms.as_ref().map_or(0, |f| f.unconfirmed()),
+                closing: c.closing,
+                consumers: c
+                    .consumers
+                    .iter()
+                    .map(|(tag, (consumer, queue))| ConsumerInfo {
+                        tag: tag.clone(),
+                        queue: queue.name.clone(),
+                        ack_required: !consumer.no_ack,
+                        exclusive: consumer.exclusive,
+                        prefetch_count: consumer.prefetch,
+                        // The one consume argument a consumer keeps.
+                        arguments: priority_argument(consumer.priority),
+                    })
+                    .collect(),
+            })
+            .collect();
+        v.sort_by_key(|c| c.number);
+        v
+    }
+}
+
+fn priority_argument(p: i64) -> amq_protocol::types::FieldTable {
+    let mut t = amq_protocol::types::FieldTable::default();
+    if p != 0 {
+        t.insert(
+            "x-priority".into(),
+            amq_protocol::types::AMQPValue::LongLongInt(p),
+        );
+    }
+    t
 }

@@ -14,7 +14,7 @@ use warren_codec::sasl;
 
 use super::{ClientCaps, Connection, Phase};
 use crate::args;
-use crate::broker::sessions::{ForceClose, Refused};
+use crate::broker::sessions::{Control, Refused};
 use crate::broker::LoginError;
 use crate::error::AmqpError;
 use crate::metrics::Counter;
@@ -87,6 +87,10 @@ impl Connection {
                     .unwrap_or(false),
                 connection_blocked: args::get_bool(caps, "connection.blocked").unwrap_or(false),
             };
+        }
+        if let Some(info) = self.info.as_mut() {
+            info.auth_mechanism = m.mechanism.to_string();
+            info.client_properties = m.client_properties.clone();
         }
         let mechanism = m.mechanism.as_str();
         // Only what connection.start offered; the others are unknown, as in RabbitMQ.
@@ -231,11 +235,36 @@ impl Connection {
             .on(10, 40));
         }
         let limits = self.broker.connection_limits(&self.user, name);
-        let closer: std::sync::Arc<dyn ForceClose> = self.inbox.clone();
+        let closer: std::sync::Arc<dyn Control> = self.inbox.clone();
+        let mut info =
+            self.info
+                .take()
+                .map(|b| *b)
+                .unwrap_or_else(|| crate::broker::sessions::ConnInfo {
+                    peer: self.peer,
+                    local: self.peer,
+                    tls: false,
+                    user: String::new(),
+                    vhost: String::new(),
+                    auth_mechanism: String::new(),
+                    client_properties: Default::default(),
+                    frame_max: 0,
+                    channel_max: 0,
+                    heartbeat: 0,
+                    connected_at: 0,
+                });
+        info.user = self.user.clone();
+        info.vhost = name.to_string();
+        info.frame_max = self.frame_max;
+        info.channel_max = self.channel_max;
+        info.heartbeat = self.heartbeat;
+        info.connected_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         match self
             .broker
             .sessions
-            .open(self.id, &self.user, name, limits, closer)
+            .open(self.id, std::sync::Arc::new(info), limits, closer)
         {
             Ok(()) => self.in_sessions = true,
             // RabbitMQ's texts (rabbit_reader).

@@ -163,11 +163,17 @@ pub struct Connection {
     in_sessions: bool,
     /// The name a verified TLS client certificate gives (EXTERNAL logs in as it).
     peer_cert_login: Option<String>,
+    /// What the management API lists: filled in by the handshake, handed to the sessions
+    /// table at connection.open (then None).
+    info: Option<Box<crate::broker::sessions::ConnInfo>>,
 }
 
 /// An accepted socket, as the server hands it over.
 pub struct Accepted {
     pub peer: SocketAddr,
+    /// The address the client connected to (RabbitMQ's `host`/`port`).
+    pub local: SocketAddr,
+    pub tls: bool,
     /// Counts it against the broker's limit on connections in their handshake until it opens.
     pub handshake: crate::broker::HandshakeSlot,
     /// When the handshake (TLS's included) must be done.
@@ -184,6 +190,9 @@ impl Drop for Connection {
         self.broker.count_channels(-(self.channels_reported as i64));
         self.tally
             .add(Counter::ChannelsClosed, self.channels_reported as u64);
+        if let Some(v) = &self.vhost {
+            v.stats.add_tally(&self.tally);
+        }
         self.tally.flush(&self.counters);
     }
 }
@@ -216,6 +225,8 @@ async fn run<S: Transport>(
 ) -> std::io::Result<()> {
     let Accepted {
         peer,
+        local,
+        tls,
         handshake,
         deadline,
         peer_cert_login,
@@ -269,6 +280,19 @@ async fn run<S: Transport>(
         permits: permit::Permits::none(),
         in_sessions: false,
         peer_cert_login,
+        info: Some(Box::new(crate::broker::sessions::ConnInfo {
+            peer,
+            local,
+            tls,
+            user: String::new(),
+            vhost: String::new(),
+            auth_mechanism: String::new(),
+            client_properties: Default::default(),
+            frame_max: 0,
+            channel_max: 0,
+            heartbeat: 0,
+            connected_at: 0,
+        })),
     };
     c.send_start();
     let result = c.main_loop(&mut stream, deadline).await;
@@ -568,6 +592,9 @@ impl Connection {
             if self.in_sessions {
                 self.broker.sessions.set_channels(self.id, open as u64);
             }
+        }
+        if let Some(v) = &self.vhost {
+            v.stats.add_tally(&self.tally);
         }
         self.tally.flush(&self.counters);
     }

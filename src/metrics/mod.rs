@@ -7,6 +7,7 @@
 //! to the registry once per batch. Gauges (connections, queues, depths, memory, disk) are
 //! computed when scraped, so they cost nothing between scrapes.
 
+pub mod message_stats;
 pub mod names;
 
 use std::sync::OnceLock;

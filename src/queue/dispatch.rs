@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::consumer::Delivery;
 use super::ready::QueuedMessage;
 use super::{Queue, State};
+use crate::metrics::message_stats as stats;
 
 impl Queue {
     /// Hands ready messages to consumers with credit, one each in turn, then sends each
@@ -23,6 +24,7 @@ impl Queue {
         // One slot per consumer that gets something (usually one).
         let mut batches: Vec<(usize, Vec<QueuedMessage>)> = Vec::new();
         let mut delivered_up_to = None;
+        let (mut acked, mut no_ack, mut redelivered) = (0, 0, 0);
         while !st.store.is_empty() {
             let Some(i) = pick_consumer(st, n) else {
                 break;
@@ -32,9 +34,12 @@ impl Queue {
                 st.consumers[i].release(1);
                 break;
             };
+            redelivered += u64::from(m.redelivered);
             if st.consumers[i].no_ack {
+                no_ack += 1;
                 st.store.settle(&m);
             } else {
+                acked += 1;
                 st.unacked += 1;
                 if m.on_disk {
                     delivered_up_to = Some(m.seq);
@@ -45,6 +50,9 @@ impl Queue {
                 None => batches.push((i, vec![m])),
             }
         }
+        stats::add(&self.stats.deliver, acked);
+        stats::add(&self.stats.deliver_no_ack, no_ack);
+        stats::add(&self.stats.redeliver, redelivered);
         if let (true, Some(seq)) = (self.durable, delivered_up_to) {
             st.store.disk().store.delivered(self.qid, seq);
         }

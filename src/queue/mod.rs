@@ -37,6 +37,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::Message;
+use crate::metrics::message_stats::{self as stats, MessageStats};
 use crate::policy::Applied;
 use crate::store::recovery::RecoveredQueue;
 use arguments::{Overflow, QueueArgs};
@@ -112,6 +113,8 @@ pub struct Queue {
     owner: Weak<dyn Owner>,
     state: Mutex<State>,
     deleted: AtomicBool,
+    /// Counts for the management API's rates (added under the lock, where the work is).
+    pub stats: MessageStats,
 }
 
 /// Most queues have no arguments: they share one parsed set instead of 152 bytes each.
@@ -198,6 +201,7 @@ impl Queue {
             declared,
             overflow_declared,
             deleted: AtomicBool::new(false),
+            stats: MessageStats::default(),
         });
         let mut st = q.state.lock();
         q.start_expires_watch(&mut st);
@@ -376,6 +380,7 @@ impl Queue {
         if expires_at != 0 {
             self.arm_expiry(&mut st);
         }
+        stats::add(&self.stats.publish, 1);
         self.unlock(st);
         if persist {
             Enqueued::Written
@@ -423,6 +428,18 @@ impl Queue {
                 }
                 continue;
             }
+            match &got {
+                None => stats::add(&self.stats.get_empty, 1),
+                Some(m) => {
+                    let kind = if ack {
+                        &self.stats.get
+                    } else {
+                        &self.stats.get_no_ack
+                    };
+                    stats::add(kind, 1);
+                    stats::add(&self.stats.redeliver, u64::from(m.redelivered));
+                }
+            }
             if let Some(m) = &got {
                 if ack {
                     st.unacked += 1;
@@ -449,6 +466,7 @@ impl Queue {
             n += 1;
         }
         st.unacked = st.unacked.saturating_sub(n);
+        stats::add(&self.stats.ack, n as u64);
         self.dispatch(&mut st);
         self.unlock(st);
     }

@@ -70,6 +70,8 @@ pub struct VHost {
     policies: RwLock<PolicySet>,
     /// Held through one policy change and its application.
     policy_changes: Mutex<()>,
+    /// Message counts of the vhost's connections (added once per batch), for the rates.
+    pub stats: crate::metrics::message_stats::MessageStats,
 }
 
 /// An exchange declaration as exchange.declare carries it.
@@ -118,6 +120,7 @@ impl VHost {
             exclusive: DashMap::new(),
             policies: RwLock::new(PolicySet::default()),
             policy_changes: Mutex::new(()),
+            stats: Default::default(),
         };
         for (n, kind) in BUILTIN {
             let ex = Exchange::new(ExchangeConfig::durable(v.store.new_id(), n, *kind));
@@ -423,6 +426,11 @@ impl VHost {
         for ex in exchanges {
             self.remove_exchange(&ex);
         }
+    }
+
+    /// Exchanges, the built-in ones included (the management overview's total).
+    pub fn exchange_count(&self) -> usize {
+        self.exchanges.len()
     }
 
     /// The number of queues (a vhost's `max-queues` limit counts them).

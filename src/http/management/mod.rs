@@ -15,22 +15,35 @@
 //! check them (RabbitMQ's plugin runs them as AMQP methods for the user), and a management
 //! user sees only the vhosts it has permissions on.
 //!
+//! It also serves the node's status: `/api/overview` (`overview`), `/api/nodes` (`nodes`),
+//! connections (`connections`, listed from the broker's sessions table and closed through
+//! it), channels and consumers (`channels`, asked of each connection), the health checks,
+//! aliveness test, cluster name, extensions and feature flags (`health`), and message
+//! rates (`rates`: counts sampled every `management_sample_interval`, used by the
+//! overview and the queue and vhost endpoints).
+//!
 //! Files: this one (listener, router, login, errors), `users`, `vhosts`, `permissions`
 //! (and topic permissions), `limits`, `policies` (and operator policies), `definitions`
-//! (export, import); `exchanges`, `queues`, `bindings`, `messages`
-//! (publish and get), `listing` (paging, sorting, filtering and columns of list
-//! endpoints), `tables` (AMQP tables and properties as JSON), `topology` (what those share:
-//! vhost lookup, permission checks, AMQP errors as HTTP answers).
+//! (export, import); `exchanges`, `queues`, `bindings`, `messages` (publish and get),
+//! `listing` (paging, sorting, filtering and columns of list endpoints), `tables` (AMQP
+//! tables and properties as JSON), `topology` (what those share: vhost lookup, permission
+//! checks, AMQP errors as HTTP answers); and the status files above.
 
 mod bindings;
+mod channels;
+mod connections;
 mod definitions;
 mod exchanges;
+mod health;
 mod limits;
 mod listing;
 mod messages;
+mod nodes;
+mod overview;
 mod permissions;
 mod policies;
 mod queues;
+pub mod rates;
 mod tables;
 mod topology;
 mod users;
@@ -59,18 +72,48 @@ const MAX_BODY: usize = 1 << 20;
 #[derive(Clone)]
 struct Api {
     broker: Weak<Broker>,
+    rates: Arc<rates::Rates>,
+    /// The broker's listeners, this API's included (overview, health checks).
+    listeners: Arc<Vec<Listener>>,
+    /// `/api/cluster-name`: RabbitMQ's defaults to the node's name (kept in memory).
+    cluster_name: Arc<parking_lot::RwLock<String>>,
 }
 
-/// Binds `addr` and serves the API until the broker is gone.
+/// A listener as the overview names it (`protocol`: "amqp", "amqp/ssl", "http").
+#[derive(Clone, Debug)]
+pub struct Listener {
+    pub protocol: &'static str,
+    pub addr: SocketAddr,
+}
+
+/// Binds `addr` and serves the API until the broker is gone; `listeners` are the AMQP
+/// ones. Starts the rates' sampler.
 pub async fn serve(
     addr: SocketAddr,
     broker: Weak<Broker>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut listeners: Vec<Listener>,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     info!(addr = %local, "serving the management API on /api");
-    let app = router(Api { broker });
+    listeners.push(Listener {
+        protocol: "http",
+        addr: local,
+    });
+    let interval = broker
+        .upgrade()
+        .map_or(std::time::Duration::from_secs(5), |b| {
+            b.config.management_sample_interval
+        });
+    let rates = rates::Rates::new(interval);
+    rates.start(broker.clone(), shutdown.clone());
+    let app = router(Api {
+        broker,
+        rates,
+        listeners: Arc::new(listeners),
+        cluster_name: Arc::new(parking_lot::RwLock::new(nodes::node_name())),
+    });
     tokio::spawn(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let stop = async move {
@@ -98,6 +141,11 @@ fn router(api: Api) -> Router {
         .merge(exchanges::routes())
         .merge(queues::routes())
         .merge(bindings::routes())
+        .merge(overview::routes())
+        .merge(nodes::routes())
+        .merge(connections::routes())
+        .merge(channels::routes())
+        .merge(health::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
@@ -173,6 +221,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub struct Caller {
     pub broker: Arc<Broker>,
     pub user: Arc<User>,
+    /// Message rates (see [`rates::Rates::queue_stats`]).
+    pub rates: Arc<rates::Rates>,
 }
 
 impl Caller {
@@ -191,6 +241,11 @@ impl Caller {
         } else {
             Err(ApiError::unauthorised("Not administrator user"))
         }
+    }
+
+    /// Whether the caller may see `vhost`'s objects in a listing.
+    pub fn sees_vhost(&self, vhost: &str) -> bool {
+        self.sees_all() || self.broker.grants(&self.user.name, vhost).may_open()
     }
 
     /// A management user may look at a vhost it has permissions on (401 otherwise, as
@@ -242,7 +297,11 @@ impl FromRequestParts<Api> for Caller {
         if !management {
             return Err(ApiError::unauthorised("Not management user"));
         }
-        Ok(Caller { broker, user })
+        Ok(Caller {
+            broker,
+            user,
+            rates: api.rates.clone(),
+        })
     }
 }
 

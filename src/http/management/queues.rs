@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::bindings::{to_destination, BindingRow};
 use super::listing::{params, ListQuery, Listed};
+use super::rates::Rates;
 use super::tables::{arguments, Table};
 use super::topology::{self, flag, permit, Kind, HTTP_CONNECTION};
 use super::{body, created_or_changed, synced, Api, ApiError, ApiResult, Caller};
@@ -80,6 +81,8 @@ pub(super) struct QueueRow {
     messages: usize,
     messages_ready: usize,
     messages_unacknowledged: usize,
+    /// Publishes, deliveries, gets and acks, with their rates (`rates.rs`).
+    message_stats: Value,
     name: String,
     node: &'static str,
     #[serde(flatten)]
@@ -116,7 +119,7 @@ fn memory(s: &Snapshot) -> usize {
     QUEUE + s.consumers * CONSUMER + s.ram_bytes
 }
 
-pub(super) fn row(vhost: &Arc<str>, q: &Arc<Queue>) -> QueueRow {
+pub(super) fn row(vhost: &Arc<str>, q: &Arc<Queue>, rates: &Rates) -> QueueRow {
     let s = q.snapshot();
     // One consumer that can take messages is all RabbitMQ needs for 1.0; Warren does not
     // measure the share of time consumers were ready, so it says 1.0 when it has any.
@@ -140,6 +143,7 @@ pub(super) fn row(vhost: &Arc<str>, q: &Arc<Queue>) -> QueueRow {
         messages: s.ready + s.unacked,
         messages_ready: s.ready,
         messages_unacknowledged: s.unacked,
+        message_stats: rates.queue_stats(q),
         name: q.name.clone(),
         node: topology::node(),
         policy: policy_fields(q),
@@ -149,9 +153,9 @@ pub(super) fn row(vhost: &Arc<str>, q: &Arc<Queue>) -> QueueRow {
     }
 }
 
-fn rows_of(v: &VHost) -> Vec<QueueRow> {
+fn rows_of(v: &VHost, rates: &Rates) -> Vec<QueueRow> {
     let name: Arc<str> = Arc::from(v.name.as_str());
-    v.queues().iter().map(|q| row(&name, q)).collect()
+    v.queues().iter().map(|q| row(&name, q, rates)).collect()
 }
 
 async fn list_all(c: Caller, RawQuery(query): RawQuery) -> ApiResult<Response> {
@@ -159,7 +163,7 @@ async fn list_all(c: Caller, RawQuery(query): RawQuery) -> ApiResult<Response> {
     let mut rows = Vec::new();
     for v in c.broker.vhosts() {
         if c.require_vhost(&v.name).is_ok() {
-            rows.extend(rows_of(&v));
+            rows.extend(rows_of(&v, &c.rates));
         }
     }
     list.respond(rows)
@@ -172,7 +176,7 @@ async fn list_vhost(
 ) -> ApiResult<Response> {
     let list = ListQuery::parse(query.as_deref())?;
     let v = topology::vhost(&c, &vhost)?;
-    list.respond(rows_of(&v))
+    list.respond(rows_of(&v, &c.rates))
 }
 
 /// The queue of a path, in a vhost the caller may see (404 if either is missing).
@@ -184,7 +188,7 @@ pub(super) fn queue(c: &Caller, vhost: &str, name: &str) -> ApiResult<(Arc<VHost
 
 async fn show(c: Caller, Path((vhost, name)): Path<(String, String)>) -> ApiResult<Json<QueueRow>> {
     let (v, q) = queue(&c, &vhost, &name)?;
-    Ok(Json(row(&Arc::from(v.name.as_str()), &q)))
+    Ok(Json(row(&Arc::from(v.name.as_str()), &q, &c.rates)))
 }
 
 async fn put(

@@ -43,6 +43,7 @@ fn describe(c: &Caller, v: &VhostInfo) -> Value {
         "messages": ready + unacked,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
+        "message_stats": c.broker.vhost(&v.name).map(|vh| c.rates.vhost_stats(&vh)),
     })
 }
 
