@@ -12,8 +12,9 @@
 # in compat-tests/.logs/.
 #
 # Environment: AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2F),
-# MANAGEMENT_URL (the broker's management API, for python/access.py; it fails
-# without it), AMQPS_URL and AMQPS_CA (the broker's TLS listener and the CA of its
+# MANAGEMENT_URL (the broker's management API, for python/access.py and
+# python/rabbitmqadmin.py; they fail without it), RABBITMQADMIN (rabbitmqadmin v1;
+# found or fetched when unset), AMQPS_URL and AMQPS_CA (the broker's TLS listener and the CA of its
 # certificate, for the tls programs; they fail without them),
 # COMPAT_TEST_TIMEOUT (each program's own watchdog, seconds, default 20),
 # COMPAT_KILL_TIMEOUT (outer kill timeout per program, default 40).
@@ -82,8 +83,28 @@ install_node() {
   node_deps_ok || { echo "amqplib install did not take" >&2; return 1; }
 }
 
+# RabbitMQ's rabbitmqadmin (v1), for python/rabbitmqadmin.py: the installed one, else
+# the script from Debian's rabbitmq-server package, unpacked into .cache (not installed:
+# the package would pull in Erlang and start a node).
+install_rabbitmqadmin() {
+  if [ -n "${RABBITMQADMIN:-}" ]; then return; fi
+  if command -v rabbitmqadmin >/dev/null; then
+    RABBITMQADMIN=$(command -v rabbitmqadmin); export RABBITMQADMIN; return
+  fi
+  local cache="$HERE/.cache/rabbitmq-server"
+  if [ ! -f "$cache/usr/bin/rabbitmqadmin" ]; then
+    echo "fetching rabbitmqadmin from Debian's rabbitmq-server package" >&2
+    mkdir -p "$cache"
+    (cd "$cache" && { apt-get download rabbitmq-server >/dev/null 2>&1 ||
+      { apt-get update -qq && apt-get download rabbitmq-server; }; } &&
+      dpkg-deb -x rabbitmq-server_*.deb . && rm -f rabbitmq-server_*.deb) >&2
+  fi
+  RABBITMQADMIN="$cache/usr/bin/rabbitmqadmin"; export RABBITMQADMIN
+}
+
 install_python
 install_node
+install_rabbitmqadmin
 
 # ------------------------------------------------------------------- run --
 
