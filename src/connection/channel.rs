@@ -3,6 +3,7 @@
 //! transaction modes.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hasher;
 
 use super::confirms::Confirms;
 use std::sync::Arc;
@@ -155,5 +156,26 @@ impl Channel {
             let i = self.unacked.partition_point(|u| u.tag < d.tag);
             self.unacked.insert(i, d);
         }
+    }
+}
+
+/// Channel numbers are small, distinct integers chosen by the client: they are their own hash
+/// (SipHash showed up at ~4% of a publish-heavy profile).
+#[derive(Default)]
+pub(super) struct ChannelHasher(u64);
+
+impl Hasher for ChannelHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.0 = u64::from(n);
     }
 }

@@ -32,7 +32,7 @@ mod transport;
 
 use crate::metrics::Counter;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,27 +73,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// until the client hangs up: RabbitMQ's CLOSING_TIMEOUT (or the heartbeat, if shorter).
 const LINGER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Channel numbers are small, distinct integers chosen by the client: they are their own hash
-/// (SipHash showed up at ~4% of a publish-heavy profile).
-#[derive(Default)]
-struct ChannelHasher(u64);
-
-impl Hasher for ChannelHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.0 = u64::from(n);
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     AwaitStartOk,
@@ -127,7 +106,7 @@ pub struct Connection {
     heartbeat: u16,
     /// By channel number; looked up several times per publish, so hashed as the number itself.
     /// Boxed: a map sized for a few 552-byte channels would cost an idle connection 2 KiB.
-    channels: HashMap<u16, Box<Channel>, BuildHasherDefault<ChannelHasher>>,
+    channels: HashMap<u16, Box<Channel>, BuildHasherDefault<channel::ChannelHasher>>,
     out: output::Output,
     /// Where other tasks' events for this connection wait (see `events`).
     inbox: Arc<events::Inbox>,

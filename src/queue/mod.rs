@@ -13,7 +13,8 @@
 //! `expiry` (TTLs and `x-expires`), `equivalence` (redeclares and exclusivity), `ready`
 //! (the ready messages, RAM then disk), `pager` (the disk side, run off the lock) and
 //! `page_file` (the on-disk tail), `arguments`
-//! (x-arguments checked at declare), `consumer` (consumers, credit, the outbox),
+//! (x-arguments checked at declare), `policy` (the policies a queue runs with),
+//! `consumer` (consumers, credit, the outbox),
 //! `dead_letter` (the dead-lettered message and `x-death`).
 
 pub mod arguments;
@@ -24,6 +25,7 @@ pub mod equivalence;
 mod expiry;
 mod page_file;
 mod pager;
+mod policy;
 pub mod ready;
 
 pub use expiry::now_ms;
@@ -207,41 +209,6 @@ impl Queue {
         q.start_expires_watch(&mut st);
         drop(st);
         q
-    }
-
-    /// Runs the queue with the policies that now apply (at declare, and whenever a policy
-    /// changes): the new limits take effect at once, as RabbitMQ's do (a shorter length
-    /// limit drops from the head, a new `expires` starts counting).
-    pub fn apply_policy(self: &Arc<Self>, applied: Arc<Applied>) {
-        let args = Arc::new(
-            self.declared
-                .with_policy(self.overflow_declared, &applied.values),
-        );
-        let mut st = self.state.lock();
-        if st.applied.same_as(&applied) {
-            return;
-        }
-        self.consumer_timeout
-            .store(args.consumer_timeout.unwrap_or(0), Ordering::Relaxed);
-        st.args = if *args == *self.declared {
-            self.declared.clone()
-        } else {
-            args
-        };
-        st.applied = applied;
-        self.enforce_drop_head(&mut st);
-        self.start_expires_watch(&mut st);
-        self.unlock(st);
-    }
-
-    /// The policies that apply now.
-    pub fn policy(&self) -> Arc<Applied> {
-        self.state.lock().applied.clone()
-    }
-
-    /// The consumer timeout in ms (`x-consumer-timeout` or a policy's), if any.
-    pub fn consumer_timeout(&self) -> Option<u64> {
-        Some(self.consumer_timeout.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
     }
 
     /// Messages read back from disk (on the pager's thread): into the head, then on to

@@ -32,6 +32,7 @@ use lapin::{
 
 pub mod broker;
 pub mod child;
+pub mod ctl;
 pub mod http;
 pub mod lab;
 pub mod raw;
